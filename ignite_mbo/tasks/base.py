@@ -1,0 +1,45 @@
+"""The task record every baseline receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+class Oracle(Protocol):
+    """Maps designs (n, *shape) to raw scores (n, 1), exactly as the task's ground truth."""
+
+    def __call__(self, x: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """An offline MBO task: the training data, the exact oracle and the normalisation constants.
+
+    ``x`` holds integer tokens (n, length) for discrete tasks and float32 (n, dim) for continuous
+    ones; ``y`` is float32 (n, 1). ``y_min``/``y_max`` are the min/max of the *full* dataset (not
+    just the training subset), the constants Design-Bench uses to normalise reported scores.
+    """
+
+    task_id: str
+    x: np.ndarray
+    y: np.ndarray
+    oracle: Oracle
+    y_min: float
+    y_max: float
+    num_classes: int | None = None
+    info: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.num_classes is not None
+
+    @property
+    def design_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def normalize_score(self, y: np.ndarray) -> np.ndarray:
+        """Map raw oracle scores to [0, 1] by the full dataset's min and max."""
+        return (np.asarray(y, dtype=np.float64) - self.y_min) / (self.y_max - self.y_min)

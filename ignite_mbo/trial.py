@@ -1,0 +1,50 @@
+"""Run one trial in-process: build the task, run the baseline, score its designs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ignite_mbo.baselines import load
+from ignite_mbo.baselines.base import Context, Proposal
+from ignite_mbo.config import TrialConfig
+from ignite_mbo.evaluation import evaluate
+from ignite_mbo.tasks import Task, make
+from ignite_mbo.training import MetricLogger
+
+
+@dataclass
+class TrialResult:
+    summary: dict[str, float]
+    proposal: Proposal
+    scores: np.ndarray  # normalised oracle score of each proposed design
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` takes the GPU Ray (or the user) made visible, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def run_trial(
+    config: TrialConfig, task: Task | None = None, *, data_dir: str | None = None,
+    log: MetricLogger | None = None, device: str = "auto",
+) -> TrialResult:
+    """Run ``config`` once. The same config and seed give the same scores on the same machine (CPU)."""
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    if task is None:
+        task = make(config.task, data_dir, **config.task_options)
+    ctx = Context(new_regularizer=config.regularizer.build, seed=config.seed, device=resolve_device(device),
+                  log=log or (lambda metrics, step: None))
+    proposal = load(config.baseline).propose(task, config.baseline_settings(), ctx)
+    summary, scores = evaluate(task, proposal)
+    summary.update(proposal.metrics)
+    summary["regularizer_affects_search"] = proposal.regularizer_affects_search
+    summary["wall_time_s"] = time.perf_counter() - started
+    return TrialResult(summary=summary, proposal=proposal, scores=scores)

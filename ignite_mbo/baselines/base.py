@@ -59,7 +59,7 @@ class Proposal:
 
 def train_gaussian_ensemble(
     task: Task, space: DesignSpace, ctx: Context, fit: FitSettings, *,
-    num_models: int, hidden_size: int, bootstrap: bool,
+    num_models: int, hidden_size: int, bootstrap: bool, num_layers: int = 2,
 ) -> list[TrainedSurrogate]:
     """Train ``num_models`` Gaussian MLPs on the task's z-scored y, each with its own regularizer."""
     features = space.encode(task.x)
@@ -67,7 +67,7 @@ def train_gaussian_ensemble(
     surrogates = []
     for member in range(num_models):
         torch.manual_seed(ctx.seed * 1000 + member)
-        model = GaussianMLP(int(np.prod(features.shape[1:])), hidden_size=hidden_size).to(ctx.device)
+        model = GaussianMLP(int(np.prod(features.shape[1:])), hidden_size, num_layers).to(ctx.device)
         regularizer = ctx.new_regularizer()
         prefix = f"model_{member}/" if num_models > 1 else ""
         history = train_surrogate(model, features, targets, regularizer, fit, generator=ctx.generator(member),
@@ -93,7 +93,7 @@ def gradient_ascent(
         (grad,) = torch.autograd.grad(predicted.sum(), x)
         x = (x + learning_rate * grad).detach()
         if log is not None and (step % 10 == 0 or step == steps - 1):
-            log({"search/predicted_mean": float(predicted.mean())}, step)
+            log({"search/predicted_mean": predicted.mean().item()}, step)
     return x
 
 

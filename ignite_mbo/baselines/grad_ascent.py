@@ -21,7 +21,7 @@ class Settings(BaselineSettings):
     solver_lr: float = 0.01  # times √(number of features)
 
 
-QUICK = {"hidden_size": 64, "epochs": 3}
+QUICK = {"hidden_size": 256, "epochs": 10}
 
 
 def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:

@@ -1,0 +1,250 @@
+"""Model Inversion Networks (MINs): sample designs from a score-conditioned generator.
+
+Reference: Kumar & Levine, "Model Inversion Networks for Model-Based Optimization", NeurIPS
+2020; design-baselines ``mins`` with the TF-Bind-8 settings of its ``experiments.py`` (offline,
+no further iterations).
+
+The inverse model is a conditional Wasserstein GAN with gradient penalty: a generator
+G(z, y) and a critic D(x, y) (MLPs with LayerNorm and the score's embedding fed to every layer).
+Each training sample is reweighted by ``score_weights`` (the reference's histogram reweighting
+toward high scores), the critic takes a step on every batch and the generator on every
+``critic_frequency``-th one. Discrete designs are one-hot vectors; the generator emits
+Gumbel-softmax samples and real designs are softened likewise (``keep``), with a temperature
+annealed linearly from ``start_temp`` to ``final_temp`` over the epochs. The 128 designs are
+generated conditioned on y* = the best (normalised) training score, at temperature 0.001.
+
+Regularized model: the forward model (a Gaussian MLP trained on the offline data, with the
+reference's input noise), where the official IGNITE code puts the regularizer. In offline MINs
+with the published settings (``iterations=0``) that model is never used by the search, so the
+regularizer CANNOT change MINs' proposals: the forward model is still trained through
+``train_surrogate`` (logged, its sharpness measured) and the proposal says
+``regularizer_affects_search=False``. The GAN's initialisation and noise come from their own
+seeds, so none / ignite / ignite2 give identical designs for the same seed.
+
+Deliberate deviations: only the "exploitation" GAN is trained (with ``iterations=0`` the
+reference's "exploration" GAN never influences the designs); PyTorch's default layer
+initialisation; the temperature schedule tolerates ``gan_epochs=1`` (it stays at ``start_temp``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ignite_mbo.baselines.base import BaselineSettings, Context, Proposal, TrainedSurrogate
+from ignite_mbo.design_space import DesignSpace, TargetScaler
+from ignite_mbo.models import GaussianMLP, gaussian_nll
+from ignite_mbo.tasks import Task
+from ignite_mbo.training import FitSettings, train_surrogate
+
+HISTOGRAM_BINS = 20
+MAX_WEIGHT = 5.0
+SAMPLING_TEMP = 0.001  # Gumbel-softmax temperature when generating the final designs
+FORWARD_NOISE_TEMP = 0.001  # ... and when corrupting the forward model's one-hot inputs
+
+
+class Settings(BaselineSettings):
+    # forward model (regularized, unused by the search)
+    hidden_size: int = 1024
+    num_layers: int = 1
+    forward_epochs: int = 100
+    forward_batch_size: int = 128
+    forward_lr: float = 1e-3
+    validation_size: int = 200
+    # inverse model: conditional WGAN-GP
+    gan_hidden_size: int = 1024
+    latent_size: int = 32
+    gan_epochs: int = 200
+    gan_batch_size: int = 128
+    critic_frequency: int = 10
+    penalty_weight: float = 10.0
+    generator_lr: float = 2e-4
+    discriminator_lr: float = 2e-4
+    adam_beta_1: float = 0.0  # both GAN optimizers
+    adam_beta_2: float = 0.9
+    base_temp: float = 0.1  # softmax temperature of the score reweighting
+    keep: float = 0.99  # probability mass kept on a real design's token by the input noise
+    start_temp: float = 5.0
+    final_temp: float = 1.0
+
+
+QUICK = {"hidden_size": 64, "forward_epochs": 1, "gan_hidden_size": 64, "gan_epochs": 2,
+         "gan_batch_size": 512}
+
+
+@dataclass(frozen=True)
+class OneHotSpace(DesignSpace):
+    """Discrete designs as one-hot vectors (length, num_classes), the reference's MINs input."""
+
+    def encode(self, x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.eye(self.num_classes, dtype=np.float32)[x])
+
+    def decode(self, features: torch.Tensor) -> np.ndarray:
+        return features.detach().argmax(dim=-1).cpu().numpy().astype(np.int32)
+
+
+def relaxed_one_hot(logits: torch.Tensor, temp: float, generator: torch.Generator) -> torch.Tensor:
+    """A Gumbel-softmax (relaxed one-hot categorical) sample over the last axis."""
+    uniform = torch.rand(logits.shape, generator=generator).clamp(1e-10, 1.0).to(logits.device)
+    return torch.softmax((logits - torch.log(-torch.log(uniform))) / temp, dim=-1)
+
+
+def soften(one_hot: torch.Tensor, keep: float, temp: float, generator: torch.Generator) -> torch.Tensor:
+    """The reference's discrete input noise: keep ``keep`` of the mass, spread the rest, resample."""
+    probs = keep * one_hot + (1.0 - keep) / one_hot.shape[-1]
+    return relaxed_one_hot(probs.log(), temp, generator)
+
+
+def score_weights(y: np.ndarray, base_temp: float) -> np.ndarray:
+    """MINs' reweighting: a target distribution over 20 score bins ∝ softmax(bin upper edge / T),
+    restricted to occupied bins, divided by each sample's bin frequency and clipped at 5."""
+    scores = y[:, 0]
+    counts, edges = np.histogram(scores, bins=HISTOGRAM_BINS)
+    frequency = counts / counts.sum()
+    upper = edges[1:]
+    target = np.exp((upper - upper.max()) / base_temp)
+    target = target / target.sum() * (frequency / (frequency + 1e-3))
+    target = target / (target.sum() + 1e-7)
+    bins = np.minimum(np.digitize(scores, upper), HISTOGRAM_BINS - 1)
+    weights = np.clip(target[bins] / (frequency[bins] + 1e-7), 0.0, MAX_WEIGHT)
+    return weights.astype(np.float32)[:, None]
+
+
+class _ScoreConditionedMLP(nn.Module):
+    """Three LayerNorm + LeakyReLU(0.2) layers then a linear head, the score's embedding
+    concatenated to the input of every layer (the reference's generator and critic body)."""
+
+    def __init__(self, input_size: int, output_size: int, hidden: int) -> None:
+        super().__init__()
+        self.embed = nn.Linear(1, hidden)
+        self.layers = nn.ModuleList([nn.Linear(input_size + hidden, hidden)]
+                                    + [nn.Linear(2 * hidden, hidden) for _ in range(2)])
+        self.norms = nn.ModuleList([nn.LayerNorm(hidden) for _ in range(3)])
+        self.head = nn.Linear(2 * hidden, output_size)
+        self.activation = nn.LeakyReLU(0.2)
+
+    def forward(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        y_embed = self.embed(y)
+        for layer, norm in zip(self.layers, self.norms, strict=True):
+            h = self.activation(norm(layer(torch.cat([h, y_embed], dim=1))))
+        return self.head(torch.cat([h, y_embed], dim=1))
+
+
+class Generator(nn.Module):
+    """G(z, y): designs conditioned on a score; relaxed one-hot samples for discrete designs."""
+
+    def __init__(self, design_shape: tuple[int, ...], latent_size: int, hidden: int, discrete: bool) -> None:
+        super().__init__()
+        self.design_shape = design_shape
+        self.latent_size = latent_size
+        self.discrete = discrete
+        self.body = _ScoreConditionedMLP(latent_size, int(np.prod(design_shape)), hidden)
+
+    def sample(self, y: torch.Tensor, temp: float, generator: torch.Generator) -> torch.Tensor:
+        z = torch.randn((len(y), self.latent_size), generator=generator).to(y.device)
+        out = self.body(z, y).reshape(len(y), *self.design_shape)
+        return relaxed_one_hot(torch.log_softmax(out, dim=-1), temp, generator) if self.discrete else out
+
+
+class Critic(nn.Module):
+    """D(x, y): the Wasserstein critic, real designs scoring high."""
+
+    def __init__(self, design_shape: tuple[int, ...], hidden: int) -> None:
+        super().__init__()
+        self.body = _ScoreConditionedMLP(int(np.prod(design_shape)), 1, hidden)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.body(x.flatten(1), y)
+
+    def gradient_penalty(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(1 − ‖∇ₓD(x, y)‖)² per sample, differentiable w.r.t. the critic."""
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(self(x, y).sum(), x, create_graph=True)
+        return (1.0 - grad.flatten(1).norm(dim=1, keepdim=True)) ** 2
+
+
+def train_inverse_model(
+    x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, settings: Settings, ctx: Context, *, discrete: bool,
+) -> tuple[Generator, dict[str, float]]:
+    """Train the weighted conditional WGAN-GP on (x, y); returns it and its last epoch's mean losses."""
+    design_shape = tuple(x.shape[1:])
+    generator = Generator(design_shape, settings.latent_size, settings.gan_hidden_size, discrete).to(ctx.device)
+    critic = Critic(design_shape, settings.gan_hidden_size).to(ctx.device)
+    betas = (settings.adam_beta_1, settings.adam_beta_2)
+    generator_opt = torch.optim.Adam(generator.parameters(), lr=settings.generator_lr, betas=betas)
+    critic_opt = torch.optim.Adam(critic.parameters(), lr=settings.discriminator_lr, betas=betas)
+    rng = ctx.generator(100)
+    order = torch.randperm(len(x), generator=rng)
+    train_rows = order[settings.validation_size:]  # the reference holds out a validation split
+
+    epoch_metrics: dict[str, float] = {}
+    for epoch in range(settings.gan_epochs):
+        progress = epoch / max(settings.gan_epochs - 1, 1)
+        temp = settings.start_temp + (settings.final_temp - settings.start_temp) * progress
+        stats: dict[str, list[float]] = {"critic_loss": [], "wasserstein": [], "penalty": [], "generator_loss": []}
+        batches = train_rows[torch.randperm(len(train_rows), generator=rng)].split(settings.gan_batch_size)
+        for step, batch in enumerate(batches):
+            xb, yb, wb = (t[batch.to(ctx.device)] for t in (x, y, weights))
+            if discrete:
+                xb = soften(xb, settings.keep, temp, rng)
+            with torch.no_grad():
+                fake = generator.sample(yb, temp, rng)
+            d_real, d_fake = critic(xb, yb), critic(fake, yb)
+            mix = torch.rand((len(xb),) + (1,) * (xb.dim() - 1), generator=rng).to(ctx.device)
+            penalty = critic.gradient_penalty(xb * mix + fake * (1 - mix), yb)
+            critic_loss = (wb * (d_fake - d_real + settings.penalty_weight * penalty)).mean()
+            critic_opt.zero_grad(set_to_none=True)
+            critic_loss.backward()
+            critic_opt.step()
+            stats["critic_loss"].append(critic_loss.item())
+            stats["wasserstein"].append((d_real - d_fake).mean().item())
+            stats["penalty"].append(penalty.mean().item())
+
+            if step % settings.critic_frequency == 0:
+                generator_loss = -(wb * critic(generator.sample(yb, temp, rng), yb)).mean()
+                generator_opt.zero_grad(set_to_none=True)
+                generator_loss.backward()
+                generator_opt.step()
+                stats["generator_loss"].append(generator_loss.item())
+        epoch_metrics = {name: float(np.mean(values)) for name, values in stats.items()} | {"temp": temp}
+        ctx.log({f"gan/{name}": value for name, value in epoch_metrics.items()}, epoch)
+    return generator.eval(), epoch_metrics
+
+
+def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
+    space = OneHotSpace(num_classes=task.num_classes) if task.is_discrete else DesignSpace.for_task(task)
+    features = space.encode(task.x).to(ctx.device)
+    targets = TargetScaler.fit(task.y).transform(task.y).to(ctx.device)
+
+    # The regularized forward model: trained and measured, never queried by the search.
+    torch.manual_seed(ctx.seed * 1000)
+    model = GaussianMLP(int(np.prod(features.shape[1:])), settings.hidden_size, settings.num_layers).to(ctx.device)
+    noise = ctx.generator(1)
+
+    def noisy_nll(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        if task.is_discrete:
+            xb = soften(xb, settings.keep, FORWARD_NOISE_TEMP, noise)
+        return gaussian_nll(model, xb, yb)
+
+    regularizer = ctx.new_regularizer()
+    fit = FitSettings(settings.forward_epochs, settings.forward_batch_size, settings.forward_lr,
+                      settings.validation_size)
+    history = train_surrogate(model, features, targets, regularizer, fit, generator=ctx.generator(0),
+                              loss_fn=noisy_nll, log=ctx.log, prefix="forward/")
+    surrogate = TrainedSurrogate(model.eval(), space, regularizer, history)
+
+    # The inverse model, seeded on its own: its designs never depend on the regularizer.
+    torch.manual_seed(ctx.seed * 1000 + 100)
+    weights = torch.from_numpy(score_weights(targets.cpu().numpy(), settings.base_temp)).to(ctx.device)
+    generator, gan_metrics = train_inverse_model(features, targets, weights, settings, ctx, discrete=task.is_discrete)
+    condition = targets.max().expand(settings.num_designs, 1)
+    with torch.no_grad():
+        designs = generator.sample(condition, SAMPLING_TEMP, ctx.generator(101))
+    metrics = {f"final_{name}": gan_metrics[name] for name in ("generator_loss", "critic_loss", "wasserstein")
+               if name in gan_metrics}
+    metrics["condition_score"] = float(task.normalize_score(task.y.max()))  # y*, in the summary's score units
+    return Proposal(designs=space.decode(designs), surrogates=[surrogate], metrics=metrics,
+                    regularizer_affects_search=False)

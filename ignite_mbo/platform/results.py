@@ -1,0 +1,54 @@
+"""The per-sweep results table: one row per trial, its config and its final metrics (Parquet)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from ray.tune import ResultGrid
+
+from ignite_mbo.config import TrialConfig
+
+SUMMARY_COLUMNS = (
+    "score_100th", "score_80th", "score_50th", "score_mean", "num_candidates", "sharpness_train",
+    "sharpness_candidates", "final_lambda", "regularizer_affects_search", "wall_time_s", "mlflow_run_id",
+)
+
+
+def results_table(results: ResultGrid) -> pd.DataFrame:
+    """Rows for every trial of a finished (or partly failed) Tune run."""
+    rows = []
+    for result in results:
+        config = TrialConfig.parse(result.config["trial"])
+        metrics = result.metrics or {}
+        row = {
+            "trial_id": metrics.get("trial_id", Path(result.path).name),
+            "status": "ERROR" if result.error else "TERMINATED",
+            "error": f"{type(result.error).__name__}: {result.error}"[:1000] if result.error else "",
+            "task": config.task,
+            "baseline": config.baseline,
+            "regularizer": config.regularizer.name,
+            "seed": config.seed,
+        }
+        row.update({column: metrics.get(column) if not result.error else None for column in SUMMARY_COLUMNS})
+        row.update({f"config.{key}": value for key, value in config.flat().items()})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    config_columns = [c for c in table.columns if c.startswith("config.")]
+    table[config_columns] = table[config_columns].astype(str)  # mixed-type params stay readable in Parquet
+    return table.sort_values(["task", "baseline", "regularizer", "seed"], kind="stable").reset_index(drop=True)
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    """Write ``table`` as Parquet atomically (a temp file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), partial)
+    os.replace(partial, path)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    return pq.read_table(path).to_pandas()

@@ -1,0 +1,147 @@
+"""MLflow: one experiment per sweep, a parent run per sweep, one nested run per trial.
+
+Local runs use a sqlite store (MLflow 3 refuses plain ``file:`` stores); clusters point every
+trial at the tracking server on the head node (``http://HEAD:5000``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from ignite_mbo.config import TrialConfig  # noqa: E402
+from ignite_mbo.trial import TrialResult  # noqa: E402
+
+TAG_PREFIX = "ignite_mbo."
+_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
+
+
+def default_tracking_uri(directory: str | os.PathLike[str] = ".") -> str:
+    """A sqlite store in ``directory`` (absolute, so Ray workers in other folders find it)."""
+    return f"sqlite:///{Path(directory).resolve() / 'mlflow.db'}"
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created if needed.
+
+    With a sqlite store the artifacts go to ``mlartifacts/`` beside the database file (MLflow's
+    default would be ``./mlruns`` of whichever process happened to create the experiment).
+    """
+    experiment = client.get_experiment_by_name(name)
+    if experiment:
+        return experiment.experiment_id
+    uri = client.tracking_uri
+    location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / name).as_uri() if uri.startswith("sqlite:///") else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+class TrialRecorder:
+    """Collects a trial's step metrics and writes its MLflow run: params, tags, curves, artifacts.
+
+    Metrics are buffered and written in batches when the trial ends, which keeps concurrent trials
+    from contending for a sqlite store's write lock.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str, config: TrialConfig,
+                 parent_run_id: str | None = None, run_name: str | None = None, run_id: str | None = None) -> None:
+        self.client = MlflowClient(tracking_uri)
+        self.config = config
+        self.metrics: list[Metric] = []
+        if run_id is None:
+            tags = {f"{TAG_PREFIX}{key}": str(getattr(config, key)) for key in ("task", "baseline", "seed", "fidelity")}
+            tags[f"{TAG_PREFIX}regularizer"] = config.regularizer.name
+            tags[f"{TAG_PREFIX}kind"] = "trial"
+            if parent_run_id:
+                tags["mlflow.parentRunId"] = parent_run_id
+            run = self.client.create_run(experiment_id(self.client, experiment), run_name=run_name, tags=tags)
+            run_id = run.info.run_id
+            params = [Param(key, str(value)) for key, value in config.flat().items()]
+            for start in range(0, len(params), 100):
+                self.client.log_batch(run_id, params=params[start:start + 100])
+        self.run_id = run_id
+
+    def __call__(self, metrics: dict[str, float], step: int) -> None:
+        timestamp = int(1000 * pd.Timestamp.now().timestamp())
+        self.metrics += [Metric(key.replace("/", "."), float(value), timestamp, step)
+                         for key, value in metrics.items() if np.isfinite(value)]
+
+    def flush(self) -> None:
+        for start in range(0, len(self.metrics), _BATCH):
+            self.client.log_batch(self.run_id, metrics=self.metrics[start:start + _BATCH])
+        self.metrics = []
+
+    def finish(self, result: TrialResult) -> None:
+        """Write the final summary, the candidates, the surrogates and the training plot; close the run."""
+        finals = {key: float(value) for key, value in result.summary.items() if isinstance(value, (int, float))}
+        self(finals, 0)
+        self.flush()
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder)
+            candidates_table(result).to_parquet(out / "candidates.parquet", index=False)
+            for index, surrogate in enumerate(result.proposal.surrogates):
+                torch.save(surrogate.model.state_dict(), out / f"surrogate_{index}.pt")
+            (out / "summary.json").write_text(json.dumps(result.summary, indent=2, default=float))
+            plot_training(result, out / "training_curves.png")
+            self.client.log_artifacts(self.run_id, str(out))
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def fail(self, reason: str) -> None:
+        self.flush()
+        self.client.set_tag(self.run_id, f"{TAG_PREFIX}error", reason[:5000])
+        self.client.set_terminated(self.run_id, "FAILED")
+
+
+def candidates_table(result: TrialResult) -> pd.DataFrame:
+    """The proposed designs (one column per coordinate) with their normalised oracle scores."""
+    designs = result.proposal.designs.reshape(len(result.proposal.designs), -1)
+    table = pd.DataFrame(designs, columns=[f"x{i}" for i in range(designs.shape[1])])
+    table["score_normalized"] = result.scores
+    return table
+
+
+def plot_training(result: TrialResult, path: Path) -> None:
+    """λ and measured sharpness per epoch for each regularized model."""
+    figure, (ax_lambda, ax_sharp) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for index, surrogate in enumerate(result.proposal.surrogates):
+        epochs = range(len(surrogate.history))
+        ax_lambda.plot(epochs, [m["lambda"] for m in surrogate.history], label=f"model {index}")
+        ax_sharp.plot(epochs, [m["sharpness"] for m in surrogate.history], label=f"model {index}")
+    ax_lambda.set(xlabel="epoch", ylabel="λ", title="Lagrange multiplier")
+    ax_sharp.set(xlabel="epoch", ylabel="ρ‖∇β G‖ (ρ=0.05)", title="surrogate sharpness")
+    if len(result.proposal.surrogates) > 1:
+        ax_sharp.legend(fontsize="small")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    path.write_bytes(buffer.getvalue())
+
+
+def start_sweep_run(tracking_uri: str, experiment: str, spec: dict[str, Any]) -> str:
+    """Create the sweep's parent run (trials nest under it in the MLflow UI); returns its id."""
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(experiment_id(client, experiment), run_name=f"sweep:{experiment}",
+                            tags={f"{TAG_PREFIX}kind": "sweep"})
+    client.log_dict(run.info.run_id, spec, "sweep_spec.json")
+    return run.info.run_id
+
+
+def search_trial_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
+    """The sweep's trial runs as a DataFrame (``mlflow.search_runs``)."""
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.search_runs(experiment_names=[experiment], filter_string=f"tags.`{TAG_PREFIX}kind` = 'trial'")

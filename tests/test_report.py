@@ -1,0 +1,225 @@
+"""Tests for the paper-style gain report (ignite_mbo.platform.report)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ignite_mbo.errors import UserError
+from ignite_mbo.platform.report import Report, build_report, log_report_to_mlflow, plot_sensitivity
+
+TASK_A, TASK_B = "TFBind8-Exact-v0", "AntMorphology-Exact-v0"
+NOISE = {0: -0.01, 1: 0.0, 2: 0.01}  # per seed: sample std over 3 seeds is exactly 0.01
+BASE = {(TASK_A, "grad-ascent"): 0.80, (TASK_B, "grad-ascent"): 0.60, (TASK_A, "mins"): 0.70, (TASK_B, "mins"): 0.50}
+OFFSET = {"none": 0.0, "ignite": 0.02, "ignite2": 0.04}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _trial(task: str, baseline: str, regularizer: str, seed: int, score: float, **extra: object) -> dict:
+    return {
+        "task": task,
+        "baseline": baseline,
+        "regularizer": regularizer,
+        "seed": seed,
+        "status": "TERMINATED",
+        "score_100th": score,
+        "score_80th": score - 0.1,
+        "score_50th": score - 0.2,
+        "regularizer_affects_search": baseline != "mins",
+        "objective_kind": "oracle (benchmark mode)",
+        **extra,
+    }
+
+
+@pytest.fixture
+def results() -> pd.DataFrame:
+    """2 tasks × 2 baselines × 3 regularizers × 3 seeds, minus one seed, plus one ERROR trial."""
+    trials = [
+        _trial(task, baseline, reg, seed, BASE[task, baseline] + OFFSET[reg] + NOISE[seed])
+        for (task, baseline) in BASE
+        for reg in OFFSET
+        for seed in NOISE
+        if (task, baseline, reg, seed) != (TASK_B, "grad-ascent", "ignite", 2)
+    ]
+    trials.append(_trial(TASK_A, "grad-ascent", "ignite", 3, 99.0, status="ERROR"))
+    return pd.DataFrame(trials)
+
+
+def _cell(report: Report, task: str, row: str, percentile: str = "100th") -> dict:
+    long = report.long
+    hit = long[(long["task"] == task) & (long["row"] == row) & (long["percentile"] == percentile)]
+    assert len(hit) == 1, (task, row, percentile)
+    return hit.iloc[0].to_dict()
+
+
+def test_means_std_and_paired_gains(results: pd.DataFrame) -> None:
+    report = build_report(results)
+    none_a = _cell(report, TASK_A, "grad-ascent + none")
+    assert none_a["mean"] == pytest.approx(0.80) and none_a["std"] == pytest.approx(0.01)
+    assert none_a["n"] == 3 and math.isnan(none_a["gain_pct"])
+
+    ignite_a = _cell(report, TASK_A, "grad-ascent + ignite")  # the ERROR trial (99.0) is ignored
+    assert ignite_a["mean"] == pytest.approx(0.82) and ignite_a["n"] == 3
+    assert ignite_a["gain_pct"] == pytest.approx(100 * 0.02 / 0.80) and ignite_a["paired_n"] == 3
+    assert _cell(report, TASK_A, "grad-ascent + ignite2")["gain_pct"] == pytest.approx(5.0)
+    assert _cell(report, TASK_A, "grad-ascent + ignite", "50th")["gain_pct"] == pytest.approx(100 * 0.02 / 0.60)
+
+    # Seed 2 is missing: the gain pairs seeds 0 and 1 only (0.61, 0.62 vs 0.59, 0.60).
+    ignite_b = _cell(report, TASK_B, "grad-ascent + ignite")
+    assert ignite_b["mean"] == pytest.approx(0.615) and ignite_b["n"] == 2
+    assert ignite_b["std"] == pytest.approx(0.005 * math.sqrt(2))
+    assert ignite_b["gain_pct"] == pytest.approx(100 * 0.02 / 0.595) and ignite_b["paired_n"] == 2
+
+    mins_b = _cell(report, TASK_B, "mins + ignite2 †", "80th")
+    assert mins_b["mean"] == pytest.approx(0.44) and mins_b["gain_pct"] == pytest.approx(10.0)
+    assert len(report.long) == 2 * 2 * 3 * 3  # tasks × baselines × regularizers × percentiles
+
+
+def test_rows_ordered_and_only_mins_marked(results: pd.DataFrame) -> None:
+    report = build_report(results.iloc[::-1])  # order comes from first appearance, not row order
+    assert list(report.tables["100th"].index) == [
+        "mins + none †",
+        "mins + ignite †",
+        "mins + ignite2 †",
+        "grad-ascent + none",
+        "grad-ascent + ignite",
+        "grad-ascent + ignite2",
+    ]
+    assert list(report.tables["100th"].columns) == [TASK_B, TASK_A]
+    long = report.long
+    assert (long["row"].str.contains("†") == (long["baseline"] == "mins")).all()
+    assert (long["affects_search"] == (long["baseline"] != "mins")).all()
+
+
+def test_markdown_cells_and_footnotes(results: pd.DataFrame) -> None:
+    md = build_report(results).to_markdown()
+    for heading in ("### 100th percentile", "### 80th percentile", "### 50th percentile"):
+        assert heading in md
+    assert "Objective: oracle (benchmark mode)" in md
+    assert f"| baseline + regularizer | {TASK_A} | {TASK_B} |" in md
+    assert "| grad-ascent + none | 0.800 ± 0.010 | 0.600 ± 0.010 |" in md
+    assert "| grad-ascent + ignite | 0.820 ± 0.010 (+2.5%) | 0.615 ± 0.007 [n=2] (+3.4%) |" in md
+    assert "| mins + ignite † | 0.720 ± 0.010 (+2.9%) | 0.520 ± 0.010 (+4.0%) |" in md
+    assert "| grad-ascent + ignite | 0.620 ± 0.010 (+3.3%) |" in md  # 50th percentile
+    assert "sample std (ddof=1)" in md
+    assert "1 trial(s) that did not finish" in md
+    assert "† the regularized model does not feed this baseline's search" in md
+
+
+def test_no_dagger_note_without_marked_rows(results: pd.DataFrame) -> None:
+    md = build_report(results[results["baseline"] != "mins"]).to_markdown()
+    assert "†" not in md
+
+
+def test_varying_hyperparameters_split_rows_and_pair_within_config() -> None:
+    trials = []
+    for fidelity, base in (("low", 0.5), ("high", 0.6)):
+        for seed in (0, 1):
+            common = {"config.fidelity": fidelity, "config.seed": seed, "config.regularizer.eta_lambda": 0.01}
+            noise = 0.01 * seed
+            trials.append(_trial(TASK_A, "grad-ascent", "none", seed, base + noise, **common))
+            for epsilon, offset in ((10.0, 0.03), (2.0, 0.01)):  # text "10.0" < "2.0": order must be numeric
+                trials.append(
+                    _trial(TASK_A, "grad-ascent", "ignite", seed, base + offset + noise,
+                           **common, **{"config.regularizer.epsilon": epsilon})
+                )
+    table = pd.DataFrame(trials)
+    config = [c for c in table.columns if c.startswith("config.")]
+    table[config] = table[config].astype(str)  # as the sweep's results table stores them ("None" for none)
+    report = build_report(table)
+    assert list(report.tables["100th"].index) == [
+        "grad-ascent + none (fidelity=high)",
+        "grad-ascent + none (fidelity=low)",
+        "grad-ascent + ignite (epsilon=2, fidelity=high)",
+        "grad-ascent + ignite (epsilon=2, fidelity=low)",
+        "grad-ascent + ignite (epsilon=10, fidelity=high)",
+        "grad-ascent + ignite (epsilon=10, fidelity=low)",
+    ]
+    gains = report.long[report.long["percentile"] == "100th"].set_index("row")["gain_pct"]
+    assert gains["grad-ascent + ignite (epsilon=2, fidelity=low)"] == pytest.approx(100 * 0.01 / 0.505)
+    assert gains["grad-ascent + ignite (epsilon=2, fidelity=high)"] == pytest.approx(100 * 0.01 / 0.605)
+    assert gains["grad-ascent + ignite (epsilon=10, fidelity=low)"] == pytest.approx(100 * 0.03 / 0.505)
+    assert report.long["config.regularizer.epsilon"].dropna().tolist() == [2, 2, 10, 10] * 3
+
+
+def test_write_produces_three_files_atomically(results: pd.DataFrame, tmp_path: Path) -> None:
+    report = build_report(results)
+    paths = report.write(tmp_path / "out")
+    assert [p.name for p in paths] == ["gain_table.md", "gain_table.csv", "gain_table.png"]
+    assert paths[0].read_text() == report.to_markdown()
+    csv = pd.read_csv(paths[1])
+    assert len(csv) == len(report.long) and "gain_pct" in csv.columns
+    assert paths[2].read_bytes().startswith(PNG_MAGIC)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths)
+
+
+def test_write_leaves_nothing_when_rendering_fails(
+    results: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Report) -> bytes:
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(Report, "_figure_png", broken)
+    with pytest.raises(RuntimeError):
+        build_report(results).write(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("table", "needle"),
+    [
+        (pd.DataFrame(), "empty"),
+        (pd.DataFrame([{"task": TASK_A, "seed": 0}]), "lacks column(s) baseline"),
+        ("only_errors", "no finished trials"),
+        ("no_scores", "have no scores"),
+    ],
+)
+def test_bad_input_raises_user_error(results: pd.DataFrame, table: object, needle: str) -> None:
+    if isinstance(table, str):
+        no_scores = {"score_100th": None, "score_80th": None, "score_50th": None}
+        table = results.assign(status="ERROR") if table == "only_errors" else results.assign(**no_scores)
+    with pytest.raises(UserError) as info:
+        build_report(table)
+    message = str(info.value)
+    assert needle in message and "\n" not in message and "ignite-mbo sweep" in message
+
+
+def test_plot_sensitivity(tmp_path: Path) -> None:
+    trials = [_trial(TASK_A, "grad-ascent", "none", seed, 0.5 + 0.01 * seed) for seed in (0, 1)]
+    trials += [
+        _trial(TASK_A, "grad-ascent", "ignite", seed, 0.5 + 0.01 * seed + eps, **{"config.regularizer.epsilon": eps})
+        for eps in (0.01, 0.1, 1.0)
+        for seed in (0, 1)
+    ]
+    table = pd.DataFrame(trials).astype({"config.regularizer.epsilon": str})
+    out = plot_sensitivity(table, "epsilon", tmp_path / "sens.png")
+    assert out.read_bytes().startswith(PNG_MAGIC)
+    with pytest.raises(UserError, match="no regularizer column 'lr'"):
+        plot_sensitivity(table, "lr", tmp_path / "bad.png")
+
+
+def test_log_report_to_mlflow(results: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)  # the default artifact root ./mlruns lands here
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    report = build_report(results)
+    run_id = log_report_to_mlflow(report, tmp_path / "out", uri, "ignite-test")
+
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(run_id)
+    assert run.info.run_name == "report" and run.info.status == "FINISHED"
+    assert run.data.tags["ignite_mbo.kind"] == "report"
+    names = sorted(a.path for a in client.list_artifacts(run_id, "report"))
+    assert names == ["report/gain_table.csv", "report/gain_table.md", "report/gain_table.png"]
+
+    experiment_id = client.get_experiment_by_name("ignite-test").experiment_id
+    parent = client.create_run(experiment_id, run_name="sweep").info.run_id
+    child = log_report_to_mlflow(report, tmp_path / "out", uri, "ignite-test", parent_run_id=parent)
+    assert client.get_run(child).data.tags["mlflow.parentRunId"] == parent
+    assert len(client.list_artifacts(child, "report")) == 3
+    with pytest.raises(UserError, match="parent run nope not found"):
+        log_report_to_mlflow(report, tmp_path / "out", uri, "ignite-test", parent_run_id="nope")

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ignite_mbo.baselines import BASELINES, load
 from ignite_mbo.baselines.base import BaselineSettings
 from ignite_mbo.errors import UserError
-from ignite_mbo.regularizers import NoneConfig, RegularizerConfig, one_line
+from ignite_mbo.regularizers import CONFIGS, NoneConfig, RegularizerConfig, one_line
 from ignite_mbo.tasks import REGISTRY
 
 Fidelity = Literal["quick", "full"]
@@ -34,6 +34,15 @@ class TrialConfig(BaseModel):
         if task not in REGISTRY:
             raise ValueError(f"unknown task; choose one of {', '.join(REGISTRY)}")
         return task
+
+    @field_validator("regularizer", mode="before")
+    @classmethod
+    def _known_regularizer(cls, value: Any) -> Any:
+        if isinstance(value, str):  # "ignite" is short for {"name": "ignite"}
+            value = {"name": value}
+        if isinstance(value, dict) and value.get("name") not in CONFIGS:
+            raise ValueError(f"unknown regularizer {value.get('name')!r}; choose one of {', '.join(CONFIGS)}")
+        return value
 
     @field_validator("baseline")
     @classmethod

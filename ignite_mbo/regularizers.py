@@ -212,6 +212,6 @@ def one_line(error: ValidationError) -> str:
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "value"
         got = item.get("input")
-        hint = "unknown option; remove it or check its spelling" if item["type"] == "extra_forbidden" else item["msg"]
+        hint = "unknown option; remove it or check its spelling" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {hint} (got {got!r})" if item["type"] != "missing" else f"{where}: required")
     return "; ".join(parts)

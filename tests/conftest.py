@@ -32,3 +32,11 @@ def design_bench_dir() -> Path:
             problem = f"{DATA_DIR_ENV}={value} is incomplete ({exc})"
             pytest.fail(f"{problem}; {MATERIALIZE_HINT}", pytrace=False)
     return Path(value).absolute()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """One intra-op thread per test process: small models run faster and timings stay stable on 2 cores."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -45,6 +45,8 @@ from ignite_mbo.tasks import Task
 
 
 class Settings(SmallEnsembleSettings):
+    """design-baselines' bo_qei TF-Bind-8 configuration (the ensemble fields come from ``SmallEnsembleSettings``)."""
+
     bo_noise_se: float = 0.1
     bo_gp_samples: int = 500
     bo_batch_size: int = 32

@@ -41,6 +41,8 @@ from ignite_mbo.training import MetricLogger
 
 
 class Settings(SmallEnsembleSettings):
+    """design-baselines' cbas TF-Bind-8 configuration (the ensemble fields come from ``SmallEnsembleSettings``)."""
+
     learning_rate: float = 3e-4  # the ensemble's Adam learning rate in the cbas configuration
     latent_size: int = 32
     vae_hidden_size: int = 256
@@ -167,9 +169,10 @@ def fit_vae(vae: DesignVAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, w
     return metrics
 
 
-def ensemble_predictive(surrogates: list[TrainedSurrogate], features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def ensemble_predictive(surrogates: list[TrainedSurrogate],
+                        features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each member's Gaussian mean and std on ``features``, both (n, num_models)."""
-    means, logstds = zip(*(s.model(features) for s in surrogates), strict=True)
+    means, logstds = zip(*(s.model(features) for s in surrogates))
     return torch.cat(means, dim=1), torch.cat(logstds, dim=1).exp()
 
 

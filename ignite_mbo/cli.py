@@ -29,7 +29,10 @@ def key_values(pairs: list[str], flag: str) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UserError(f"{flag} expects KEY=VALUE, got {pair!r}")
-        parsed[key] = yaml.safe_load(value) if value else ""
+        try:
+            parsed[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            raise UserError(f"{flag} {key}: {value!r} is not a YAML value") from None
     return parsed
 
 
@@ -73,8 +76,20 @@ def build_parser() -> Parser:
     sweep.add_argument("--output-dir", type=Path, default=Path("ignite_mbo_results"),
                        help="results go to OUTPUT_DIR/<sweep name>/ (default: ./ignite_mbo_results)")
     sweep.add_argument("--data-dir", help="Design-Bench data folder")
-    sweep.add_argument("--gpus-per-trial", type=float, help="override the YAML's resources.gpu (fractions pack trials)")
+    sweep.add_argument("--gpus-per-trial", type=float,
+                       help="override the YAML's resources.gpu: 0.25 packs 4 trials per GPU; 0 runs on CPU")
     sweep.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    sweep.add_argument("--resume", action="store_true",
+                       help="finish an interrupted sweep in OUTPUT_DIR/<name> (same YAML and options)")
+    sweep.add_argument("--max-retries", type=int,
+                       help="override the YAML's failure.max_retries (a trial that raises is retried from "
+                            "its checkpoint; a NaN/inf loss is never retried)")
+    sweep.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                       help="change the space before it runs, e.g. --override trial.fidelity=quick "
+                            "--override grid.seed=[0,1] (values read as YAML; repeatable)")
+    sweep.add_argument("--storage-path",
+                       help="where Tune keeps trial checkpoints and its state (default: the sweep folder); "
+                            "a multi-node cluster needs shared storage: s3://..., gs://... or an NFS path")
 
     report = commands.add_parser("report", help="print and save the gain table of a finished sweep")
     report.add_argument("sweep", type=Path, help="a sweep folder (OUTPUT_DIR/<name>) or its results.parquet")
@@ -116,7 +131,9 @@ def command_sweep(args: argparse.Namespace) -> int:
 
     outcome = run_sweep(args.space, address=args.address, tracking_uri=args.tracking_uri,
                         output_dir=args.output_dir, data_dir=args.data_dir,
-                        gpus_per_trial=args.gpus_per_trial, num_cpus=args.num_cpus)
+                        gpus_per_trial=args.gpus_per_trial, num_cpus=args.num_cpus, resume=args.resume,
+                        max_retries=args.max_retries, overrides=key_values(args.override, "--override"),
+                        storage_path=args.storage_path)
     print(outcome.report_markdown)
     print(f"{outcome.num_trials} trials ({outcome.num_errors} failed); results: {outcome.results_path}")
     return 1 if outcome.num_errors else 0
@@ -130,14 +147,15 @@ def command_report(args: argparse.Namespace) -> int:
     path = args.sweep / RESULTS_FILE if args.sweep.is_dir() else args.sweep
     if not path.is_file():
         raise UserError(f"no results table at {path}; pass a sweep folder made by 'ignite-mbo sweep' or its {RESULTS_FILE}")
-    report = reporting.build_report(read_table(path))
-    report.write(path.parent)
     meta_path = path.parent / SWEEP_FILE
-    if not args.no_mlflow and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        reporting.log_report_to_mlflow(report, path.parent, meta["tracking_uri"], meta["experiment"],
-                                       parent_run_id=meta["parent_run_id"])
-    print(report.to_markdown())
+    if meta_path.is_file():  # a sweep folder: the report, its sensitivity plots, logged to the sweep's run
+        from ignite_mbo.platform.sweep import report_sweep
+
+        print(report_sweep(path.parent, read_table(path), json.loads(meta_path.read_text()), mlflow=not args.no_mlflow))
+    else:
+        report = reporting.build_report(read_table(path))
+        report.write(path.parent)
+        print(report.to_markdown())
     print(f"written: {path.parent / 'gain_table.md'}, gain_table.csv, gain_table.png")
     return 0
 

@@ -10,6 +10,7 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
+from ignite_mbo import checkpoints
 from ignite_mbo.models import gaussian_nll
 from ignite_mbo.regularizers import Regularizer
 
@@ -62,7 +63,37 @@ def train_surrogate(
     sent to ``log`` with ``prefix``): train/validation loss, validation Spearman correlation, λ,
     the constraint's sharpness as the regularizer saw it, and the measured sharpness
     ``SHARPNESS_RHO·‖∇G‖`` on a fixed training batch.
+
+    Inside a trial with an active :mod:`ignite_mbo.checkpoints` store, a surrogate this call
+    trained in an earlier attempt of the trial is restored instead of trained again.
     """
+    store = checkpoints.active()
+    if store is None:
+        return _train(model, x, y, regularizer, settings, generator=generator, loss_fn=loss_fn,
+                      bootstrap=bootstrap, log=log, prefix=prefix)
+    key = checkpoints.fingerprint(model, x, y, settings, bootstrap=bootstrap, prefix=prefix,
+                                  regularizer=regularizer, loss_fn=loss_fn)
+    history = store.restore_surrogate(key, model, regularizer, loss_fn, generator, log, prefix)
+    if history is None:
+        history = _train(model, x, y, regularizer, settings, generator=generator, loss_fn=loss_fn,
+                         bootstrap=bootstrap, log=log, prefix=prefix)
+        store.save_surrogate(key, model, regularizer, loss_fn, generator, history)
+    return history
+
+
+def _train(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    regularizer: Regularizer,
+    settings: FitSettings,
+    *,
+    generator: torch.Generator,
+    loss_fn: LossFn,
+    bootstrap: bool,
+    log: MetricLogger | None,
+    prefix: str,
+) -> list[dict[str, float]]:
     device = next(model.parameters()).device
     order = torch.randperm(len(x), generator=generator)
     val_rows, train_rows = order[: settings.validation_size], order[settings.validation_size:]

@@ -144,7 +144,6 @@ def test_aggregations() -> None:
     predictions = torch.tensor([[1.0, 2.0, 6.0], [-1.0, 0.0, 4.0]])
     torch.testing.assert_close(mean_of_members(predictions), torch.tensor([[3.0], [1.0]]))
     torch.testing.assert_close(min_of_members(predictions), torch.tensor([[1.0], [-1.0]]))
-    assert load("ens-mean").propose is not load("ens-min").propose
 
 
 def test_ens_mean_and_min_share_the_ensemble_but_not_the_search(run) -> None:
@@ -168,7 +167,8 @@ def test_reinforce_policy_learns(run, tf_bind_8: Task) -> None:
     result, logged = run("reinforce")
     entropy, reward = series(logged, "search/entropy"), series(logged, "search/mean_reward")
     assert len(entropy) == len(reward) == load("reinforce").QUICK["iterations"]
-    assert entropy[-1] < entropy[0]  # the per-design policy gradient moves the policy (the reference's ≈0)
+    assert entropy[-1] < entropy[0]  # the policy concentrates
+    assert np.mean(reward[-5:]) > np.mean(reward[:5])  # on designs the ensemble scores higher
     # a token absent at a position among the 128 best training designs is never proposed there
     best = tf_bind_8.x[np.argsort(-tf_bind_8.y[:, 0], kind="stable")[:128]]
     for position in range(tf_bind_8.design_shape[0]):

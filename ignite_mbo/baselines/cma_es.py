@@ -21,10 +21,11 @@ import cma
 import numpy as np
 import torch
 from pydantic import Field
+from threadpoolctl import threadpool_limits  # a dependency of botorch
 
 from ignite_mbo.baselines.base import Context, Proposal, top_designs
 from ignite_mbo.baselines.ensemble import (
-    SMALL_ENSEMBLE_QUICK, SmallEnsembleSettings, ensemble_mean, train_small_ensemble,
+    SMALL_ENSEMBLE_QUICK, Score, SmallEnsembleSettings, ensemble_mean, train_small_ensemble,
 )
 from ignite_mbo.design_space import DesignSpace
 from ignite_mbo.tasks import Task
@@ -45,17 +46,10 @@ def new_run(start: np.ndarray, sigma: float, seed: tuple[int, int]) -> cma.CMAEv
     return cma.CMAEvolutionStrategy(start, sigma, options)
 
 
-def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
-    space = DesignSpace.for_task(task)
-    surrogates = train_small_ensemble(task, space, ctx, settings)
-    predict = ensemble_mean(surrogates)
-
-    start = space.encode(top_designs(task, settings.num_designs))
-    shape = tuple(start.shape[1:])
-    runs = [new_run(x.flatten().numpy().astype(np.float64), settings.cma_sigma, (ctx.seed, i))
-            for i, x in enumerate(start)]
-
-    for iteration in range(settings.cma_max_iterations):
+def search(runs: list[cma.CMAEvolutionStrategy], predict: Score, shape: tuple[int, ...], iterations: int,
+           ctx: Context) -> None:
+    """Advance every run in lockstep for ``iterations`` generations, one ensemble forward per generation."""
+    for iteration in range(iterations):
         active = [run for run in runs if not run.stop()]
         if not active:
             break
@@ -71,6 +65,18 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
         ctx.log({"search/best_predicted": float(np.mean([-run.result.fbest for run in runs])),
                  "search/sigma": float(np.mean([run.sigma for run in runs])),
                  "search/active_runs": float(len(active))}, iteration)
+
+
+def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
+    space = DesignSpace.for_task(task)
+    surrogates = train_small_ensemble(task, space, ctx, settings)
+
+    start = space.encode(top_designs(task, settings.num_designs))
+    shape = tuple(start.shape[1:])
+    runs = [new_run(x.flatten().numpy().astype(np.float64), settings.cma_sigma, (ctx.seed, i))
+            for i, x in enumerate(start)]
+    with threadpool_limits(1, user_api="blas"):  # CMA-ES's small eigendecompositions: extra threads only slow them
+        search(runs, ensemble_mean(surrogates), shape, settings.cma_max_iterations, ctx)
 
     best = torch.as_tensor(np.stack([run.result.xbest for run in runs]), dtype=torch.float32).reshape(-1, *shape)
     metrics = {"final_sigma": float(np.mean([run.sigma for run in runs])),

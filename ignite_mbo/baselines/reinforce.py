@@ -11,7 +11,8 @@ takes one Adam step on −E[log π(x)·reward]. At the end 128 designs are sampl
 
 Deliberate deviations: the reference multiplies per-position log-probabilities (batch, length) by
 rewards (batch, 1) after inserting an axis, which broadcasts every design's log-probability against
-every other design's reward, so its discrete policy gradient is ≈0; here each design's summed
+every other design's reward, so its discrete loss is the mean log-probability times the mean
+normalised reward (≈0) and gives no design credit for its own reward; here each design's summed
 log-probability meets its own reward. The reference's forward model embeds integer tokens; here it
 reads the shared logit features (see ``ensemble``).
 """
@@ -112,12 +113,12 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        ctx.log({"search/mean_reward": float(reward.mean()), "search/entropy": float(distribution.entropy())},
+        ctx.log({"search/mean_reward": float(reward.mean()), "search/entropy": float(distribution.entropy().detach())},
                 iteration)
 
     final = policy.sample(settings.num_designs, generator)
     with torch.no_grad():
         predicted = reward_model(policy.to_features(final))
-    metrics = {"final_entropy": float(policy.distribution().entropy()),
+    metrics = {"final_entropy": float(policy.distribution().entropy().detach()),
                "final_predicted_score": float(predicted.mean())}
     return Proposal(designs=policy.to_designs(final), surrogates=surrogates, metrics=metrics)

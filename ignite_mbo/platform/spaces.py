@@ -1,4 +1,4 @@
-"""Search-space YAML: which trials a sweep runs and with what resources.
+"""Search-space YAML: which trials a sweep runs, with what resources, searched how.
 
     name: quick
     description: GA with and without IGNITE on TF-Bind-8
@@ -10,26 +10,181 @@
       regularizer: [none, ignite, {name: ignite2, rho: 0.1}]
       seed: [0, 1, 2, 3]
     resources: {cpu: 1, gpu: 0}   # per trial; fractional gpu packs trials onto one GPU
+
+Everything below is optional (a space with only the keys above is a plain grid sweep):
+
+    variants:                     # alternative sub-grids: trials = grid × (variant 1 ∪ variant 2 ∪ …)
+      - {regularizer: [none]}
+      - {regularizer: [ignite], regularizer.epsilon: [0.01, 0.1, 1.0]}
+    search:                       # Tune distributions, sampled per trial (dotted keys as in grid)
+      regularizer.epsilon: {loguniform: [0.01, 1.0]}
+      regularizer.lambda_lr: {choice: [0.0001, 0.001, 0.01]}
+    num_samples: 8                # without search_alg: samples per grid point; with one: suggestions
+    search_alg: {name: optuna, seed: 0}      # optuna (TPE) or random; each suggestion runs on every
+                                             # grid point and the searcher sees their mean objective
+    scheduler: {name: asha, grace_period: 2} # fifo (default), asha or median; needs an offline objective
+    objective: val_rank_corr      # val_rank_corr | val_loss | sharpness (offline) | oracle_score (benchmark)
+    failure: {max_retries: 1}     # a trial that raises is retried from its checkpoint this many times
+    max_concurrent_trials: 4
+    report: {sensitivity: [epsilon, lambda_lr]}  # also plot the gain against these hyperparameters
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
+import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.errors import UserError
 from ignite_mbo.regularizers import one_line
 
+TRIAL_INDEX = "__trial_index__"
+"""Set by Tune's ``Repeater`` (search algorithms): which grid point a suggestion runs on."""
+
+
+# ---- objectives -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Objective:
+    """What a search optimises: a metric every trial reports as ``objective``."""
+
+    name: str
+    mode: Literal["min", "max"]
+    kind: Literal["offline", "benchmark"]
+    per_epoch: bool  # measured after every surrogate epoch (schedulers need that)
+    description: str
+
+    @property
+    def label(self) -> str:
+        """How MLflow and the report name it, e.g. ``offline: val_rank_corr (max) - ...``."""
+        return f"{self.kind}: {self.name} ({self.mode}) - {self.description}"
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "val_rank_corr": Objective("val_rank_corr", "max", "offline", True,
+                               "Spearman correlation of the surrogate on held-out training rows; no oracle"),
+    "val_loss": Objective("val_loss", "min", "offline", True, "surrogate loss on held-out training rows; no oracle"),
+    "sharpness": Objective("sharpness", "min", "offline", True,
+                           "measured surrogate sharpness 0.05·‖∇G‖ on training designs; no oracle"),
+    "oracle_score": Objective("oracle_score", "max", "benchmark", False,
+                              "100th-percentile normalised oracle score of the proposed designs; "
+                              "uses the task oracle, which real offline MBO does not have"),
+}
+
+
+# ---- distributions --------------------------------------------------------------------------------
+
+_NUMERIC_DISTRIBUTIONS = {
+    # name: (number of arguments, whether bounds must be > 0, whether values are integers)
+    "uniform": (2, False, False),
+    "quniform": (3, False, False),
+    "loguniform": (2, True, False),
+    "qloguniform": (3, True, False),
+    "randint": (2, False, True),
+    "qrandint": (3, False, True),
+    "lograndint": (2, True, True),
+    "qlograndint": (3, True, True),
+    "randn": (2, False, False),  # mean, sd
+}
+DISTRIBUTIONS = (*_NUMERIC_DISTRIBUTIONS, "choice")
+
+
+def _check_distribution(key: str, spec: Any) -> tuple[str, list[Any]]:
+    where = f"search.{key}"
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise ValueError(f"{where}: give one distribution as a mapping, e.g. {{loguniform: [0.01, 1.0]}}; "
+                         f"one of {', '.join(DISTRIBUTIONS)}")
+    ((name, args),) = spec.items()
+    if name not in DISTRIBUTIONS:
+        raise ValueError(f"{where}: unknown distribution {name!r}; choose one of {', '.join(DISTRIBUTIONS)}")
+    if not isinstance(args, list) or not args:
+        raise ValueError(f"{where}: {name} takes a non-empty list, e.g. {{{name}: [...]}}")
+    if name == "choice":
+        return name, args
+    count, positive, integer = _NUMERIC_DISTRIBUTIONS[name]
+    if len(args) != count or not all(isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a)
+                                     for a in args):
+        raise ValueError(f"{where}: {name} takes {count} finite numbers (got {args!r})")
+    if name != "randn" and args[0] >= args[1]:
+        raise ValueError(f"{where}: {name} needs lower < upper (got {args!r})")
+    if name == "randn" and args[1] <= 0:
+        raise ValueError(f"{where}: randn needs sd > 0 (got {args!r})")
+    if positive and args[0] <= 0:
+        raise ValueError(f"{where}: {name} needs bounds > 0 (got {args!r})")
+    if integer and not all(float(a).is_integer() for a in args):
+        raise ValueError(f"{where}: {name} takes integers (got {args!r})")
+    return name, args
+
+
+def tune_domain(spec: dict[str, list[Any]]) -> Any:
+    """The ``ray.tune`` search domain for one validated ``{name: args}`` distribution."""
+    from ray import tune
+
+    ((name, args),) = spec.items()
+    if name == "choice":
+        return tune.choice(args)
+    if _NUMERIC_DISTRIBUTIONS[name][2]:
+        args = [int(a) for a in args]
+    return getattr(tune, name)(*args)
+
+
+def _representatives(spec: dict[str, list[Any]]) -> list[Any]:
+    """Values a distribution can produce, to validate trial configs before anything runs."""
+    ((name, args),) = spec.items()
+    if name == "choice":
+        return list(args)
+    if name == "randn":
+        return [args[0]]
+    low, high = args[0], args[1]
+    if _NUMERIC_DISTRIBUTIONS[name][2]:
+        return [int(low), int(high) - 1 if name in ("randint", "lograndint") else int(high)]
+    return [low, high]
+
+
+# ---- the spec -------------------------------------------------------------------------------------
 
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cpu: float = Field(default=1.0, gt=0)
     gpu: float = Field(default=0.0, ge=0)
+
+
+class SearchAlg(BaseModel):
+    """``optuna`` (Optuna's TPE sampler through Tune's OptunaSearch) or ``random`` (Tune's own sampler)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["optuna", "random"]
+    seed: int | None = None
+    sampler: Literal["tpe", "random"] = "tpe"  # optuna only
+
+
+class Scheduler(BaseModel):
+    """Trial scheduler; time is ``surrogate_epochs``, the epochs a trial has trained over all its models."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["fifo", "asha", "median"]
+    grace_period: int = Field(default=1, ge=1)
+    max_t: int = Field(default=1000, ge=1)  # asha
+    reduction_factor: float = Field(default=2.0, gt=1)  # asha
+    min_samples_required: int = Field(default=3, ge=1)  # median
+
+
+class Failure(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_retries: int = Field(default=1, ge=0)
+
+
+class ReportOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sensitivity: list[str] = Field(default_factory=list)
 
 
 class SweepSpec(BaseModel):
@@ -40,39 +195,148 @@ class SweepSpec(BaseModel):
     description: str = ""
     trial: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    variants: list[dict[str, list[Any]]] = Field(default_factory=list)
+    search: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    num_samples: int = Field(default=1, ge=1)
+    search_alg: SearchAlg | None = None
+    scheduler: Scheduler | None = None
+    objective: str | None = None
+    failure: Failure = Field(default_factory=Failure)
     resources: Resources = Field(default_factory=Resources)
     max_concurrent_trials: int | None = Field(default=None, gt=0)
+    report: ReportOptions = Field(default_factory=ReportOptions)
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, objective: str | None) -> str | None:
+        if objective is not None and objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective; choose one of {', '.join(OBJECTIVES)}")
+        return objective
+
+    @property
+    def objective_spec(self) -> Objective | None:
+        return OBJECTIVES[self.objective] if self.objective else None
 
     def trial_configs(self) -> list[dict[str, Any]]:
-        """Every grid point as a nested config dict (regularizer names expanded to ``{name: ...}``)."""
-        keys = list(self.grid)
-        configs = []
-        for values in itertools.product(*(self.grid[key] for key in keys)):
-            config = _normalise(self.trial)
-            for key, value in zip(keys, values, strict=True):
-                _set_dotted(config, key, value)
-            configs.append(_normalise(config))
-        return configs or [_normalise(self.trial)]
+        """Every grid point as a nested config dict (regularizer names expanded to ``{name: ...}``).
+
+        The points are the product of ``grid`` with the union of the ``variants``' products, in
+        order, identical points once.
+        """
+        configs: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for variant in self.variants or [{}]:
+            axes = {**self.grid, **variant}
+            keys = list(axes)
+            for values in itertools.product(*(axes[key] for key in keys)):
+                config = _normalise(self.trial)
+                for key, value in zip(keys, values, strict=True):
+                    _set_dotted(config, key, value)
+                    config = _normalise(config)
+                fingerprint = json.dumps(config, sort_keys=True, default=str)
+                if fingerprint not in seen:
+                    seen.add(fingerprint)
+                    configs.append(config)
+        return configs
+
+    def search_domains(self) -> dict[str, Any]:
+        """``search`` as ray.tune domains (dotted keys kept as they are)."""
+        return {key: tune_domain(spec) for key, spec in self.search.items()}
+
+    def validation_configs(self) -> list[dict[str, Any]]:
+        """Grid points with representative ``search`` values (each distribution's ends / choices)."""
+        configs = self.trial_configs()
+        if not self.search:
+            return configs
+        checked = []
+        for config in configs:
+            for key, spec in self.search.items():
+                for value in _representatives(spec):
+                    sampled = copy.deepcopy(config)
+                    _set_dotted(sampled, key, value)
+                    checked.append(_normalise(sampled))
+        return checked
+
+
+def _check_coherent(spec: SweepSpec) -> None:
+    """Cross-field rules (raised as ValueError with a one-line message)."""
+    for key, values in spec.grid.items():
+        if not values:
+            raise ValueError(f"grid axis {key!r} has no values")
+    for key, distribution in spec.search.items():
+        _check_distribution(key, distribution)
+    searching = spec.search_alg is not None or (spec.scheduler is not None and spec.scheduler.name != "fifo")
+    if searching and spec.objective is None:
+        raise ValueError(f"a search_alg or scheduler needs an explicit objective: one of {', '.join(OBJECTIVES)}")
+    if spec.search_alg is not None and spec.search_alg.name == "optuna" and not spec.search:
+        raise ValueError("search_alg optuna needs distributions under 'search'")
+    if spec.scheduler is not None and spec.scheduler.name != "fifo" and not OBJECTIVES[spec.objective].per_epoch:
+        raise ValueError(f"scheduler {spec.scheduler.name} stops trials on per-epoch values, and objective "
+                         f"{spec.objective} exists only at the end of a trial: use an offline objective")
+    overlap = set(spec.search) & ({*spec.grid} | {key for variant in spec.variants for key in variant})
+    if overlap:
+        raise ValueError(f"{', '.join(sorted(overlap))}: in both 'search' and the grid; keep one")
+
+
+def resolve_params(params: dict[str, Any], grid: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Tune trial's config dict -> the nested trial config it stands for.
+
+    ``params["trial"]`` is the grid point (a grid search), or the ``Repeater``'s index picks it
+    from ``grid`` (a search algorithm); sampled ``params["search"]`` values are then set on it.
+    """
+    if "trial" in params:
+        config = copy.deepcopy(params["trial"])
+    else:
+        config = copy.deepcopy(grid[int(params.get(TRIAL_INDEX, 0))])
+    for key, value in (params.get("search") or {}).items():
+        _set_dotted(config, key, value.item() if hasattr(value, "item") else value)
+    return _normalise(config)
 
 
 def _set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
     *parents, leaf = dotted_key.split(".")
     node = config
     for part in parents:
+        if isinstance(node.get(part), str) and part == "regularizer":  # "regularizer: ignite", then ".epsilon"
+            node[part] = {"name": node[part]}
         node = node.setdefault(part, {})
-        if isinstance(node, str):  # "regularizer: ignite" then "regularizer.epsilon"
-            raise UserError(f"grid key {dotted_key!r} reaches into {part!r}, which is not a mapping")
+        if not isinstance(node, dict):
+            raise UserError(f"key {dotted_key!r} reaches into {part!r}, which is not a mapping")
     node[leaf] = value
 
 
 def _normalise(config: dict[str, Any]) -> dict[str, Any]:
-    config = {key: (dict(value) if isinstance(value, dict) else value) for key, value in config.items()}
+    config = {key: (copy.deepcopy(value) if isinstance(value, dict) else value) for key, value in config.items()}
     if isinstance(config.get("regularizer"), str):
         config["regularizer"] = {"name": config["regularizer"]}
     return config
 
 
-def load_spec(path: str | Path) -> SweepSpec:
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set ``{"trial.fidelity": "quick", "grid.seed": [0, 1]}`` on a raw space mapping.
+
+    Under ``grid`` and ``search`` the rest of the key is one (possibly dotted) axis name.
+    """
+    raw = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        head, _, rest = dotted.partition(".")
+        if head in ("grid", "search") and rest:
+            section = raw.setdefault(head, {})
+            if not isinstance(section, dict):
+                raise UserError(f"--override {dotted}: {head!r} is not a mapping in the space")
+            section[rest] = value
+            continue
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--override {dotted}: {part!r} is not a mapping in the space")
+        node[leaf] = value
+    return raw
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepSpec:
     """Read and validate a search-space YAML; every trial config is validated up front."""
     path = Path(path)
     if not path.is_file():
@@ -85,13 +349,27 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise UserError(f"{path} is not valid YAML{where}; fix the syntax and run again") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path} must be a YAML mapping with at least 'name' and 'trial'; see search_spaces/quick.yaml")
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    return parse_spec(raw, str(path))
+
+
+def parse_spec(raw: dict[str, Any], where: str = "search space") -> SweepSpec:
+    """Validate a space mapping (as read from YAML) and every trial config it makes."""
     try:
         spec = SweepSpec(**raw)
     except ValidationError as error:
-        raise UserError(f"{path}: {one_line(error)}") from None
-    for config in spec.trial_configs():
+        raise UserError(f"{where}: {one_line(error)}") from None
+    except UserError as error:
+        raise UserError(f"{where}: {error}") from None
+    try:
+        _check_coherent(spec)
+        configs = spec.validation_configs()
+    except (UserError, ValueError) as error:
+        raise UserError(f"{where}: {error}") from None
+    for config in configs:
         try:
             TrialConfig.parse(config)
         except UserError as error:
-            raise UserError(f"{path}: {error}") from None
+            raise UserError(f"{where}: {error}") from None
     return spec

@@ -58,14 +58,34 @@ class TrialRecorder:
     """
 
     def __init__(self, tracking_uri: str, experiment: str, config: TrialConfig,
-                 parent_run_id: str | None = None, run_name: str | None = None, run_id: str | None = None) -> None:
+                 parent_run_id: str | None = None, run_name: str | None = None, run_id: str | None = None,
+                 trial_id: str | None = None) -> None:
+        """Open the trial's run: ``run_id``, else the run of sweep trial ``trial_id`` if one exists
+        (a retried or resumed trial keeps its run), else a new one.
+
+        ``attempt`` counts the starts of the run (tag ``ignite_mbo.attempt``); ``previous_status``
+        is the status the run had before this start (None for a new run).
+        """
         self.client = MlflowClient(tracking_uri)
         self.config = config
         self.metrics: list[Metric] = []
+        self.attempt = 1
+        self.previous_status: str | None = None
+        if run_id is None and trial_id is not None and parent_run_id:
+            existing = find_trial_run(self.client, experiment, parent_run_id, trial_id)
+            if existing is not None:
+                run_id = existing.info.run_id
+                self.previous_status = existing.info.status
+                self.attempt = int(existing.data.tags.get(f"{TAG_PREFIX}attempt", "1")) + 1
+                if self.previous_status != "FINISHED":
+                    self._reopen(run_id, existing.data.tags)
         if run_id is None:
             tags = {f"{TAG_PREFIX}{key}": str(getattr(config, key)) for key in ("task", "baseline", "seed", "fidelity")}
             tags[f"{TAG_PREFIX}regularizer"] = config.regularizer.name
             tags[f"{TAG_PREFIX}kind"] = "trial"
+            tags[f"{TAG_PREFIX}attempt"] = "1"
+            if trial_id:
+                tags[f"{TAG_PREFIX}trial_id"] = trial_id
             if parent_run_id:
                 tags["mlflow.parentRunId"] = parent_run_id
             run = self.client.create_run(experiment_id(self.client, experiment), run_name=run_name, tags=tags)
@@ -74,6 +94,26 @@ class TrialRecorder:
             for start in range(0, len(params), 100):
                 self.client.log_batch(run_id, params=params[start:start + 100])
         self.run_id = run_id
+
+    def _reopen(self, run_id: str, tags: dict[str, str]) -> None:
+        """Mark a failed or interrupted run RUNNING again for this attempt."""
+        self.client.update_run(run_id, status="RUNNING")
+        self.client.set_tag(run_id, f"{TAG_PREFIX}attempt", str(self.attempt))
+        if f"{TAG_PREFIX}error" in tags:
+            self.client.set_tag(run_id, f"{TAG_PREFIX}previous_error", tags[f"{TAG_PREFIX}error"])
+            self.client.delete_tag(run_id, f"{TAG_PREFIX}error")
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(key, str(value)[:5000]) for key, value in tags.items()])
+
+    def finished_summary(self) -> dict[str, Any] | None:
+        """The summary a FINISHED run recorded (its ``summary.json``), or None."""
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                path = self.client.download_artifacts(self.run_id, "summary.json", folder)
+                return json.loads(Path(path).read_text())
+        except Exception:  # noqa: BLE001 - no artifact: the trial runs again
+            return None
 
     def __call__(self, metrics: dict[str, float], step: int) -> None:
         timestamp = int(1000 * pd.Timestamp.now().timestamp())
@@ -100,8 +140,12 @@ class TrialRecorder:
             self.client.log_artifacts(self.run_id, str(out))
         self.client.set_terminated(self.run_id, "FINISHED")
 
-    def fail(self, reason: str) -> None:
-        self.flush()
+    def fail(self, reason: str, *, flush: bool = True) -> None:
+        """Close the run as FAILED with ``reason``. ``flush=False`` drops the buffered metrics (a
+        retry resumes from the checkpoint and logs them again, so they are recorded once)."""
+        if flush:
+            self.flush()
+        self.metrics = []
         self.client.set_tag(self.run_id, f"{TAG_PREFIX}error", reason[:5000])
         self.client.set_terminated(self.run_id, "FAILED")
 
@@ -132,13 +176,45 @@ def plot_training(result: TrialResult, path: Path) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def start_sweep_run(tracking_uri: str, experiment: str, spec: dict[str, Any]) -> str:
+def start_sweep_run(tracking_uri: str, experiment: str, spec: dict[str, Any],
+                    tags: dict[str, str] | None = None) -> str:
     """Create the sweep's parent run (trials nest under it in the MLflow UI); returns its id."""
     client = MlflowClient(tracking_uri)
     run = client.create_run(experiment_id(client, experiment), run_name=f"sweep:{experiment}",
-                            tags={f"{TAG_PREFIX}kind": "sweep"})
+                            tags={f"{TAG_PREFIX}kind": "sweep", **(tags or {})})
     client.log_dict(run.info.run_id, spec, "sweep_spec.json")
     return run.info.run_id
+
+
+def find_trial_run(client: MlflowClient, experiment: str, parent_run_id: str, trial_id: str):  # noqa: ANN201
+    """The (non-deleted) run of Tune trial ``trial_id`` under sweep run ``parent_run_id``, or None."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.`{TAG_PREFIX}trial_id` = '{trial_id}' and tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        max_results=10,
+    )
+    return min(runs, key=lambda run: run.info.start_time) if runs else None
+
+
+def sweep_trial_runs(client: MlflowClient, experiment: str, parent_run_id: str) -> list:
+    """Every non-deleted trial run under sweep run ``parent_run_id``."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [found.experiment_id],
+            filter_string=f"tags.`{TAG_PREFIX}kind` = 'trial' and tags.`mlflow.parentRunId` = '{parent_run_id}'",
+            max_results=1000, page_token=token,
+        )
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def search_trial_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from ignite_mbo.tasks import Task
+    from ignite_mbo.trial import TrialResult
+
+    QuickRun = tuple[TrialResult, list[tuple[int, dict[str, float]]]]
 
 MATERIALIZE_HINT = (
     "materialize it with 'python /work/shared/tools/materialize_design_bench.py DIR' "
@@ -40,3 +48,57 @@ def one_torch_thread():
     import torch
 
     torch.set_num_threads(1)
+
+
+# ---- the baselines at quick fidelity (shared by test_baselines*.py) -------------------------------
+
+
+@pytest.fixture(scope="session")
+def tf_bind_8(design_bench_dir: Path) -> Task:
+    from ignite_mbo import tasks
+
+    return tasks.make("TFBind8-Exact-v0", design_bench_dir)
+
+
+@pytest.fixture(scope="session")
+def tf_bind_10(design_bench_dir: Path) -> Task:
+    """Built once per session: it takes a few seconds."""
+    from ignite_mbo import tasks
+
+    return tasks.make("TFBind10-Exact-v0", design_bench_dir)
+
+
+@pytest.fixture(scope="session")
+def ackley() -> Task:
+    from ignite_mbo import tasks
+
+    return tasks.make("Synthetic-Ackley60-v0")
+
+
+@pytest.fixture(scope="session")
+def quick_run(tf_bind_8: Task) -> Callable[..., QuickRun]:
+    """``quick_run(baseline, regularizer="none", task=None, seed=0, fresh=False) -> (TrialResult, logged)``.
+
+    A quick-fidelity trial on ``task`` (TF-Bind-8 unless told), memoised for the session per
+    (baseline, regularizer, task, seed) unless ``fresh``; ``logged`` is every ``(step, metrics)`` it logged.
+    """
+    from ignite_mbo.config import TrialConfig
+    from ignite_mbo.trial import run_trial
+
+    cache: dict[tuple[str, str, str, int], QuickRun] = {}
+
+    def _run(baseline: str, regularizer: str = "none", task: Task | None = None, seed: int = 0,
+             fresh: bool = False) -> QuickRun:
+        task = tf_bind_8 if task is None else task
+        key = (baseline, regularizer, task.task_id, seed)
+        if fresh or key not in cache:
+            logged: list[tuple[int, dict[str, float]]] = []
+            config = TrialConfig.parse(dict(task=task.task_id, baseline=baseline, regularizer={"name": regularizer},
+                                            seed=seed, fidelity="quick"))
+            result = run_trial(config, task=task, log=lambda metrics, step: logged.append((step, dict(metrics))))
+            if fresh:
+                return result, logged
+            cache[key] = (result, logged)
+        return cache[key]
+
+    return _run

@@ -1,16 +1,14 @@
-"""CbAS and BO-qEI at quick fidelity: valid designs on every task, determinism, method properties."""
+"""CbAS and BO-qEI: method properties (the generic checks are in test_baselines.py)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from baseline_checks import Logged, series
 
-from ignite_mbo import tasks
 from ignite_mbo.baselines import bo_qei, cbas
 from ignite_mbo.baselines.base import Context
 from ignite_mbo.baselines.ensemble import train_small_ensemble
@@ -18,103 +16,11 @@ from ignite_mbo.config import TrialConfig
 from ignite_mbo.design_space import DesignSpace
 from ignite_mbo.regularizers import build
 from ignite_mbo.tasks import Task
-from ignite_mbo.trial import TrialResult, run_trial
-
-BASELINES = ("cbas", "bo-qei")
-REGULARIZERS = ("none", "ignite", "ignite2")
-FINITE_KEYS = ("score_100th", "score_80th", "score_50th", "score_mean", "sharpness_train", "sharpness_candidates",
-               "final_predicted_mean")
-
-Logged = list[tuple[int, dict[str, float]]]
-Run = tuple[TrialResult, Logged]
+from ignite_mbo.trial import run_trial
 
 
-@pytest.fixture(scope="module")
-def tf_bind_8(design_bench_dir: Path) -> Task:
-    return tasks.make("TFBind8-Exact-v0", design_bench_dir)
-
-
-@pytest.fixture(scope="module")
-def tf_bind_10(design_bench_dir: Path) -> Task:
-    return tasks.make("TFBind10-Exact-v0", design_bench_dir)
-
-
-@pytest.fixture(scope="module")
-def ackley() -> Task:
-    return tasks.make("Synthetic-Ackley60-v0")
-
-
-@pytest.fixture(scope="module")
-def run(tf_bind_8: Task) -> Callable[..., Run]:
-    """A quick trial, cached per (baseline, regularizer, task) unless ``fresh``; with its logged metrics."""
-    cache: dict[tuple[str, str, str], Run] = {}
-
-    def _run(baseline: str, regularizer: str = "none", task: Task | None = None, fresh: bool = False) -> Run:
-        task = task or tf_bind_8
-        key = (baseline, regularizer, task.task_id)
-        if fresh or key not in cache:
-            logged: Logged = []
-            config = TrialConfig.parse(dict(task=task.task_id, baseline=baseline, regularizer={"name": regularizer},
-                                            fidelity="quick"))
-            result = run_trial(config, task=task, log=lambda metrics, step: logged.append((step, dict(metrics))))
-            if fresh:
-                return result, logged
-            cache[key] = (result, logged)
-        return cache[key]
-
-    return _run
-
-
-def assert_valid(result: TrialResult, task: Task) -> None:
-    designs = result.proposal.designs
-    assert designs.shape == (128, *task.design_shape)
-    if task.is_discrete:
-        assert np.issubdtype(designs.dtype, np.integer)
-        assert designs.min() >= 0 and designs.max() < task.num_classes
-    else:
-        assert designs.dtype == np.float32 and np.isfinite(designs).all()
-    for key in FINITE_KEYS:
-        assert math.isfinite(result.summary[key]), key
-    assert len(result.proposal.surrogates) == 5
-    assert result.summary["regularizer_affects_search"] is True
-
-
-def series(logged: Logged, key: str) -> list[float]:
-    return [metrics[key] for _, metrics in logged if key in metrics]
-
-
-@pytest.mark.parametrize("regularizer", REGULARIZERS)
-@pytest.mark.parametrize("baseline", BASELINES)
-def test_quick_tf_bind_8(run, tf_bind_8: Task, baseline: str, regularizer: str) -> None:
-    result, _ = run(baseline, regularizer)
-    assert_valid(result, tf_bind_8)
-
-
-@pytest.mark.parametrize("baseline", BASELINES)
-def test_regularizer_reaches_every_ensemble_member(run, baseline: str) -> None:
-    plain, ignite = run(baseline, "none")[0], run(baseline, "ignite")[0]
-    assert plain.summary["final_lambda"] == 0.0
-    assert ignite.summary["final_lambda"] != 0.0
-    lambdas = [s.regularizer.state_dict()["lambda"] for s in ignite.proposal.surrogates]
-    assert len(set(lambdas)) == 5  # five regularizers, one per member, each updated on its own bootstrap
-
-
-@pytest.mark.parametrize("baseline", BASELINES)
-def test_continuous_and_tf_bind_10(run, ackley: Task, tf_bind_10: Task, baseline: str) -> None:
-    for task in (ackley, tf_bind_10):
-        assert_valid(run(baseline, task=task)[0], task)
-
-
-@pytest.mark.parametrize("baseline", BASELINES)
-def test_same_seed_same_designs(run, baseline: str) -> None:
-    first, first_logged = run(baseline, "ignite")
-    again, again_logged = run(baseline, "ignite", fresh=True)
-    np.testing.assert_array_equal(first.proposal.designs, again.proposal.designs)
-    assert first_logged == again_logged
-
-
-def test_cbas_logs_each_iteration(run) -> None:
-    result, logged = run("cbas")
+def test_cbas_logs_each_iteration(quick_run) -> None:
+    result, logged = quick_run("cbas")
     iterations = cbas.Settings(**cbas.QUICK).iterations
     for key in ("cbas/gamma", "cbas/predicted_mean", "cbas/ess"):
         values = series(logged, key)
@@ -152,9 +58,9 @@ def test_cbas_search_climbs_the_ensemble(ackley: Task) -> None:
     assert gamma[-1] > gamma[0] and predicted[-1] > predicted[0]
 
 
-def test_bo_qei_answer_is_the_top_of_its_history(run, ackley: Task) -> None:
+def test_bo_qei_answer_is_the_top_of_its_history(quick_run, ackley: Task) -> None:
     """The answer: the best training designs by score, plus the search points whose labels beat them."""
-    result, logged = run("bo-qei", task=ackley)
+    result, logged = quick_run("bo-qei", task=ackley)
     settings = bo_qei.Settings(**bo_qei.QUICK)
     designs = result.proposal.designs
     from_search = round(result.summary["final_from_search"] * 128)

@@ -21,7 +21,7 @@ import cma
 import numpy as np
 import torch
 from pydantic import Field
-from threadpoolctl import threadpool_limits  # a dependency of botorch
+from threadpoolctl import threadpool_limits
 
 from ignite_mbo.baselines.base import Context, Proposal, top_designs
 from ignite_mbo.baselines.ensemble import (

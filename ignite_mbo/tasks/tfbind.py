@@ -73,22 +73,37 @@ def _below_percentile(y: np.ndarray) -> np.ndarray:
     return np.flatnonzero(y[:, 0] <= threshold)
 
 
-def make_tf_bind_8(data_dir: str | os.PathLike[str] | None = None) -> Task:
-    """``TFBind8-Exact-v0``: SIX6 binding of all 8-mers; train on the 32,898 rows at or below the median."""
-    folder = require("tf_bind_8-SIX6_REF_R1", data_dir)
-    x_all = _load(folder / "tf_bind_8-x-0.npy")
-    y_all = _load(folder / "tf_bind_8-y-0.npy")
+def _build(task_id: str, folder_name: str, prefix: str, data_dir: str | os.PathLike[str] | None,
+           max_samples: int | None, subsample_seed: int) -> Task:
+    """Read every shard in order, keep the rows at or below the median, optionally subsample them."""
+    if max_samples is not None and max_samples <= 0:
+        raise UserError(f"max_samples must be a positive integer or None, got {max_samples}")
+    folder = require(folder_name, data_dir)
+    num_shards = len(list(folder.glob(f"{prefix}-x-*.npy")))
+    x_all = np.concatenate([_load(folder / f"{prefix}-x-{k}.npy") for k in range(num_shards)])
+    y_all = np.concatenate([_load(folder / f"{prefix}-y-{k}.npy") for k in range(num_shards)])
     rows = _below_percentile(y_all)
+    info = {"full_dataset_rows": len(y_all), "training_rows_below_percentile": len(rows),
+            "max_samples": max_samples, "subsample_seed": subsample_seed}
+    if max_samples is not None and max_samples < len(rows):
+        rows = np.sort(np.random.default_rng(subsample_seed).choice(rows, size=max_samples, replace=False))
     return Task(
-        task_id="TFBind8-Exact-v0",
+        task_id=task_id,
         x=x_all[rows],
         y=y_all[rows],
         oracle=LookupOracle.from_rows(x_all, y_all),
         y_min=float(y_all.min()),
         y_max=float(y_all.max()),
         num_classes=NUM_CLASSES,
-        info={"full_dataset_rows": len(y_all), "training_rows_below_percentile": len(rows)},
+        info=info,
     )
+
+
+def make_tf_bind_8(
+    data_dir: str | os.PathLike[str] | None = None, max_samples: int | None = None, subsample_seed: int = 0
+) -> Task:
+    """``TFBind8-Exact-v0``: SIX6 binding of all 8-mers; train on the 32,898 rows at or below the median."""
+    return _build("TFBind8-Exact-v0", "tf_bind_8-SIX6_REF_R1", "tf_bind_8", data_dir, max_samples, subsample_seed)
 
 
 def make_tf_bind_10(
@@ -97,31 +112,7 @@ def make_tf_bind_10(
     """``TFBind10-Exact-v0``: Pho4 ddG of all 10-mers (84 shards, 8.3 M rows).
 
     Training rows are those at or below the median (4,161,482), then a uniform subsample of
-    ``max_samples`` of them (``None`` keeps all) drawn with ``subsample_seed``, kept in file order.
+    ``max_samples`` of them (10,000 as in the paper; ``None`` keeps them all) drawn with
+    ``subsample_seed``, kept in file order.
     """
-    if max_samples is not None and max_samples <= 0:
-        raise UserError(f"max_samples must be a positive integer or None, got {max_samples}")
-    folder = require("tf_bind_10-pho4", data_dir)
-    num_shards = len(list(folder.glob("tf_bind_10-x-*.npy")))
-    x_all = np.concatenate([_load(folder / f"tf_bind_10-x-{k}.npy") for k in range(num_shards)])
-    y_all = np.concatenate([_load(folder / f"tf_bind_10-y-{k}.npy") for k in range(num_shards)])
-    rows = _below_percentile(y_all)
-    below_percentile = len(rows)
-    if max_samples is not None and max_samples < len(rows):
-        rng = np.random.default_rng(subsample_seed)
-        rows = np.sort(rng.choice(rows, size=max_samples, replace=False))
-    return Task(
-        task_id="TFBind10-Exact-v0",
-        x=x_all[rows],
-        y=y_all[rows],
-        oracle=LookupOracle.from_rows(x_all, y_all),
-        y_min=float(y_all.min()),
-        y_max=float(y_all.max()),
-        num_classes=NUM_CLASSES,
-        info={
-            "full_dataset_rows": len(y_all),
-            "training_rows_below_percentile": below_percentile,
-            "max_samples": max_samples,
-            "subsample_seed": subsample_seed,
-        },
-    )
+    return _build("TFBind10-Exact-v0", "tf_bind_10-pho4", "tf_bind_10", data_dir, max_samples, subsample_seed)

@@ -72,7 +72,8 @@ def build_parser() -> Parser:
     sweep = commands.add_parser("sweep", help="run a search-space YAML as a Ray Tune sweep tracked in MLflow")
     sweep.add_argument("space", type=Path, help="search-space YAML, e.g. search_spaces/quick.yaml")
     sweep.add_argument("--address", help="Ray cluster to join ('auto' inside 'ray job submit'); default: local Ray")
-    sweep.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///$PWD/mlflow.db)")
+    sweep.add_argument("--tracking-uri",
+                       help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///$PWD/mlflow.db)")
     sweep.add_argument("--output-dir", type=Path, default=Path("ignite_mbo_results"),
                        help="results go to OUTPUT_DIR/<sweep name>/ (default: ./ignite_mbo_results)")
     sweep.add_argument("--data-dir", help="Design-Bench data folder")
@@ -88,7 +89,8 @@ def build_parser() -> Parser:
                        help="change the space before it runs, e.g. --override trial.fidelity=quick "
                             "--override grid.seed=[0,1] (values read as YAML; repeatable)")
     sweep.add_argument("--storage-path",
-                       help="where Tune keeps trial checkpoints and its state (default: the sweep folder); "
+                       help="where Tune keeps trial checkpoints and its state (default: "
+                            "$IGNITE_MBO_STORAGE_PATH, else the sweep folder); "
                             "a multi-node cluster needs shared storage: s3://..., gs://... or an NFS path")
 
     report = commands.add_parser("report", help="print and save the gain table of a finished sweep")

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
@@ -115,6 +118,43 @@ def test_a_stateful_loss_without_state_dict_is_trained_again(tmp_path):
     assert (retry.restored, retry.trained) == (0, 2)
 
 
+# ---- one MLflow run per trial, across attempts -----------------------------------------------------
+
+def test_a_trial_keeps_its_run_across_attempts_and_an_interrupted_recording_is_replaced(tmp_path):
+    from ignite_mbo.config import TrialConfig
+    from ignite_mbo.platform.tracking import TrialRecorder, start_sweep_run, sweep_trial_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = start_sweep_run(uri, "attempts", {"name": "attempts"})
+    config = TrialConfig.parse({"regularizer": {"name": "ignite"}})
+
+    def attempt(trial_id: str = "t1") -> TrialRecorder:
+        return TrialRecorder(uri, "attempts", config, parent_run_id=parent, run_name="t", trial_id=trial_id)
+
+    first = attempt()
+    first({"val_loss": 1.0}, 0)
+    first.fail("RuntimeError: boom", flush=False)  # a retry follows: its metrics are dropped
+    second = attempt()
+    assert second.run_id == first.run_id and second.attempt == 2 and second.previous_status == "FAILED"
+    run = second.client.get_run(second.run_id)
+    assert run.info.status == "RUNNING" and run.data.metrics == {}
+    assert run.data.tags["ignite_mbo.previous_error"] == "RuntimeError: boom" and "ignite_mbo.error" not in run.data.tags
+
+    second({"val_loss": 0.5}, 0)
+    second.flush()  # the driver died while the trial was writing its final metrics
+    third = attempt()
+    assert third.run_id != second.run_id and third.attempt == 3, "a fresh run: no metric twice"
+    live = sweep_trial_runs(third.client, "attempts", parent)
+    assert [r.info.run_id for r in live] == [third.run_id]
+    assert third.client.get_run(second.run_id).info.lifecycle_stage == "deleted"
+    third({"val_loss": 0.5}, 0)
+    third.flush()
+    third.client.set_terminated(third.run_id, "FINISHED")
+    fourth = attempt()  # e.g. a resumed sweep that had not recorded the trial as done
+    assert fourth.run_id == third.run_id and fourth.previous_status == "FINISHED"
+    assert attempt("t2").run_id not in {r.info.run_id for r in live}
+
+
 # ---- sweeps on an embedded Ray -------------------------------------------------------------------
 
 HOOK = '''
@@ -145,7 +185,7 @@ trial:
   baseline: grad-ascent
   fidelity: quick
   regularizer: ignite
-  baseline_options: {hidden_size: 32, epochs: 1, solver_steps: 20}
+  baseline_options: {hidden_size: 32, epochs: 1, batch_size: 2048, solver_steps: 20}
 variants:
   - {seed: [0, 1]}
   - {seed: [2], baseline_options.learning_rate: [1.0e+10]}   # the loss goes NaN in the first epoch
@@ -229,12 +269,23 @@ trial:
   task: TFBind8-Exact-v0
   baseline: grad-ascent
   fidelity: quick
-  baseline_options: {hidden_size: 32, epochs: 2, solver_steps: 20}
+  baseline_options: {hidden_size: 32, epochs: 2, batch_size: 2048, solver_steps: 20}
 grid:
   regularizer: [none, ignite]
-  seed: [0, 1]
+  seed: [0, 1, 2]
 resources: {cpu: 1, gpu: 0}
 """
+
+
+def finished_trials(db: Path) -> int:
+    """FINISHED trial runs, read straight from the sqlite file (fast enough to poll)."""
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as connection:
+            return connection.execute(
+                "select count(*) from runs r join tags t on r.run_uuid = t.run_uuid where t.key = 'ignite_mbo.kind' "
+                "and t.value = 'trial' and r.status = 'FINISHED' and r.lifecycle_stage = 'active'").fetchone()[0]
+    except sqlite3.Error:  # not created yet, or busy
+        return 0
 
 
 def trial_runs(uri: str, experiment: str) -> list:
@@ -259,10 +310,10 @@ def test_sweep_whose_driver_is_killed_resumes_with_every_trial_once(tmp_path, de
             driver = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True)
         deadline = time.monotonic() + 400
-        while not any(run.info.status == "FINISHED" for run in trial_runs(uri, "resumable")):
+        while not finished_trials(tmp_path / "mlflow.db"):
             assert driver.poll() is None, logs.read_text()[-3000:]
             assert time.monotonic() < deadline, "no trial finished in time"
-            time.sleep(1)
+            time.sleep(0.2)
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started, mid-sweep
         driver.wait(timeout=60)
         kill_marked("RAY_TMPDIR", ray_tmp)
@@ -276,15 +327,18 @@ def test_sweep_whose_driver_is_killed_resumes_with_every_trial_once(tmp_path, de
         assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
     finally:
         kill_marked("RAY_TMPDIR", ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
     table = pd.read_parquet(sweep_dir / "results.parquet")
-    assert len(table) == 4 and table["trial_id"].is_unique and set(table["status"]) == {"TERMINATED"}
-    assert sorted(zip(table["regularizer"], table["seed"])) == [("ignite", 0), ("ignite", 1), ("none", 0), ("none", 1)]
+    print(table[["trial_id", "regularizer", "seed", "attempt", "restored_surrogates"]].to_string())
+    print({run.data.tags["ignite_mbo.trial_id"]: run.info.status for run in interrupted})
+    assert len(table) == 6 and table["trial_id"].is_unique and set(table["status"]) == {"TERMINATED"}
+    assert sorted(zip(table["regularizer"], table["seed"])) == [(r, s) for r in ("ignite", "none") for s in (0, 1, 2)]
     runs = trial_runs(uri, "resumable")
-    assert len(runs) == 4, [(r.data.tags.get("ignite_mbo.trial_id"), r.info.status) for r in runs]
+    assert len(runs) == 6, [(r.data.tags.get("ignite_mbo.trial_id"), r.info.status) for r in runs]
     assert {run.info.status for run in runs} == {"FINISHED"}
     assert {run.info.run_id for run in runs} == set(table["mlflow_run_id"])
-    assert len({run.data.tags["ignite_mbo.trial_id"] for run in runs}) == 4
+    assert len({run.data.tags["ignite_mbo.trial_id"] for run in runs}) == 6
     finished_before = {run.info.run_id for run in interrupted if run.info.status == "FINISHED"}
     assert finished_before <= set(table["mlflow_run_id"]), "finished trials kept their runs"
     for run in runs:  # one point per epoch, whichever attempt logged it

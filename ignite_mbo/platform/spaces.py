@@ -297,8 +297,8 @@ def _set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
     *parents, leaf = dotted_key.split(".")
     node = config
     for part in parents:
-        if isinstance(node.get(part), str) and part == "regularizer":  # "regularizer: ignite", then ".epsilon"
-            node[part] = {"name": node[part]}
+        if part == "regularizer" and not isinstance(node.get(part), dict):  # "regularizer: ignite", then ".epsilon"
+            node[part] = {"name": node.get(part, "none")}
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise UserError(f"key {dotted_key!r} reaches into {part!r}, which is not a mapping")

@@ -26,11 +26,11 @@ from ignite_mbo.config import TrialConfig
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform import report as reporting
 from ignite_mbo.platform.results import results_table, write_table
-from ignite_mbo.platform.spaces import SweepSpec, load_spec, resolve_params
+from ignite_mbo.platform.spaces import OBJECTIVES, SweepSpec, load_spec, resolve_params
 from ignite_mbo.platform.tracking import (
     TAG_PREFIX, default_tracking_uri, start_sweep_run, sweep_trial_runs,
 )
-from ignite_mbo.trainables.mbo import NONFINITE, mbo_trainable, task_key
+from ignite_mbo.trainables.mbo import COMPLETED, NONFINITE, mbo_trainable, task_key
 
 RESULTS_FILE = "results.parquet"
 SWEEP_FILE = "sweep.json"
@@ -80,10 +80,12 @@ class TrialNamer:
         self.grid = grid
 
     def __call__(self, trial: tune.experiment.Trial) -> str:
-        config = resolve_params(trial.config, self.grid)
+        return self.prefix(trial.config) + trial.trial_id
+
+    def prefix(self, params: dict[str, Any]) -> str:
+        config = resolve_params(params, self.grid)
         regularizer = config.get("regularizer", {}).get("name", "none")
-        return (f"{config.get('baseline', 'grad-ascent')}_{regularizer}_{config.get('task', 'task')}"
-                f"_s{config.get('seed', 0)}_{trial.trial_id}")
+        return f"{config.get('baseline', 'grad-ascent')}_{regularizer}_{config.get('task', 'task')}_s{config.get('seed', 0)}_"
 
 
 def load_tasks(configs: list[TrialConfig], data_dir: str | None) -> dict[str, task_registry.Task]:
@@ -132,7 +134,8 @@ def search_setup(spec: SweepSpec, grid: list[dict[str, Any]]) -> tuple[dict[str,
 
         scheduler = ASHAScheduler(time_attr="surrogate_epochs", max_t=spec.scheduler.max_t,
                                   grace_period=spec.scheduler.grace_period,
-                                  reduction_factor=spec.scheduler.reduction_factor)
+                                  reduction_factor=spec.scheduler.reduction_factor,
+                                  stop_last_trials=False)  # a trial past max_t still runs its search
     elif spec.scheduler is not None and spec.scheduler.name == "median":
         from ray.tune.schedulers import MedianStoppingRule
 
@@ -197,6 +200,10 @@ def run_sweep(
             raise UserError(f"nothing to resume: {meta_path} does not exist; run the sweep without --resume "
                             "(and the same --output-dir) first")
         meta = json.loads(meta_path.read_text())
+        if not {"spec", "tracking_uri", "parent_run_id"} <= set(meta):
+            raise UserError(f"{meta_path} is not a sweep record written by 'ignite-mbo sweep'; nothing to resume")
+        meta.setdefault("storage_path", str(sweep_dir.parent))  # sweeps from before --storage-path
+        meta.setdefault("experiment_path", str(sweep_dir))
         if meta["spec"] != spec_json:
             raise UserError(f"the search space differs from the one the sweep started with ({meta_path}); "
                             "resume with the same YAML file and options")
@@ -286,11 +293,14 @@ def collect_results(results: Any, grid: list[dict[str, Any]], spec: SweepSpec) -
     STOPPED (ended early by a scheduler, no final scores).
     """
     trials, extra = [], {}
+    namer = TrialNamer(grid)
     for result in results:
         metrics = dict(result.metrics or {})
-        trial_id = metrics.get("trial_id", Path(result.path).name)
+        if "trial_id" not in metrics:  # a trial that never reported: its id is in its folder's name
+            metrics["trial_id"] = Path(result.path).name.removeprefix(namer.prefix(result.config))
+        trial_id = metrics["trial_id"]
         trials.append(_Trial({"trial": resolve_params(result.config, grid)}, metrics, result.error, result.path))
-        status = "ERROR" if result.error else ("TERMINATED" if metrics.get("done") else "STOPPED")
+        status = "ERROR" if result.error else ("TERMINATED" if metrics.get(COMPLETED) else "STOPPED")
         reason = metrics.get("error") if metrics.get(NONFINITE) else None
         extra[trial_id] = {
             "status": status, "reason": reason,
@@ -348,8 +358,6 @@ def reconcile_mlflow(meta: dict[str, Any], table: pd.DataFrame) -> dict[str, Any
 
 def best_trial(table: pd.DataFrame, spec_json: dict[str, Any]) -> pd.Series | None:
     """The finished trial with the best objective, if the sweep has one."""
-    from ignite_mbo.platform.spaces import OBJECTIVES
-
     name = spec_json.get("objective")
     if not name:
         return None
@@ -408,8 +416,9 @@ def finish_sweep(sweep_dir: Path, table: pd.DataFrame) -> SweepOutcome:
         client.log_metric(meta["parent_run_id"], "best_objective", float(best["objective"]))
         config = {key.removeprefix("config."): value for key, value in best.items()
                   if key.startswith("config.") and not key.startswith("config.task_options")}
-        markdown += (f"\nBest trial by {best['objective_kind']}: objective={float(best['objective']):.4g} "
-                     f"(MLflow run {best['mlflow_run_id']}): {json.dumps(config)}\n")
+        goal = OBJECTIVES[meta["spec"]["objective"]]
+        markdown += (f"\nBest trial ({goal.name}, {goal.mode}; {goal.kind}): {float(best['objective']):.4g}, "
+                     f"MLflow run {best['mlflow_run_id']}: {json.dumps(config)}\n")
     for key, value in tags.items():
         client.set_tag(meta["parent_run_id"], key, value)
     client.set_terminated(meta["parent_run_id"], "FINISHED")

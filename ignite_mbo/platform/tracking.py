@@ -63,45 +63,65 @@ class TrialRecorder:
         """Open the trial's run: ``run_id``, else the run of sweep trial ``trial_id`` if one exists
         (a retried or resumed trial keeps its run), else a new one.
 
-        ``attempt`` counts the starts of the run (tag ``ignite_mbo.attempt``); ``previous_status``
-        is the status the run had before this start (None for a new run).
+        ``attempt`` counts the starts of the trial (tag ``ignite_mbo.attempt``); ``previous_status``
+        is the status its run had before this start (None for a new run). Metrics reach MLflow only
+        when a trial ends, so a run that is not FINISHED but has metrics was interrupted while they
+        were written: it is deleted and replaced by a new run, which records every metric once.
         """
         self.client = MlflowClient(tracking_uri)
         self.config = config
         self.metrics: list[Metric] = []
         self.attempt = 1
         self.previous_status: str | None = None
+        self._where = (experiment, parent_run_id, run_name, trial_id)
+        self._existing_tags: dict[str, str] = {}
         if run_id is None and trial_id is not None and parent_run_id:
             existing = find_trial_run(self.client, experiment, parent_run_id, trial_id)
             if existing is not None:
-                run_id = existing.info.run_id
                 self.previous_status = existing.info.status
                 self.attempt = int(existing.data.tags.get(f"{TAG_PREFIX}attempt", "1")) + 1
+                self._existing_tags = dict(existing.data.tags)
+                run_id = existing.info.run_id
                 if self.previous_status != "FINISHED":
-                    self._reopen(run_id, existing.data.tags)
-        if run_id is None:
-            tags = {f"{TAG_PREFIX}{key}": str(getattr(config, key)) for key in ("task", "baseline", "seed", "fidelity")}
-            tags[f"{TAG_PREFIX}regularizer"] = config.regularizer.name
-            tags[f"{TAG_PREFIX}kind"] = "trial"
-            tags[f"{TAG_PREFIX}attempt"] = "1"
-            if trial_id:
-                tags[f"{TAG_PREFIX}trial_id"] = trial_id
-            if parent_run_id:
-                tags["mlflow.parentRunId"] = parent_run_id
-            run = self.client.create_run(experiment_id(self.client, experiment), run_name=run_name, tags=tags)
-            run_id = run.info.run_id
-            params = [Param(key, str(value)) for key, value in config.flat().items()]
-            for start in range(0, len(params), 100):
-                self.client.log_batch(run_id, params=params[start:start + 100])
-        self.run_id = run_id
+                    run_id = self._reopen(run_id, bool(existing.data.metrics))
+        self.run_id = run_id if run_id is not None else self._create({})
 
-    def _reopen(self, run_id: str, tags: dict[str, str]) -> None:
-        """Mark a failed or interrupted run RUNNING again for this attempt."""
+    def _create(self, extra_tags: dict[str, str]) -> str:
+        experiment, parent_run_id, run_name, trial_id = self._where
+        config = self.config
+        tags = {f"{TAG_PREFIX}{key}": str(getattr(config, key)) for key in ("task", "baseline", "seed", "fidelity")}
+        tags[f"{TAG_PREFIX}regularizer"] = config.regularizer.name
+        tags[f"{TAG_PREFIX}kind"] = "trial"
+        tags[f"{TAG_PREFIX}attempt"] = str(self.attempt)
+        if trial_id:
+            tags[f"{TAG_PREFIX}trial_id"] = trial_id
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = self.client.create_run(experiment_id(self.client, experiment), run_name=run_name,
+                                     tags={**tags, **extra_tags})
+        params = [Param(key, str(value)) for key, value in config.flat().items()]
+        for start in range(0, len(params), 100):
+            self.client.log_batch(run.info.run_id, params=params[start:start + 100])
+        return run.info.run_id
+
+    def _reopen(self, run_id: str, has_metrics: bool) -> str:
+        """This attempt's run for an earlier attempt's ``run_id``: that run RUNNING again, or a replacement."""
+        error = self._existing_tags.get(f"{TAG_PREFIX}error")
+        carried = {f"{TAG_PREFIX}previous_error": error} if error else {}
+        if has_metrics:
+            self.client.set_tag(run_id, f"{TAG_PREFIX}replaced", "interrupted while recording; the trial has a newer run")
+            self.client.delete_run(run_id)
+            return self._create(carried)
         self.client.update_run(run_id, status="RUNNING")
-        self.client.set_tag(run_id, f"{TAG_PREFIX}attempt", str(self.attempt))
-        if f"{TAG_PREFIX}error" in tags:
-            self.client.set_tag(run_id, f"{TAG_PREFIX}previous_error", tags[f"{TAG_PREFIX}error"])
+        self.client.log_batch(run_id, tags=[RunTag(key, value) for key, value in
+                                            {f"{TAG_PREFIX}attempt": str(self.attempt), **carried}.items()])
+        if error:
             self.client.delete_tag(run_id, f"{TAG_PREFIX}error")
+        return run_id
+
+    def reopen(self) -> None:
+        """Run a FINISHED run's trial again (its summary could not be read back): a replacement run."""
+        self.run_id = self._reopen(self.run_id, has_metrics=True)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(key, str(value)[:5000]) for key, value in tags.items()])

@@ -3,7 +3,8 @@
 Per attempt of a trial:
 
 * its MLflow run is found by the tags ``ignite_mbo.trial_id`` (the Tune trial id) and
-  ``mlflow.parentRunId`` (the sweep run), else created: a retried or resumed trial keeps its run;
+  ``mlflow.parentRunId`` (the sweep run), else created: a retried or resumed trial keeps its run
+  (one interrupted while writing its final metrics is replaced, see ``TrialRecorder``);
 * a run that already FINISHED (the driver died before Tune recorded the trial) is not run again:
   its summary is reported as the trial's result;
 * the trial runs with a :class:`~ignite_mbo.checkpoints.CheckpointStore` active, seeded from the
@@ -38,6 +39,7 @@ from ignite_mbo.training import NonFiniteLossError
 from ignite_mbo.trial import TrialResult, resolve_device, run_trial
 
 NONFINITE = "nonfinite_loss"
+COMPLETED = "trial_completed"  # on the final result only (Tune's own "done" is also set on a stopped trial's last)
 
 
 def task_key(config: TrialConfig) -> str:
@@ -82,8 +84,10 @@ def mbo_trainable(
     if recorder.previous_status == "FINISHED":
         summary = recorder.finished_summary()
         if summary is not None:
-            tune.report(stamp({**summary, "mlflow_run_id": recorder.run_id, "done": True}))
+            tune.report(stamp({**summary, "mlflow_run_id": recorder.run_id, COMPLETED: 1,
+                               "attempt": recorder.attempt - 1, "recovered_finished_run": 1}))
             return
+        recorder.reopen()
 
     gpu_ids = [str(gpu) for gpu in ray.get_gpu_ids()]
     recorder.set_tags({f"{TAG_PREFIX}device": str(device), f"{TAG_PREFIX}gpu_ids": ",".join(gpu_ids) or "none",
@@ -142,7 +146,7 @@ def mbo_trainable(
         recorder.set_tags({f"{TAG_PREFIX}restored_surrogates": store.restored,
                            f"{TAG_PREFIX}trained_surrogates": store.trained})
         recorder.finish(result)
-        final = stamp({**result.summary, "mlflow_run_id": recorder.run_id, "done": True,
+        final = stamp({**result.summary, "mlflow_run_id": recorder.run_id, COMPLETED: 1,
                        "restored_surrogates": store.restored, "attempt": recorder.attempt})
         tune.report(final)
     finally:

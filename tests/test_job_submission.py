@@ -1,0 +1,183 @@
+"""`ignite-mbo sweep --address auto` as a Ray job: a local head with the dashboard (the job server) and
+token authentication, an MLflow tracking server as on a cluster's head, `ray job submit` of the
+quick sweep, and the MLflow runs (with artifacts uploaded through the server) it made.
+
+The head gets its own token file (RAY_AUTH_TOKEN_PATH, never ~/.ray), free ports and a short temp
+dir; the head and the MLflow server are stopped by their process ids (their process groups, then
+every process carrying this test's marker in its environment) even when the test fails. Nothing
+else on the machine is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+RAY = str(BIN / "ray") if (BIN / "ray").exists() else (shutil.which("ray") or "ray")
+IGNITE_BIN = Path(shutil.which("ignite-mbo", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}") or BIN).parent
+MARKER = "IGNITE_MBO_TEST_HEAD"
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def kill_marked(value: str) -> None:
+    """SIGKILL every process whose environment carries ``MARKER=value`` (the head, its workers, job drivers)."""
+    needle = f"{MARKER}={value}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, PermissionError):
+            continue
+
+
+@dataclass
+class Head:
+    address: str  # the job server (dashboard) URL
+    env: dict[str, str]  # what a client of this cluster needs: RAY_AUTH_MODE=token and the token
+
+
+def ray_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([RAY, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    temp = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's unix sockets live under it
+    token = Path(temp) / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    marker = uuid.uuid4().hex
+    env = {key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+    env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), MARKER: marker,
+                "PATH": f"{IGNITE_BIN}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
+    gcs, dashboard, client, agent, agent_grpc, runtime_env, metrics, node_manager, objects = free_ports(9)
+    command = [
+        RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+        "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+        f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
+        f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={runtime_env}",
+        f"--metrics-export-port={metrics}", f"--node-manager-port={node_manager}",
+        f"--object-manager-port={objects}", "--num-cpus=2", "--num-gpus=0", f"--temp-dir={temp}",
+        "--disable-usage-stats",
+    ]
+    log = (tmp_path / "head.log").open("w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    head = Head(f"http://127.0.0.1:{dashboard}", env)
+    try:
+        deadline = time.monotonic() + 180
+        while ray_cli("job", "list", "--address", head.address, env=env).returncode != 0:
+            assert process.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the job server did not come up"
+            time.sleep(2)
+        yield head
+    finally:
+        with closing(log):
+            stop(process, marker)  # `ray start --block` stops its children on SIGTERM; the rest by id
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def stop(process: subprocess.Popen, marker: str) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    kill_marked(marker)
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """`mlflow server` as cluster.yaml starts it (here on 127.0.0.1): sqlite store, proxied artifacts."""
+    (port,) = free_ports(1)
+    marker = uuid.uuid4().hex
+    env = {**os.environ, MARKER: marker, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command = [str(BIN / "mlflow") if (BIN / "mlflow").exists() else "mlflow", "server", "--host", "127.0.0.1",
+               "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+               "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"]
+    with (tmp_path / "mlflow.log").open("w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert process.poll() is None, (tmp_path / "mlflow.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the MLflow server did not come up"
+            time.sleep(1)
+        yield uri
+    finally:
+        stop(process, marker)
+
+
+@pytest.mark.slow
+def test_quick_sweep_as_a_ray_job_with_token_auth(ray_head, mlflow_server, tmp_path, design_bench_dir):
+    no_token = {key: value for key, value in ray_head.env.items() if key != "RAY_AUTH_MODE"}
+    refused = ray_cli("job", "list", "--address", ray_head.address, env=no_token)
+    assert refused.returncode != 0 and "Authentication required" in refused.stdout + refused.stderr
+
+    uri = mlflow_server
+    entrypoint = [
+        "ignite-mbo", "sweep", str(ROOT / "search_spaces" / "quick.yaml"), "--address", "auto",
+        "--tracking-uri", uri, "--output-dir", str(tmp_path / "out"), "--data-dir", str(design_bench_dir),
+        "--override", "grid.seed=[0]",
+        "--override", "trial.baseline_options={hidden_size: 32, epochs: 1, batch_size: 2048, solver_steps: 20}",
+    ]
+    submitted = ray_cli("job", "submit", "--address", ray_head.address, "--submission-id", "quick-sweep",
+                        "--", *entrypoint, env=ray_head.env, timeout=600)
+    output = submitted.stdout + submitted.stderr
+    assert submitted.returncode == 0 and "Job 'quick-sweep' succeeded" in output, output[-4000:]
+    assert "3 trials (0 failed)" in output
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("quick").experiment_id
+    runs = client.search_runs([experiment], "tags.`ignite_mbo.kind` = 'trial'")
+    sweep = client.search_runs([experiment], "tags.`ignite_mbo.kind` = 'sweep'")
+    assert len(sweep) == 1 and sweep[0].info.status == "FINISHED"
+    assert len(runs) == 3 and {run.info.status for run in runs} == {"FINISHED"}
+    assert {run.data.tags["ignite_mbo.regularizer"] for run in runs} == {"none", "ignite", "ignite2"}
+    assert {run.data.tags["mlflow.parentRunId"] for run in runs} == {sweep[0].info.run_id}
+    assert {run.data.tags["ignite_mbo.device"] for run in runs} == {"cpu"}
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert {"candidates.parquet", "surrogate_0.pt", "summary.json"} <= artifacts, "uploaded through the server"
+    table = pd.read_parquet(tmp_path / "out" / "quick" / "results.parquet")
+    assert len(table) == 3 and set(table["status"]) == {"TERMINATED"}
+    assert set(table["mlflow_run_id"]) == {run.info.run_id for run in runs}

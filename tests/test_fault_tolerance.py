@@ -31,6 +31,8 @@ from ignite_mbo.models import GaussianMLP, gaussian_nll
 from ignite_mbo.regularizers import build
 from ignite_mbo.training import FitSettings, train_surrogate
 
+from processes import kill_marked
+
 # ---- the checkpoint store, in process ------------------------------------------------------------
 
 X = torch.randn(300, 6, generator=torch.Generator().manual_seed(0))
@@ -192,19 +194,6 @@ variants:
 failure: {max_retries: 2}
 resources: {cpu: 1, gpu: 0}
 """
-
-
-def kill_marked(marker: str, value: str) -> None:
-    """SIGKILL every process of ours whose environment has ``marker=value``."""
-    needle = f"{marker}={value}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, PermissionError):
-            continue
 
 
 @pytest.fixture

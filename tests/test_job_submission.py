@@ -29,6 +29,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from processes import kill_marked
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RAY = str(BIN / "ray") if (BIN / "ray").exists() else (shutil.which("ray") or "ray")
@@ -45,19 +47,6 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
-
-
-def kill_marked(value: str) -> None:
-    """SIGKILL every process whose environment carries ``MARKER=value`` (the head, its workers, job drivers)."""
-    needle = f"{MARKER}={value}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, PermissionError):
-            continue
 
 
 @dataclass
@@ -115,7 +104,7 @@ def stop(process: subprocess.Popen, marker: str) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    kill_marked(marker)
+    kill_marked(MARKER, marker)
     process.wait(timeout=30)
 
 

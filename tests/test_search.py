@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,8 @@ from mlflow.tracking import MlflowClient
 from ignite_mbo.cli import main
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform.spaces import OBJECTIVES, apply_overrides, load_spec, parse_spec, resolve_params
+
+from processes import kill_marked
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "search_spaces"
@@ -213,18 +214,6 @@ scheduler: {name: asha, grace_period: 1, max_t: 3, reduction_factor: 2}
 objective: val_rank_corr
 max_concurrent_trials: 2
 """
-
-
-def kill_marked(marker: str, value: str) -> None:
-    needle = f"{marker}={value}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, PermissionError):
-            continue
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from ray.tune import ResultGrid
 
+from ignite_mbo.baselines import BASELINES
 from ignite_mbo.config import TrialConfig
 
 SUMMARY_COLUMNS = (
@@ -39,7 +40,10 @@ def results_table(results: ResultGrid) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     config_columns = [c for c in table.columns if c.startswith("config.")]
     table[config_columns] = table[config_columns].astype(str)  # mixed-type params stay readable in Parquet
-    return table.sort_values(["task", "baseline", "regularizer", "seed"], kind="stable").reset_index(drop=True)
+    baseline_order = {name: index for index, name in enumerate(BASELINES)}  # the paper's order, not alphabetical
+    order = table.assign(_baseline=table["baseline"].map(baseline_order))
+    order = order.sort_values(["task", "_baseline", "regularizer", "seed"], kind="stable")
+    return table.loc[order.index].reset_index(drop=True)
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:

@@ -483,9 +483,10 @@ def _format_cell(cell: dict[str, Any], n_max: int) -> str:
 
 def _notes(n_max: int, n_ignored: int, any_marked: bool) -> list[str]:
     notes = [
-        "Cells: mean ± sample std (ddof=1) over seeds of finished trials; "
-        f"[n=k] marks cells with fewer than {n_max} seeds (n=1 has no std). "
-        "In parentheses: gain over the same baseline with regularizer none on the same task and "
+        ("Cells: mean ± sample std (ddof=1) over seeds of finished trials; "
+         f"[n=k] marks cells with fewer than {n_max} seeds (n=1 has no std). "
+         if n_max > 1 else "Cells: one seed each, so no std. ")
+        + "In parentheses: gain over the same baseline with regularizer none on the same task and "
         "non-regularizer config, 100 · mean(reg − none) / |mean(none)| over the seeds both ran "
         "(\"k paired\" when that is fewer than the cell's seeds); no gain where no such none run exists."
     ]

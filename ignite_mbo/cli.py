@@ -4,54 +4,76 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn
-
-import yaml
 
 from ignite_mbo.errors import UserError
 
 REGULARIZER_FLAGS = ("epsilon", "initial_lambda", "lambda_lr", "rho", "radius", "hvp", "project_lambda")
+INTERRUPTED_EXIT = 130
+TRUST_NOTE = ("--resume unpickles Ray Tune's state (tuner.pkl) from the sweep folder or --storage-path: "
+              "keep that location writable only by you")
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line with a pointer to --help, exit status 2."""
+    """argparse whose errors are one line with a pointer to --help, exit status 2; help shows defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def package_version() -> str:
+    try:
+        return version("ignite-mbo")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
 def key_values(pairs: list[str], flag: str) -> dict[str, Any]:
     """``["epochs=5", "hidden_size=64"]`` -> ``{"epochs": 5, "hidden_size": 64}`` (values read as YAML scalars)."""
+    from ignite_mbo.platform.spaces import read_yaml
+
     parsed = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UserError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        if key in parsed:
+            raise UserError(f"{flag} {key} is given twice; give each key once")
         try:
-            parsed[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
+            parsed[key] = read_yaml(value) if value else ""
+        except Exception:  # noqa: BLE001 - any YAML problem is the user's value
             raise UserError(f"{flag} {key}: {value!r} is not a YAML value") from None
     return parsed
 
 
 def build_parser() -> Parser:
     from ignite_mbo.baselines import BASELINES
+    from ignite_mbo.platform.spaces import MAX_TRIALS
     from ignite_mbo.regularizers import CONFIGS
     from ignite_mbo.tasks import REGISTRY
     from ignite_mbo.tasks.data import MIRROR_URL, TASK_FOLDERS
 
     parser = Parser(prog="ignite-mbo", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run one trial in this process (no Ray) and print its summary as JSON")
+    run = commands.add_parser("run", help="run one trial in this process (no Ray) and print its summary as JSON",
+                              description="Run one trial in this process (no Ray). A progress bar goes to "
+                                          "stderr; the summary is the last line of stdout, as JSON.")
     run.add_argument("--task", default="TFBind8-Exact-v0", help=f"one of {', '.join(REGISTRY)}")
     run.add_argument("--baseline", default="grad-ascent", help=f"one of {', '.join(BASELINES)}")
     run.add_argument("--regularizer", default="none", help=f"one of {', '.join(CONFIGS)}")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0, help="trial seed, 0 <= seed < 2**32")
     run.add_argument("--fidelity", choices=["quick", "full"], default="full",
-                     help="full: the published settings (default); quick: small models for smoke tests")
+                     help="full: the published settings; quick: small models for smoke tests")
     run.add_argument("--data-dir", help="Design-Bench data folder (default: $IGNITE_MBO_DATA_DIR, else the user cache)")
     hyper = run.add_argument_group("regularizer hyperparameters (default: the published settings)")
     hyper.add_argument("--epsilon", type=float, help="ε, the sharpness bound (IGNITE)")
@@ -61,27 +83,37 @@ def build_parser() -> Parser:
     hyper.add_argument("--radius", type=float, help="r, the finite-difference perturbation radius")
     hyper.add_argument("--hvp", choices=["finite_difference", "exact"], help="Hessian-vector product")
     hyper.add_argument("--project-lambda", action=argparse.BooleanOptionalAction, default=None,
-                       help="keep λ ≥ 0 (default); --no-project-lambda reproduces the official code")
+                       help="keep λ ≥ 0 (the default); --no-project-lambda reproduces the official code")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a baseline setting, e.g. --set epochs=10 (repeatable)")
     run.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
-                     help="task option, e.g. --task-option max_samples=5000")
-    run.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda, cuda:1, ...")
-    run.add_argument("--tracking-uri", help="also record the trial in this MLflow store (experiment 'runs')")
+                     help="task option, e.g. --task-option max_samples=5000 (repeatable)")
+    run.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda, cuda:N, mps")
+    run.add_argument("--tracking-uri", help="also record the trial in this MLflow store (experiment 'runs'), "
+                                            "e.g. sqlite:///mlflow.db")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    sweep = commands.add_parser("sweep", help="run a search-space YAML as a Ray Tune sweep tracked in MLflow")
+    sweep = commands.add_parser(
+        "sweep", help="run a search-space YAML as a Ray Tune sweep tracked in MLflow",
+        description="Run a search space as a Ray Tune sweep: one MLflow run per trial under a parent run, "
+                    "results.parquet and the gain report in OUTPUT_DIR/<name>/ (<name>-2, ... when the space "
+                    "ran there before). Ctrl-C stops it; --resume finishes it.", epilog=TRUST_NOTE + ".")
     sweep.add_argument("space", type=Path, help="search-space YAML, e.g. search_spaces/quick.yaml")
-    sweep.add_argument("--address", help="Ray cluster to join ('auto' inside 'ray job submit'); default: local Ray")
+    sweep.add_argument("--address", help="Ray cluster to join ('auto' inside 'ray job submit'); default: an "
+                                         "embedded local Ray on 127.0.0.1")
     sweep.add_argument("--tracking-uri",
                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///$PWD/mlflow.db)")
     sweep.add_argument("--output-dir", type=Path, default=Path("ignite_mbo_results"),
-                       help="results go to OUTPUT_DIR/<sweep name>/ (default: ./ignite_mbo_results)")
-    sweep.add_argument("--data-dir", help="Design-Bench data folder")
+                       help="results go to OUTPUT_DIR/<sweep name>/")
+    sweep.add_argument("--data-dir", help="Design-Bench data folder (default: $IGNITE_MBO_DATA_DIR, else the user cache)")
     sweep.add_argument("--gpus-per-trial", type=float,
                        help="override the YAML's resources.gpu: 0.25 packs 4 trials per GPU; 0 runs on CPU")
     sweep.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    sweep.add_argument("--max-trials", type=int, default=MAX_TRIALS,
+                       help="refuse a space that asks for more trials (grid × variants × num_samples)")
     sweep.add_argument("--resume", action="store_true",
-                       help="finish an interrupted sweep in OUTPUT_DIR/<name> (same YAML and options)")
+                       help="finish the newest interrupted sweep of this space in OUTPUT_DIR (same YAML and "
+                            f"options). {TRUST_NOTE}")
     sweep.add_argument("--max-retries", type=int,
                        help="override the YAML's failure.max_retries (a trial that raises is retried from "
                             "its checkpoint; a NaN/inf loss is never retried)")
@@ -90,23 +122,36 @@ def build_parser() -> Parser:
                             "--override grid.seed=[0,1] (values read as YAML; repeatable)")
     sweep.add_argument("--storage-path",
                        help="where Tune keeps trial checkpoints and its state (default: "
-                            "$IGNITE_MBO_STORAGE_PATH, else the sweep folder); "
+                            "$IGNITE_MBO_STORAGE_PATH, else the sweep folder's parent); "
                             "a multi-node cluster needs shared storage: s3://..., gs://... or an NFS path")
+    sweep.add_argument("--quiet", action="store_true", help="no table of trials while the sweep runs")
 
-    report = commands.add_parser("report", help="print and save the gain table of a finished sweep")
+    report = commands.add_parser("report", help="print and save the gain report of a finished sweep",
+                                 description="Re-build the gain report (gains with 95%% bootstrap intervals and "
+                                             "Wilcoxon p-values, the reproduction check) of a sweep, write it next "
+                                             "to its results and replace the report on the sweep's MLflow run.")
     report.add_argument("sweep", type=Path, help="a sweep folder (OUTPUT_DIR/<name>) or its results.parquet")
     report.add_argument("--no-mlflow", action="store_true", help="do not log the report to the sweep's MLflow run")
 
-    data = commands.add_parser("data", help="where the Design-Bench data is, check it, download it")
-    data.add_argument("action", choices=["path", "verify", "download"])
-    data.add_argument("--task", choices=[*TASK_FOLDERS, "all"], default="all")
+    data = commands.add_parser("data", help="where the Design-Bench data is, check it, download it",
+                               description="path: print the data folder; verify: check every file's size and "
+                                           "sha256; download: fetch missing files from the mirror, then verify.")
+    data.add_argument("action", choices=["path", "verify", "download"], help="what to do")
+    data.add_argument("--task", choices=[*TASK_FOLDERS, "all"], default="all", help="which task's files")
     data.add_argument("--data-dir", help="data folder (default: $IGNITE_MBO_DATA_DIR, else the user cache)")
     data.add_argument("--mirror", default=MIRROR_URL, help="base URL with the Design-Bench layout")
     return parser
 
 
 def command_run(args: argparse.Namespace) -> int:
+    import inspect
+    import tempfile
+
+    from ignite_mbo import tasks
     from ignite_mbo.config import TrialConfig
+    from ignite_mbo.platform.checks import check_device
+    from ignite_mbo.platform.console import ProgressBar
+    from ignite_mbo.training import NonFiniteLossError
     from ignite_mbo.trial import run_trial
 
     hyperparameters = {k: getattr(args, k) for k in REGULARIZER_FLAGS if getattr(args, k) is not None}
@@ -116,49 +161,101 @@ def command_run(args: argparse.Namespace) -> int:
         "baseline_options": key_values(args.set, "--set"),
         "task_options": key_values(args.task_option, "--task-option"),
     })
-    recorder = None
+    check_device(args.device)
+    uri = None
     if args.tracking_uri:
-        from ignite_mbo.platform.tracking import TrialRecorder
+        from ignite_mbo.mlflow_store import check_tracking_uri
 
-        recorder = TrialRecorder(args.tracking_uri, "runs", config)
-    result = run_trial(config, data_dir=args.data_dir, log=recorder, device=args.device)
-    if recorder is not None:
-        recorder.finish(result)
+        uri = check_tracking_uri(args.tracking_uri)
+    try:
+        task = tasks.make(config.task, args.data_dir, **config.checked_task_options())
+    except TypeError as error:  # an option the task's builder does not take
+        raise UserError(f"--task-option: {error}; see the task's options in ignite_mbo/tasks") from None
+
+    progress = None if args.quiet else ProgressBar()
+    extra: dict[str, Any] = {}
+    if progress is not None and "progress" in inspect.signature(run_trial).parameters:
+        extra["progress"] = progress
+    recorder = None
+    if uri is not None:
+        from ignite_mbo.mlflow_store import TrialRecorder
+        from ignite_mbo.trainables.params import run_name
+
+        recorder = TrialRecorder(uri, "runs", config, run_name=run_name(config.model_dump(mode="json")))
+    try:
+        result = run_trial(config, task, log=recorder, device=args.device, **extra)
+        if recorder is not None:
+            from ignite_mbo.trainables.artifacts import write_trial_artifacts
+
+            with tempfile.TemporaryDirectory() as folder:
+                write_trial_artifacts(result, Path(folder))
+                recorder.finish(result.summary, Path(folder))
+    except BaseException as error:
+        if recorder is not None:
+            status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+            recorder.close(status, f"{type(error).__name__}: {error}")
+        if isinstance(error, NonFiniteLossError):
+            print(f"ignite-mbo run: failed: {error}; lower the learning rate or check the settings", file=sys.stderr)
+            return 1
+        raise
+    finally:
+        if progress is not None:
+            progress.close()
     print(json.dumps({**result.summary, "config": config.model_dump(mode="json")}, default=float))
     return 0
 
 
-def command_sweep(args: argparse.Namespace) -> int:
-    from ignite_mbo.platform.sweep import run_sweep
+def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
+    from ignite_mbo.platform.sweep import SweepInterrupted, run_sweep
 
-    outcome = run_sweep(args.space, address=args.address, tracking_uri=args.tracking_uri,
-                        output_dir=args.output_dir, data_dir=args.data_dir,
-                        gpus_per_trial=args.gpus_per_trial, num_cpus=args.num_cpus, resume=args.resume,
-                        max_retries=args.max_retries, overrides=key_values(args.override, "--override"),
-                        storage_path=args.storage_path)
+    resume_command = shlex.join(["ignite-mbo", *[a for a in argv if a != "--resume"], "--resume"])
+    try:
+        outcome = run_sweep(args.space, address=args.address, tracking_uri=args.tracking_uri,
+                            output_dir=args.output_dir, data_dir=args.data_dir,
+                            gpus_per_trial=args.gpus_per_trial, num_cpus=args.num_cpus, resume=args.resume,
+                            max_retries=args.max_retries, overrides=key_values(args.override, "--override"),
+                            storage_path=args.storage_path, max_trials=args.max_trials,
+                            resume_hint=f"to finish the sweep run: {resume_command}", quiet=args.quiet)
+    except SweepInterrupted as interrupted:
+        print(f"Sweep interrupted; its state is in {interrupted.sweep_dir}. To finish it, run: {resume_command}",
+              file=sys.stderr)
+        return INTERRUPTED_EXIT
+    print()
     print(outcome.report_markdown)
-    print(f"{outcome.num_trials} trials ({outcome.num_errors} failed); results: {outcome.results_path}")
+    print(f"{outcome.num_trials} trials ({outcome.num_errors} failed)")
+    print(f"MLflow store: {outcome.tracking_uri}")
+    print(f"results:      {outcome.results_path}")
+    if outcome.report_files:
+        print(f"report:       {outcome.report_files[0]}")
+    if outcome.tracking_uri.startswith("sqlite:"):
+        print(f"look at it:   mlflow ui --backend-store-uri {shlex.quote(outcome.tracking_uri)}"
+              "   (then open http://127.0.0.1:5000)")
+    else:
+        print(f"look at it:   {outcome.tracking_uri}")
     return 1 if outcome.num_errors else 0
 
 
 def command_report(args: argparse.Namespace) -> int:
-    from ignite_mbo.platform import report as reporting
+    from ignite_mbo import mlflow_store as store
+    from ignite_mbo.platform.record import RESULTS_FILE, SWEEP_FILE, SweepRecord
     from ignite_mbo.platform.results import read_table
-    from ignite_mbo.platform.sweep import RESULTS_FILE, SWEEP_FILE
+    from ignite_mbo.platform.sweep import report_sweep
 
     path = args.sweep / RESULTS_FILE if args.sweep.is_dir() else args.sweep
     if not path.is_file():
         raise UserError(f"no results table at {path}; pass a sweep folder made by 'ignite-mbo sweep' or its {RESULTS_FILE}")
-    meta_path = path.parent / SWEEP_FILE
-    if meta_path.is_file():  # a sweep folder: the report, its sensitivity plots, logged to the sweep's run
-        from ignite_mbo.platform.sweep import report_sweep
-
-        print(report_sweep(path.parent, read_table(path), json.loads(meta_path.read_text()), mlflow=not args.no_mlflow))
-    else:
-        report = reporting.build_report(read_table(path))
-        report.write(path.parent)
-        print(report.to_markdown())
-    print(f"written: {path.parent / 'gain_table.md'}, gain_table.csv, gain_table.png")
+    folder = path.parent
+    record = SweepRecord.load(folder) if (folder / SWEEP_FILE).exists() else None
+    table = read_table(path)
+    log = record is not None and not args.no_mlflow
+    if log and record is not None:
+        store.check_tracking_uri(record.tracking_uri, must_exist=True)
+        if not store.run_exists(record.tracking_uri, record.parent_run_id):
+            raise UserError(f"the sweep's MLflow run {record.parent_run_id} is not in {record.tracking_uri}; "
+                            "pass --no-mlflow to write the report only to the folder")
+    markdown, paths = report_sweep(folder, table, record, mlflow=log)
+    print(markdown)
+    print(f"written: {', '.join(str(p) for p in paths)}" + (" (and logged to the sweep's MLflow run)" if log else ""))
     return 0
 
 
@@ -168,16 +265,23 @@ def command_data(args: argparse.Namespace) -> int:
     return data_command(args.action, [args.task], args.data_dir, args.mirror)
 
 
-COMMANDS = {"run": command_run, "sweep": command_sweep, "report": command_report, "data": command_data}
-
-
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        if args.command == "run":
+            return command_run(args)
+        if args.command == "sweep":
+            return command_sweep(args, argv)
+        if args.command == "report":
+            return command_report(args)
+        return command_data(args)
     except UserError as error:
         print(f"ignite-mbo {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"ignite-mbo {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from ignite_mbo.baselines import BASELINES, load
 from ignite_mbo.baselines.base import BaselineSettings
 from ignite_mbo.errors import UserError
 from ignite_mbo.regularizers import CONFIGS, NoneConfig, RegularizerConfig, one_line
+from ignite_mbo import tasks
 from ignite_mbo.tasks import REGISTRY
 
 Fidelity = Literal["quick", "full"]
@@ -23,7 +24,7 @@ class TrialConfig(BaseModel):
     task: str = "TFBind8-Exact-v0"
     baseline: str = "grad-ascent"
     regularizer: RegularizerConfig = Field(default_factory=NoneConfig)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, lt=2**32)
     fidelity: Fidelity = "full"
     task_options: dict[str, Any] = Field(default_factory=dict)
     baseline_options: dict[str, Any] = Field(default_factory=dict)
@@ -56,10 +57,18 @@ class TrialConfig(BaseModel):
         """Validate ``values``; bad input raises a one-line UserError naming the field."""
         try:
             config = cls(**values)
-            config.baseline_settings()
-            return config
         except ValidationError as error:
             raise UserError(f"invalid trial config: {one_line(error)}") from None
+        config.baseline_settings()
+        config.checked_task_options()
+        return config
+
+    def checked_task_options(self) -> dict[str, Any]:
+        """``task_options`` validated against the task's own typed options (no disk access)."""
+        validate = getattr(tasks, "validate_options", None)  # provided by ignite_mbo.tasks on main
+        if validate is None:
+            return dict(self.task_options)
+        return dict(validate(self.task, dict(self.task_options)))
 
     def baseline_settings(self) -> BaselineSettings:
         """The baseline's settings: full-fidelity defaults, the QUICK overrides if asked, then ``baseline_options``."""

@@ -8,18 +8,21 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from ray.tune import ResultGrid
+from typing import Any
 
 from ignite_mbo.baselines import BASELINES
 from ignite_mbo.config import TrialConfig
+from ignite_mbo.errors import UserError
 
 SUMMARY_COLUMNS = (
     "score_100th", "score_80th", "score_50th", "score_mean", "num_candidates", "sharpness_train",
     "sharpness_candidates", "final_lambda", "regularizer_affects_search", "wall_time_s", "mlflow_run_id",
 )
+PROTOCOL_DEVIATIONS = "protocol_deviations"
+"""Comma-separated baseline settings a trial ran that differ from the paper's protocol ("" when none)."""
 
 
-def results_table(results: ResultGrid) -> pd.DataFrame:
+def results_table(results: Any) -> pd.DataFrame:
     """Rows for every trial of a finished (or partly failed) Tune run."""
     rows = []
     for result in results:
@@ -35,6 +38,7 @@ def results_table(results: ResultGrid) -> pd.DataFrame:
             "seed": config.seed,
         }
         row.update({column: metrics.get(column) if not result.error else None for column in SUMMARY_COLUMNS})
+        row[PROTOCOL_DEVIATIONS] = str(metrics.get(PROTOCOL_DEVIATIONS) or "")
         row.update({f"config.{key}": value for key, value in config.flat().items()})
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -55,4 +59,16 @@ def write_table(table: pd.DataFrame, path: Path) -> None:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    return pq.read_table(path).to_pandas()
+    """A results table written by :func:`write_table`; corrupt or foreign files are a one-line UserError."""
+    try:
+        table = pq.read_table(path).to_pandas()
+    except (OSError, pa.ArrowException, ValueError) as error:
+        kind = "unreadable" if isinstance(error, PermissionError) else "not a Parquet file (corrupt or truncated)"
+        raise UserError(f"{path} is {kind}; pass the results.parquet an 'ignite-mbo sweep' wrote") from None
+    missing = [c for c in ("trial_id", "status", "task", "baseline", "regularizer", "seed") if c not in table.columns]
+    if missing:
+        raise UserError(f"{path} is not a results table of 'ignite-mbo sweep' (no {', '.join(missing)} column); "
+                        "pass the results.parquet a sweep wrote")
+    if PROTOCOL_DEVIATIONS not in table.columns:
+        table[PROTOCOL_DEVIATIONS] = ""
+    return table

@@ -45,39 +45,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.errors import UserError
 from ignite_mbo.regularizers import one_line
+from ignite_mbo.trainables.objectives import OBJECTIVES, Objective
+from ignite_mbo.trainables.params import TRIAL_INDEX, normalise, resolve_params, set_dotted
 
-TRIAL_INDEX = "__trial_index__"
-"""Set by Tune's ``Repeater`` (search algorithms): which grid point a suggestion runs on."""
-
-
-# ---- objectives -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Objective:
-    """What a search optimises: a metric every trial reports as ``objective``."""
-
-    name: str
-    mode: Literal["min", "max"]
-    kind: Literal["offline", "benchmark"]
-    per_epoch: bool  # measured after every surrogate epoch (schedulers need that)
-    description: str
-
-    @property
-    def label(self) -> str:
-        """How MLflow and the report name it, e.g. ``offline: val_rank_corr (max) - ...``."""
-        return f"{self.kind}: {self.name} ({self.mode}) - {self.description}"
-
-
-OBJECTIVES: dict[str, Objective] = {
-    "val_rank_corr": Objective("val_rank_corr", "max", "offline", True,
-                               "Spearman correlation of the surrogate on held-out training rows; no oracle"),
-    "val_loss": Objective("val_loss", "min", "offline", True, "surrogate loss on held-out training rows; no oracle"),
-    "sharpness": Objective("sharpness", "min", "offline", True,
-                           "measured surrogate sharpness 0.05·‖∇G‖ on training designs; no oracle"),
-    "oracle_score": Objective("oracle_score", "max", "benchmark", False,
-                              "100th-percentile normalised oracle score of the proposed designs; "
-                              "uses the task oracle, which real offline MBO does not have"),
-}
 
 
 # ---- distributions --------------------------------------------------------------------------------
@@ -191,7 +161,7 @@ class SweepSpec(BaseModel):
     """A validated search space."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=100)
     description: str = ""
     trial: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
@@ -214,6 +184,15 @@ class SweepSpec(BaseModel):
         return objective
 
     @property
+    def size_bound(self) -> int:
+        """How many trials the space asks for at most (grid × variants × num_samples), without building them."""
+        points = 0
+        for variant in self.variants or [{}]:
+            axes = {**self.grid, **variant}
+            points += math.prod(len(values) for values in axes.values())
+        return points * self.num_samples
+
+    @property
     def objective_spec(self) -> Objective | None:
         return OBJECTIVES[self.objective] if self.objective else None
 
@@ -229,10 +208,10 @@ class SweepSpec(BaseModel):
             axes = {**self.grid, **variant}
             keys = list(axes)
             for values in itertools.product(*(axes[key] for key in keys)):
-                config = _normalise(self.trial)
+                config = normalise(self.trial)
                 for key, value in zip(keys, values, strict=True):
-                    _set_dotted(config, key, value)
-                    config = _normalise(config)
+                    set_dotted(config, key, value)
+                    config = normalise(config)
                 fingerprint = json.dumps(config, sort_keys=True, default=str)
                 if fingerprint not in seen:
                     seen.add(fingerprint)
@@ -253,8 +232,8 @@ class SweepSpec(BaseModel):
             for key, spec in self.search.items():
                 for value in _representatives(spec):
                     sampled = copy.deepcopy(config)
-                    _set_dotted(sampled, key, value)
-                    checked.append(_normalise(sampled))
+                    set_dotted(sampled, key, value)
+                    checked.append(normalise(sampled))
         return checked
 
 
@@ -276,40 +255,6 @@ def _check_coherent(spec: SweepSpec) -> None:
     overlap = set(spec.search) & ({*spec.grid} | {key for variant in spec.variants for key in variant})
     if overlap:
         raise ValueError(f"{', '.join(sorted(overlap))}: in both 'search' and the grid; keep one")
-
-
-def resolve_params(params: dict[str, Any], grid: list[dict[str, Any]]) -> dict[str, Any]:
-    """A Tune trial's config dict -> the nested trial config it stands for.
-
-    ``params["trial"]`` is the grid point (a grid search), or the ``Repeater``'s index picks it
-    from ``grid`` (a search algorithm); sampled ``params["search"]`` values are then set on it.
-    """
-    if "trial" in params:
-        config = copy.deepcopy(params["trial"])
-    else:
-        config = copy.deepcopy(grid[int(params.get(TRIAL_INDEX, 0))])
-    for key, value in (params.get("search") or {}).items():
-        _set_dotted(config, key, value.item() if hasattr(value, "item") else value)
-    return _normalise(config)
-
-
-def _set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
-    *parents, leaf = dotted_key.split(".")
-    node = config
-    for part in parents:
-        if part == "regularizer" and not isinstance(node.get(part), dict):  # "regularizer: ignite", then ".epsilon"
-            node[part] = {"name": node.get(part, "none")}
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise UserError(f"key {dotted_key!r} reaches into {part!r}, which is not a mapping")
-    node[leaf] = value
-
-
-def _normalise(config: dict[str, Any]) -> dict[str, Any]:
-    config = {key: (copy.deepcopy(value) if isinstance(value, dict) else value) for key, value in config.items()}
-    if isinstance(config.get("regularizer"), str):
-        config["regularizer"] = {"name": config["regularizer"]}
-    return config
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -336,25 +281,80 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
     return raw
 
 
-def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepSpec:
+MAX_TRIALS = 1000
+"""Default cap on a sweep's trials (``--max-trials``): paper_table.yaml, the largest space here, has 864."""
+MAX_YAML_NODES = 100_000
+"""A space whose aliases expand to more YAML nodes than this is refused (an alias bomb)."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses duplicate keys (instead of keeping the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Nodes ``node`` stands for once every alias is expanded (memoised per node)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    sizes[id(node)] = 1  # a recursive alias counts once
+    if isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(item, sizes) for item in node.value)
+    else:
+        size = 1
+    sizes[id(node)] = min(size, 10 * MAX_YAML_NODES)
+    return sizes[id(node)]
+
+
+def read_yaml(text: str) -> Any:
+    """Parse ``text`` as YAML: safe types only, no duplicate keys, aliases bounded."""
+    loader = StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise UserError(f"its aliases expand to more than {MAX_YAML_NODES} YAML nodes; write the values out")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, max_trials: int = MAX_TRIALS) -> SweepSpec:
     """Read and validate a search-space YAML; every trial config is validated up front."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"search space {path} not found; pass a YAML file such as search_spaces/quick.yaml")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path.read_text())
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read search space {path} ({type(error).__name__}); pass a readable YAML file") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path} is not valid YAML{where}; fix the syntax and run again") from None
+        problem = getattr(error, "problem", None)
+        raise UserError(f"{path} is not valid YAML{where}{f' ({problem})' if problem else ''}; "
+                        "fix it and run again") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path} must be a YAML mapping with at least 'name' and 'trial'; see search_spaces/quick.yaml")
     if overrides:
         raw = apply_overrides(raw, overrides)
-    return parse_spec(raw, str(path))
+    return parse_spec(raw, str(path), max_trials)
 
 
-def parse_spec(raw: dict[str, Any], where: str = "search space") -> SweepSpec:
+def parse_spec(raw: dict[str, Any], where: str = "search space", max_trials: int = MAX_TRIALS) -> SweepSpec:
     """Validate a space mapping (as read from YAML) and every trial config it makes."""
     try:
         spec = SweepSpec(**raw)
@@ -362,6 +362,11 @@ def parse_spec(raw: dict[str, Any], where: str = "search space") -> SweepSpec:
         raise UserError(f"{where}: {one_line(error)}") from None
     except UserError as error:
         raise UserError(f"{where}: {error}") from None
+    if spec.name in (".", ".."):
+        raise UserError(f"{where}: name {spec.name!r} cannot name a folder; use letters, digits, '_', '-'")
+    if spec.size_bound > max_trials:
+        raise UserError(f"{where}: asks for up to {spec.size_bound} trials (grid × variants × num_samples), more "
+                        f"than --max-trials {max_trials}; shrink the space or raise --max-trials")
     try:
         _check_coherent(spec)
         configs = spec.validation_configs()

@@ -1,41 +1,47 @@
 """Run a search space as a Ray Tune sweep, recorded in MLflow, summarised as a table and a report.
 
-The sweep folder ``OUTPUT_DIR/<name>/`` holds ``sweep.json`` (the space, the MLflow store and the
-sweep's parent run, where Tune's experiment lives), ``results.parquet`` (one row per trial) and the
+A sweep folder ``OUTPUT_DIR/<name>/`` (``<name>-2``, ``-3``, ... when the space ran there before)
+holds ``sweep.json`` (:class:`SweepRecord`), ``results.parquet`` (one row per trial) and the
 report. Tune's experiment (trial folders, checkpoints, searcher state) is in the same folder unless
-``storage_path`` puts it on shared storage (a multi-node cluster needs that). ``resume=True`` restores
-an interrupted sweep from that experiment and finishes it.
+``storage_path`` puts it on shared storage (a multi-node cluster needs that). ``resume=True``
+restores the newest sweep folder of the space from that experiment and finishes it.
+
+Everything the user gave is validated (:func:`plan_sweep`) before Ray starts, an MLflow run is
+created or a file is written. Once the parent run exists, every way out of the sweep closes it:
+FINISHED, FAILED with the error, or KILLED when interrupted (SIGINT).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pandas as pd
-import ray
-from mlflow.tracking import MlflowClient
 from ray import tune
 
+from ignite_mbo import mlflow_store as store
 from ignite_mbo import tasks as task_registry
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform import report as reporting
-from ignite_mbo.platform.results import results_table, write_table
-from ignite_mbo.platform.spaces import OBJECTIVES, SweepSpec, load_spec, resolve_params
-from ignite_mbo.platform.tracking import (
-    TAG_PREFIX, default_tracking_uri, start_sweep_run, sweep_trial_runs,
+from ignite_mbo.platform.checks import (
+    check_local_resources, check_name, check_output_dir, check_storage_path,
 )
+from ignite_mbo.platform.record import RESULTS_FILE, SWEEP_FILE, SweepRecord
+from ignite_mbo.platform.results import results_table, write_table
+from ignite_mbo.platform.spaces import MAX_TRIALS, OBJECTIVES, SweepSpec, load_spec, resolve_params
 from ignite_mbo.trainables.mbo import COMPLETED, NONFINITE, mbo_trainable, task_key
+from ignite_mbo.trainables.params import run_name
 
-RESULTS_FILE = "results.parquet"
-SWEEP_FILE = "sweep.json"
 STORAGE_ENV = "IGNITE_MBO_STORAGE_PATH"
-logger = logging.getLogger(__name__)
+INTERRUPTED = "interrupted (SIGINT); finish the sweep with --resume"
+
+__all__ = ["RESULTS_FILE", "SWEEP_FILE", "SweepInterrupted", "SweepOutcome", "run_sweep"]
 
 
 @dataclass
@@ -45,47 +51,116 @@ class SweepOutcome:
     report_markdown: str
     num_trials: int
     num_errors: int
+    tracking_uri: str
+    report_files: list[Path]
 
+
+class SweepInterrupted(Exception):
+    """The sweep was stopped by SIGINT: its state is saved and ``--resume`` finishes it."""
+
+    def __init__(self, sweep_dir: Path) -> None:
+        super().__init__(f"sweep interrupted; its state is in {sweep_dir}")
+        self.sweep_dir = sweep_dir
+
+
+@dataclass
+class SweepPlan:
+    """A validated sweep: everything :func:`run_sweep` needs, checked before any side effect."""
+
+    spec: SweepSpec
+    grid: list[dict[str, Any]]
+    configs: list[TrialConfig]
+    sweep_dir: Path
+    tracking_uri: str
+    storage_path: str
+    address: str | None
+    num_cpus: int | None
+    resume: SweepRecord | None
+
+
+# ---- planning: validation only -------------------------------------------------------------------
+
+def sweep_folder(output_dir: Path, name: str, resume: bool) -> Path:
+    """The folder of this run of space ``name``: the first free one of ``name``, ``name-2``, ...; the
+    newest existing one for ``resume``."""
+    candidates = [output_dir / name] + [output_dir / f"{name}-{k}" for k in range(2, 1000)]
+    existing = [path for path in candidates if path.exists()]
+    if resume:
+        if not existing:
+            raise UserError(f"nothing to resume: {output_dir / name / SWEEP_FILE} does not exist; run the sweep "
+                            "without --resume (and the same --output-dir) first")
+        return existing[-1]
+    for path in candidates:
+        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+            return path
+    raise UserError(f"{output_dir} holds 999 sweeps of {name!r}; pick another --output-dir")
+
+
+def plan_sweep(
+    spec_path: str | Path, *, address: str | None = None, tracking_uri: str | None = None,
+    output_dir: str | Path = "ignite_mbo_results", gpus_per_trial: float | None = None,
+    num_cpus: int | None = None, resume: bool = False, max_retries: int | None = None,
+    overrides: dict[str, Any] | None = None, storage_path: str | None = None, max_trials: int = MAX_TRIALS,
+) -> SweepPlan:
+    """Validate the space, every trial config and every option; nothing is started or written."""
+    if max_trials < 1:
+        raise UserError(f"--max-trials must be at least 1 (got {max_trials})")
+    if gpus_per_trial is not None and not 0 <= gpus_per_trial <= 1024:
+        raise UserError(f"--gpus-per-trial must be between 0 and 1024 (got {gpus_per_trial})")
+    if max_retries is not None and not 0 <= max_retries <= 100:
+        raise UserError(f"--max-retries must be between 0 and 100 (got {max_retries})")
+    spec = load_spec(spec_path, overrides, max_trials=max_trials)
+    check_name(spec.name)
+    if gpus_per_trial is not None:
+        spec.resources.gpu = gpus_per_trial
+    if max_retries is not None:
+        spec.failure.max_retries = max_retries
+    if not address:
+        check_local_resources(spec.resources.cpu, spec.resources.gpu, num_cpus)
+    grid = spec.trial_configs()
+    configs = [TrialConfig.parse(config) for config in grid]
+
+    output = check_output_dir(Path(output_dir))
+    sweep_dir = sweep_folder(output, spec.name, resume)
+    record = None
+    if resume:
+        record = SweepRecord.load(sweep_dir)
+        if record.spec != spec.model_dump(mode="json"):
+            raise UserError(f"the search space differs from the one the sweep started with ({sweep_dir / SWEEP_FILE}); "
+                            "resume with the same YAML file and options")
+        if tracking_uri and store.check_tracking_uri(tracking_uri) != record.tracking_uri:
+            raise UserError(f"the sweep records to {record.tracking_uri}; resume without --tracking-uri or with that one")
+        if storage_path and storage_path.rstrip("/") != record.storage_path.rstrip("/"):
+            raise UserError(f"the sweep's Tune experiment is under {record.storage_path}; resume with that --storage-path")
+        uri = store.check_tracking_uri(record.tracking_uri, must_exist=True)
+        storage = record.storage_path
+    else:
+        uri = store.check_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store.default_tracking_uri())
+        storage = check_storage_path(storage_path or os.environ.get(STORAGE_ENV) or str(sweep_dir.parent))
+    return SweepPlan(spec, grid, configs, sweep_dir, uri, storage, address, num_cpus, record)
+
+
+# ---- Ray --------------------------------------------------------------------------------------------
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Join the cluster at ``address`` (``auto`` inside a Ray job), or start an embedded local Ray.
 
     ``address="local"`` always starts a fresh instance, so a stale session file from an earlier
-    crash cannot break ``num_cpus``; it binds to 127.0.0.1.
+    crash cannot break ``num_cpus``; it binds to 127.0.0.1 and needs no token (nothing else on the
+    machine joins it).
     """
+    import logging
+
+    import ray
+
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
     else:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
-
-
-class NonFiniteNoRetry(tune.Callback):
-    """A trial whose loss went NaN/inf fails at once: no retry, whatever ``failure.max_retries`` says.
-
-    The trainable reports a result with ``nonfinite_loss`` just before it raises; that result is
-    processed before the error, so the trial's retry budget is zero when Tune handles the error.
-    """
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if result.get(NONFINITE):
-            trial.max_failures = 0
-
-
-class TrialNamer:
-    """Short, readable trial names, e.g. ``grad-ascent_ignite_TFBind8-Exact-v0_s3_00007``."""
-
-    def __init__(self, grid: list[dict[str, Any]]) -> None:
-        self.grid = grid
-
-    def __call__(self, trial: tune.experiment.Trial) -> str:
-        return self.prefix(trial.config) + trial.trial_id
-
-    def prefix(self, params: dict[str, Any]) -> str:
-        config = resolve_params(params, self.grid)
-        regularizer = config.get("regularizer", {}).get("name", "none")
-        return f"{config.get('baseline', 'grad-ascent')}_{regularizer}_{config.get('task', 'task')}_s{config.get('seed', 0)}_"
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
 
 
 def load_tasks(configs: list[TrialConfig], data_dir: str | None) -> dict[str, task_registry.Task]:
@@ -96,6 +171,212 @@ def load_tasks(configs: list[TrialConfig], data_dir: str | None) -> dict[str, ta
         if key not in built:
             built[key] = task_registry.make(config.task, data_dir, **config.task_options)
     return built
+
+
+def effective_resources(spec: SweepSpec, address: str | None) -> dict[str, float]:
+    """Per-trial resources; on a local Ray without GPUs a GPU request becomes CPU-only (same space, no change)."""
+    import ray
+
+    gpu = spec.resources.gpu
+    if gpu > 0 and not address and not ray.cluster_resources().get("GPU"):
+        print(f"note: no GPU on this machine; the space's trials run on CPU (resources.gpu={gpu:g} ignored)",
+              file=sys.stderr)
+        gpu = 0.0
+    return {"cpu": spec.resources.cpu, "gpu": gpu}
+
+
+def check_cluster(plan: SweepPlan) -> None:
+    """On a cluster: local stores are unreachable from other nodes; resources no node has are an error."""
+    import ray
+
+    if not plan.address:
+        return
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    local = [what for what, uri in (("--tracking-uri", plan.tracking_uri), ("--storage-path", plan.storage_path))
+             if "://" not in uri or uri.startswith(("sqlite:", "file:"))]
+    if local:
+        message = (f"{' and '.join(local)} point(s) at this machine's disk; trials on other nodes of the cluster "
+                   "cannot write there: pass --tracking-uri http://HEAD_PRIVATE_IP:5000 (the MLflow server) and "
+                   "--storage-path s3://BUCKET/PATH or a shared filesystem (docs/cluster.md)")
+        if len(nodes) > 1:
+            raise UserError(message)
+        print(f"note: {message} (fine while this cluster has one node)", file=sys.stderr)
+
+
+class SweepRun:
+    """The sweep's MLflow parent run and folder, opened after validation; closed on every way out."""
+
+    def __init__(self, plan: SweepPlan) -> None:
+        self.plan = plan
+        spec = plan.spec
+        if plan.resume is not None:
+            self.record = plan.resume
+            store.reopen_sweep_run(self.record.tracking_uri, self.record.parent_run_id)
+            return
+        goal = spec.objective_spec
+        tags = {f"{store.TAG_PREFIX}num_grid_points": str(len(plan.grid)),
+                f"{store.TAG_PREFIX}search_alg": spec.search_alg.name if spec.search_alg else "grid",
+                f"{store.TAG_PREFIX}scheduler": spec.scheduler.name if spec.scheduler else "fifo",
+                f"{store.TAG_PREFIX}sweep_dir": str(plan.sweep_dir)}
+        if goal is not None:
+            tags.update({f"{store.TAG_PREFIX}objective": goal.name, f"{store.TAG_PREFIX}objective_mode": goal.mode,
+                         f"{store.TAG_PREFIX}objective_kind": goal.label})
+        spec_json = spec.model_dump(mode="json")
+        parent = store.start_sweep_run(plan.tracking_uri, spec.name, f"sweep:{plan.sweep_dir.name}", spec_json, tags)
+        self.record = SweepRecord(spec=spec_json, tracking_uri=plan.tracking_uri, experiment=spec.name,
+                                  parent_run_id=parent, storage_path=plan.storage_path,
+                                  experiment_path=f"{plan.storage_path.rstrip('/')}/{plan.sweep_dir.name}")
+        try:
+            plan.sweep_dir.mkdir(parents=True, exist_ok=True)
+            self.record.save(plan.sweep_dir)
+        except OSError as error:
+            self.close("FAILED", f"cannot write {plan.sweep_dir}: {error}")
+            raise UserError(f"cannot write the sweep folder {plan.sweep_dir} ({error.strerror}); "
+                            "pick another --output-dir") from None
+
+    def close(self, status: str, reason: str | None = None) -> None:
+        """Close the parent run (and trial runs left RUNNING) as ``status`` with ``reason``."""
+        record = self.record
+        tag = "interrupted" if status == "KILLED" else "error"
+        if reason:
+            store.close_running_trial_runs(record.tracking_uri, record.experiment, record.parent_run_id,
+                                           status, reason, tag=tag)
+        store.close_run(record.tracking_uri, record.parent_run_id, status, reason, tag=tag)
+
+
+class Interruptions:
+    """SIGINT while Tune runs: the first stops the sweep gracefully (through Tune's SIGUSR1 handler),
+    the second exits at once with status 130. ``resume_hint`` is printed either way."""
+
+    def __init__(self, resume_hint: str) -> None:
+        self.resume_hint = resume_hint
+        self.count = 0
+        self.previous: Any = None
+
+    def __enter__(self) -> Interruptions:
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Tune's own handler would replace this one
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count == 1:
+            print("\ninterrupted: stopping the running trials and saving the sweep "
+                  "(press Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop
+            return
+        print(f"\nexited at once; {self.resume_hint}", file=sys.stderr, flush=True)
+        os._exit(130)
+
+
+def build_tuner(plan: SweepPlan, record: SweepRecord, tasks: dict[str, task_registry.Task],
+                callbacks: list[Any]) -> Any:
+    """A fresh Tuner for the plan, or the interrupted sweep's Tuner restored from its experiment."""
+    spec, grid = plan.spec, plan.grid
+    numbered = bool(spec.search) or spec.num_samples > 1 or len({run_name(c) for c in grid}) < len(grid)
+    trainable = tune.with_resources(
+        tune.with_parameters(mbo_trainable, tasks=tasks, tracking_uri=record.tracking_uri,
+                             experiment=record.experiment, parent_run_id=record.parent_run_id, grid=grid,
+                             objective=spec.objective, numbered_names=numbered),
+        effective_resources(spec, plan.address),
+    )
+    if plan.resume is not None and tune.Tuner.can_restore(record.experiment_path):
+        return tune.Tuner.restore(record.experiment_path, trainable, resume_unfinished=True, resume_errored=False)
+    goal = spec.objective_spec
+    param_space, search_alg, num_samples, scheduler = search_setup(spec, grid)
+    namer = TrialNamer(grid)
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric="objective" if goal else None, mode=goal.mode if goal else None,
+            search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
+            max_concurrent_trials=spec.max_concurrent_trials, reuse_actors=True,
+            trial_name_creator=namer, trial_dirname_creator=namer),
+        run_config=tune.RunConfig(
+            name=plan.sweep_dir.name, storage_path=record.storage_path, verbose=0,
+            failure_config=tune.FailureConfig(max_failures=spec.failure.max_retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=callbacks),
+    )
+
+
+def run_sweep(
+    spec_path: str | Path, *, address: str | None = None, tracking_uri: str | None = None,
+    output_dir: str | Path = "ignite_mbo_results", data_dir: str | None = None,
+    gpus_per_trial: float | None = None, num_cpus: int | None = None, resume: bool = False,
+    max_retries: int | None = None, overrides: dict[str, Any] | None = None, storage_path: str | None = None,
+    max_trials: int = MAX_TRIALS, resume_hint: str = "run the same command with --resume to finish it",
+    quiet: bool = False,
+) -> SweepOutcome:
+    """Run every trial of the search space (or finish an interrupted sweep); write the table and report.
+
+    Raises :class:`SweepInterrupted` after a first SIGINT (the parent run is KILLED, the sweep can
+    be resumed), UserError on bad input (before anything is written).
+    """
+    from ignite_mbo.platform.console import TrialTable, quiet_ray
+
+    plan = plan_sweep(spec_path, address=address, tracking_uri=tracking_uri, output_dir=output_dir,
+                      gpus_per_trial=gpus_per_trial, num_cpus=num_cpus, resume=resume, max_retries=max_retries,
+                      overrides=overrides, storage_path=storage_path, max_trials=max_trials)
+    tasks = load_tasks(plan.configs, data_dir)
+    quiet_ray()
+    connect(address, num_cpus)
+    check_cluster(plan)
+    sweep = SweepRun(plan)
+    callbacks: list[Any] = [NonFiniteNoRetry()]
+    if not quiet:
+        callbacks.append(TrialTable(plan.grid))
+    try:
+        with Interruptions(resume_hint) as interruptions:
+            tuner = build_tuner(plan, sweep.record, tasks, callbacks)
+            results = tuner.fit()
+        if interruptions.count:
+            sweep.close("KILLED", INTERRUPTED)
+            raise SweepInterrupted(plan.sweep_dir)
+        table = collect_results(results, plan.grid, plan.spec)
+        return finish_sweep(plan.sweep_dir, table, sweep.record)
+    except SweepInterrupted:
+        raise
+    except KeyboardInterrupt:
+        sweep.close("KILLED", INTERRUPTED)
+        raise SweepInterrupted(plan.sweep_dir) from None
+    except BaseException as error:
+        sweep.close("FAILED", f"{type(error).__name__}: {error}")
+        raise
+
+
+# ---- Tune pieces ------------------------------------------------------------------------------------
+
+class NonFiniteNoRetry(tune.Callback):
+    """A trial whose loss went NaN/inf fails at once: no retry, whatever ``failure.max_retries`` says.
+
+    The trainable reports a result with ``nonfinite_loss`` just before it raises; that result is
+    processed before the error, so the trial's retry budget is zero when Tune handles the error.
+    """
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
+                        **info: Any) -> None:
+        if result.get(NONFINITE):
+            trial.max_failures = 0
+
+
+class TrialNamer:
+    """Tune's trial names and folders, e.g. ``grad-ascent_ignite_TFBind8-Exact-v0_s3_00007``."""
+
+    def __init__(self, grid: list[dict[str, Any]]) -> None:
+        self.grid = grid
+
+    def __call__(self, trial: Any) -> str:
+        return self.prefix(trial.config) + trial.trial_id
+
+    def prefix(self, params: dict[str, Any]) -> str:
+        config = resolve_params(params, self.grid)
+        regularizer = (config.get("regularizer") or {}).get("name", "none")
+        return f"{config.get('baseline', 'grad-ascent')}_{regularizer}_{config.get('task', 'task')}_s{config.get('seed', 0)}_"
 
 
 def search_setup(spec: SweepSpec, grid: list[dict[str, Any]]) -> tuple[dict[str, Any], Any, int, Any]:
@@ -110,7 +391,8 @@ def search_setup(spec: SweepSpec, grid: list[dict[str, Any]]) -> tuple[dict[str,
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     domains = spec.search_domains()
-    search_alg, num_samples = None, spec.num_samples
+    search_alg: Any = None
+    num_samples = spec.num_samples
     if spec.search_alg is not None and spec.search_alg.name == "optuna":
         import optuna
         from ray.tune.search.optuna import OptunaSearch
@@ -128,7 +410,7 @@ def search_setup(spec: SweepSpec, grid: list[dict[str, Any]]) -> tuple[dict[str,
         if domains:
             param_space["search"] = domains
 
-    scheduler = None
+    scheduler: Any = None
     if spec.scheduler is not None and spec.scheduler.name == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
@@ -144,137 +426,7 @@ def search_setup(spec: SweepSpec, grid: list[dict[str, Any]]) -> tuple[dict[str,
     return param_space, search_alg, num_samples, scheduler
 
 
-def effective_resources(spec: SweepSpec, address: str | None) -> dict[str, float]:
-    """Per-trial resources; on a local Ray without GPUs a GPU request becomes CPU-only (same space, no change)."""
-    gpu = spec.resources.gpu
-    if gpu > 0 and not address and not ray.cluster_resources().get("GPU"):
-        logger.warning("no GPU on this machine: running the space's trials on CPU (resources.gpu=%s ignored)", gpu)
-        gpu = 0.0
-    return {"cpu": spec.resources.cpu, "gpu": gpu}
-
-
-def check_cluster_storage(address: str | None, tracking_uri: str, storage: str) -> None:
-    """On a multi-node cluster, trials on other nodes cannot reach the driver's local files."""
-    if not address:
-        return
-    nodes = [node for node in ray.nodes() if node.get("Alive")]
-    local = [what for what, uri in (("--tracking-uri", tracking_uri), ("--storage-path", storage))
-             if "://" not in uri or uri.startswith(("sqlite:", "file:"))]
-    if not local:
-        return
-    message = (f"{' and '.join(local)} point(s) at this machine's disk; trials on other nodes of the cluster "
-               "cannot write there: pass --tracking-uri http://HEAD_PRIVATE_IP:5000 (the MLflow server) and "
-               "--storage-path s3://BUCKET/PATH or a shared filesystem (docs/cluster.md)")
-    if len(nodes) > 1:
-        raise UserError(message)
-    logger.warning("%s (fine while this cluster has one node)", message)
-
-
-def _spec_for(spec_path: str | Path, overrides: dict[str, Any] | None, gpus_per_trial: float | None,
-              max_retries: int | None) -> SweepSpec:
-    spec = load_spec(spec_path, overrides)
-    if gpus_per_trial is not None:
-        if gpus_per_trial < 0:
-            raise UserError(f"--gpus-per-trial must be >= 0 (got {gpus_per_trial})")
-        spec.resources.gpu = gpus_per_trial
-    if max_retries is not None:
-        if max_retries < 0:
-            raise UserError(f"--max-retries must be >= 0 (got {max_retries})")
-        spec.failure.max_retries = max_retries
-    return spec
-
-
-def run_sweep(
-    spec_path: str | Path, *, address: str | None = None, tracking_uri: str | None = None,
-    output_dir: str | Path = "ignite_mbo_results", data_dir: str | None = None,
-    gpus_per_trial: float | None = None, num_cpus: int | None = None, resume: bool = False,
-    max_retries: int | None = None, overrides: dict[str, Any] | None = None, storage_path: str | None = None,
-) -> SweepOutcome:
-    """Run every trial of the search space (or finish an interrupted sweep) and write the table and report."""
-    spec = _spec_for(spec_path, overrides, gpus_per_trial, max_retries)
-    sweep_dir = Path(output_dir).resolve() / spec.name
-    spec_json = spec.model_dump(mode="json")
-    if resume:
-        meta_path = sweep_dir / SWEEP_FILE
-        if not meta_path.is_file():
-            raise UserError(f"nothing to resume: {meta_path} does not exist; run the sweep without --resume "
-                            "(and the same --output-dir) first")
-        meta = json.loads(meta_path.read_text())
-        if not {"spec", "tracking_uri", "parent_run_id"} <= set(meta):
-            raise UserError(f"{meta_path} is not a sweep record written by 'ignite-mbo sweep'; nothing to resume")
-        meta.setdefault("storage_path", str(sweep_dir.parent))  # sweeps from before --storage-path
-        meta.setdefault("experiment_path", str(sweep_dir))
-        if meta["spec"] != spec_json:
-            raise UserError(f"the search space differs from the one the sweep started with ({meta_path}); "
-                            "resume with the same YAML file and options")
-        if tracking_uri and tracking_uri != meta["tracking_uri"]:
-            raise UserError(f"the sweep records to {meta['tracking_uri']}; resume without --tracking-uri or with that one")
-        if storage_path and storage_path.rstrip("/") != meta["storage_path"].rstrip("/"):
-            raise UserError(f"the sweep's Tune experiment is under {meta['storage_path']}; resume with that --storage-path")
-    elif sweep_dir.exists() and any(sweep_dir.iterdir()):
-        raise UserError(f"sweep folder {sweep_dir} already exists; pass --resume to finish an interrupted sweep, "
-                        "or --output-dir elsewhere, or delete it")
-
-    grid = spec.trial_configs()
-    configs = [TrialConfig.parse(config) for config in grid]
-    tasks = load_tasks(configs, data_dir)
-    connect(address, num_cpus)
-    resources = effective_resources(spec, address)
-    goal = spec.objective_spec
-
-    if resume:
-        client = MlflowClient(meta["tracking_uri"])
-        client.update_run(meta["parent_run_id"], status="RUNNING")
-        resumes = int(client.get_run(meta["parent_run_id"]).data.tags.get(f"{TAG_PREFIX}resumed", "0")) + 1
-        client.set_tag(meta["parent_run_id"], f"{TAG_PREFIX}resumed", str(resumes))
-    else:
-        tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-        storage = storage_path or os.environ.get(STORAGE_ENV) or str(sweep_dir.parent)
-        check_cluster_storage(address, tracking_uri, storage)
-        tags = {f"{TAG_PREFIX}num_grid_points": str(len(grid)),
-                f"{TAG_PREFIX}search_alg": spec.search_alg.name if spec.search_alg else "grid",
-                f"{TAG_PREFIX}scheduler": spec.scheduler.name if spec.scheduler else "fifo"}
-        if goal is not None:
-            tags.update({f"{TAG_PREFIX}objective": goal.name, f"{TAG_PREFIX}objective_mode": goal.mode,
-                         f"{TAG_PREFIX}objective_kind": goal.label})
-        parent_run_id = start_sweep_run(tracking_uri, spec.name, spec_json, tags)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        meta = {"spec": spec_json, "tracking_uri": tracking_uri, "experiment": spec.name,
-                "parent_run_id": parent_run_id, "storage_path": storage,
-                "experiment_path": f"{storage.rstrip('/')}/{spec.name}"}
-        (sweep_dir / SWEEP_FILE).write_text(json.dumps(meta, indent=2))
-
-    trainable = tune.with_resources(
-        tune.with_parameters(mbo_trainable, tasks=tasks, tracking_uri=meta["tracking_uri"],
-                             experiment=meta["experiment"], parent_run_id=meta["parent_run_id"], grid=grid,
-                             objective=spec.objective, max_retries=spec.failure.max_retries),
-        resources,
-    )
-    param_space, search_alg, num_samples, scheduler = search_setup(spec, grid)
-    if resume and tune.Tuner.can_restore(meta["experiment_path"]):
-        tuner = tune.Tuner.restore(meta["experiment_path"], trainable, resume_unfinished=True, resume_errored=False)
-    else:  # a fresh sweep, or one interrupted before Tune saved anything
-        namer = TrialNamer(grid)
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(
-                metric="objective" if goal else None, mode=goal.mode if goal else None,
-                search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
-                max_concurrent_trials=spec.max_concurrent_trials, reuse_actors=True,
-                trial_name_creator=namer, trial_dirname_creator=namer),
-            run_config=tune.RunConfig(
-                name=spec.name, storage_path=meta["storage_path"], verbose=1,
-                failure_config=tune.FailureConfig(max_failures=spec.failure.max_retries),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[NonFiniteNoRetry()]),
-        )
-    # Each trial checkpoint forces an experiment snapshot (num_to_keep=1): intended, so resume is current.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    results = tuner.fit()
-    table = collect_results(results, grid, spec)
-    return finish_sweep(sweep_dir, table)
-
+# ---- results ------------------------------------------------------------------------------------------
 
 @dataclass
 class _Trial:
@@ -319,39 +471,36 @@ def collect_results(results: Any, grid: list[dict[str, Any]], spec: SweepSpec) -
     return table
 
 
-def reconcile_mlflow(meta: dict[str, Any], table: pd.DataFrame) -> dict[str, Any]:
+def reconcile_mlflow(record: SweepRecord, table: pd.DataFrame) -> dict[str, Any]:
     """Make MLflow agree with the finished Tune run: one live run per trial, statuses that match.
 
     Runs of trials Tune does not know (created by an attempt the driver lost before saving its
     state, whose trial was regenerated under a new id) are deleted; an errored or stopped trial's
-    run still RUNNING (its worker died) is closed FAILED / KILLED. Fills ``mlflow_run_id``.
+    run is closed FAILED / KILLED with its reason. Fills ``mlflow_run_id``.
     """
-    client = MlflowClient(meta["tracking_uri"])
-    runs = sweep_trial_runs(client, meta["experiment"], meta["parent_run_id"])
-    by_trial: dict[str, list] = {}
+    uri = record.tracking_uri
+    runs = store.sweep_trial_runs(uri, record.experiment, record.parent_run_id)
+    by_trial: dict[str, list[Any]] = {}
     for run in runs:
-        by_trial.setdefault(run.data.tags.get(f"{TAG_PREFIX}trial_id", ""), []).append(run)
+        by_trial.setdefault(run.data.tags.get(f"{store.TAG_PREFIX}trial_id", ""), []).append(run)
     known = set(table["trial_id"])
     deleted = 0
     for trial_id, group in by_trial.items():
         group.sort(key=lambda run: run.info.start_time)
         for run in group if trial_id not in known else group[1:]:
-            client.set_tag(run.info.run_id, f"{TAG_PREFIX}orphan", "trial unknown to the resumed sweep")
-            client.delete_run(run.info.run_id)
+            store.delete_run(uri, run.info.run_id, "trial unknown to the resumed sweep")
             deleted += 1
     run_ids = []
     for row in table.itertuples():
-        group = by_trial.get(row.trial_id) or []
+        group = by_trial.get(str(row.trial_id)) or []
         run = group[0] if group else None
         run_ids.append(run.info.run_id if run else None)
-        if run is None or run.info.status != "RUNNING":
+        if run is None:
             continue
-        if row.status == "ERROR":
-            client.set_tag(run.info.run_id, f"{TAG_PREFIX}error", str(row.error)[:5000])
-            client.set_terminated(run.info.run_id, "FAILED")
-        elif row.status == "STOPPED":
-            client.set_tag(run.info.run_id, f"{TAG_PREFIX}stopped", "by the scheduler")
-            client.set_terminated(run.info.run_id, "KILLED")
+        if row.status == "ERROR" and run.info.status == "RUNNING":
+            store.close_run(uri, run.info.run_id, "FAILED", str(row.error))
+        elif row.status == "STOPPED" and run.info.status in ("RUNNING", "KILLED"):
+            store.close_run(uri, run.info.run_id, "KILLED", "by the scheduler", tag="stopped")
     table["mlflow_run_id"] = run_ids
     return {"orphaned_runs_deleted": deleted}
 
@@ -368,58 +517,50 @@ def best_trial(table: pd.DataFrame, spec_json: dict[str, Any]) -> pd.Series | No
     return done.loc[values.idxmax() if OBJECTIVES[name].mode == "max" else values.idxmin()]
 
 
-def sensitivity_plots(table: pd.DataFrame, sweep_dir: Path, params: list[str]) -> tuple[list[Path], list[str]]:
-    """``sensitivity_<param>.png`` per parameter (gain vs. value); notes for those that cannot be drawn."""
-    paths, notes = [], []
+def report_sweep(sweep_dir: Path, table: pd.DataFrame, record: SweepRecord | None, *,
+                 mlflow: bool = True) -> tuple[str, list[Path]]:
+    """Build and write the gain report, reproduction check and sensitivity plots; with ``mlflow``, log
+    them to the sweep's parent run (replacing an earlier report). Returns the markdown and the files."""
+    report = reporting.build_report(table)
+    paths = reporting.write_report(report, sweep_dir)
+    markdown = reporting.render_markdown(report)
+    params = ((record.spec.get("report") or {}).get("sensitivity") or []) if record else []
+    notes = []
     for param in params:
         try:
             paths.append(reporting.plot_sensitivity(table, param, sweep_dir / f"sensitivity_{param}.png"))
+            markdown += f"\nSensitivity of the 100th-percentile gain: {paths[-1]}\n"
         except UserError as error:
             notes.append(f"no sensitivity plot for {param}: {error}")
-    return paths, notes
+    if notes:
+        markdown += "\n" + "\n\n".join(notes) + "\n"
+    if mlflow and record is not None:
+        store.log_report(record.tracking_uri, record.parent_run_id, paths)
+    return markdown, paths
 
 
-def report_sweep(sweep_dir: Path, table: pd.DataFrame, meta: dict[str, Any], *, mlflow: bool = True) -> str:
-    """Build, write (and log to the sweep's MLflow run) the gain report and sensitivity plots; its markdown."""
-    report = reporting.build_report(table)
-    report.write(sweep_dir)
-    if mlflow:
-        reporting.log_report_to_mlflow(report, sweep_dir, meta["tracking_uri"], meta["experiment"],
-                                       parent_run_id=meta["parent_run_id"])
-    markdown = report.to_markdown()
-    params = (meta["spec"].get("report") or {}).get("sensitivity") or []
-    paths, notes = sensitivity_plots(table, sweep_dir, params)
-    if mlflow and paths:
-        client = MlflowClient(meta["tracking_uri"])
-        for path in paths:
-            client.log_artifact(meta["parent_run_id"], str(path), artifact_path="report")
-    lines = [f"Sensitivity of the 100th-percentile gain: {path}" for path in paths] + notes
-    return markdown + ("\n" + "\n\n".join(lines) + "\n" if lines else "")
-
-
-def finish_sweep(sweep_dir: Path, table: pd.DataFrame) -> SweepOutcome:
-    """Reconcile MLflow, write the results table and the gain report next to it (and into MLflow)."""
-    meta = json.loads((sweep_dir / SWEEP_FILE).read_text())
-    counts = reconcile_mlflow(meta, table)
+def finish_sweep(sweep_dir: Path, table: pd.DataFrame, record: SweepRecord) -> SweepOutcome:
+    """Reconcile MLflow, write the results table and the report next to it (and into MLflow)."""
+    counts = reconcile_mlflow(record, table)
     results_path = sweep_dir / RESULTS_FILE
     write_table(table, results_path)
-    markdown = ""
+    markdown, paths = "", []
     if (table["status"] == "TERMINATED").any():
-        markdown = report_sweep(sweep_dir, table, meta)
-    best = best_trial(table, meta["spec"])
-    client = MlflowClient(meta["tracking_uri"])
-    tags = {f"{TAG_PREFIX}num_trials": str(len(table)),
-            f"{TAG_PREFIX}num_errors": str(int((table["status"] == "ERROR").sum())),
-            f"{TAG_PREFIX}orphaned_runs_deleted": str(counts["orphaned_runs_deleted"])}
+        markdown, paths = report_sweep(sweep_dir, table, record)
+    best = best_trial(table, record.spec)
+    uri, parent = record.tracking_uri, record.parent_run_id
+    num_errors = int((table["status"] == "ERROR").sum())
+    tags = {f"{store.TAG_PREFIX}num_trials": str(len(table)),
+            f"{store.TAG_PREFIX}num_errors": str(num_errors),
+            f"{store.TAG_PREFIX}orphaned_runs_deleted": str(counts["orphaned_runs_deleted"])}
     if best is not None:
-        tags[f"{TAG_PREFIX}best_trial_run_id"] = str(best["mlflow_run_id"])
-        client.log_metric(meta["parent_run_id"], "best_objective", float(best["objective"]))
+        tags[f"{store.TAG_PREFIX}best_trial_run_id"] = str(best["mlflow_run_id"])
+        store.log_run_metric(uri, parent, "best_objective", float(best["objective"]))
         config = {key.removeprefix("config."): value for key, value in best.items()
                   if key.startswith("config.") and not key.startswith("config.task_options")}
-        goal = OBJECTIVES[meta["spec"]["objective"]]
+        goal = OBJECTIVES[record.spec["objective"]]
         markdown += (f"\nBest trial ({goal.name}, {goal.mode}; {goal.kind}): {float(best['objective']):.4g}, "
-                     f"MLflow run {best['mlflow_run_id']}: {json.dumps(config)}\n")
-    for key, value in tags.items():
-        client.set_tag(meta["parent_run_id"], key, value)
-    client.set_terminated(meta["parent_run_id"], "FINISHED")
-    return SweepOutcome(sweep_dir, results_path, markdown, len(table), int((table["status"] == "ERROR").sum()))
+                     f"MLflow run {best['mlflow_run_id']}: {pd.Series(config).to_json()}\n")
+    store.set_run_tags(uri, parent, tags)
+    store.close_run(uri, parent, "FINISHED")
+    return SweepOutcome(sweep_dir, results_path, markdown, len(table), num_errors, uri, paths)

@@ -32,9 +32,11 @@ from ray import tune
 
 from ignite_mbo.checkpoints import CheckpointStore
 from ignite_mbo.config import TrialConfig
-from ignite_mbo.platform.spaces import OBJECTIVES, Objective, resolve_params
-from ignite_mbo.platform.tracking import TAG_PREFIX, TrialRecorder
+from ignite_mbo.mlflow_store import TAG_PREFIX, TrialRecorder
 from ignite_mbo.tasks import Task
+from ignite_mbo.trainables.artifacts import write_trial_artifacts
+from ignite_mbo.trainables.objectives import OBJECTIVES, Objective
+from ignite_mbo.trainables.params import resolve_params, run_name
 from ignite_mbo.training import NonFiniteLossError
 from ignite_mbo.trial import TrialResult, resolve_device, run_trial
 
@@ -64,15 +66,19 @@ def objective_value(result: TrialResult, objective: Objective) -> float:
 def mbo_trainable(
     params: dict[str, Any], *, tasks: dict[str, Task], tracking_uri: str, experiment: str,
     parent_run_id: str | None, grid: list[dict[str, Any]] | None = None, objective: str | None = None,
-    max_retries: int = 0,
+    max_retries: int = 0, numbered_names: bool = False,
 ) -> None:
     """Run the trial ``params`` describes; report per-epoch surrogate metrics, checkpoints, then the final scores."""
     context = tune.get_context()
-    config = TrialConfig.parse(resolve_params(params, grid or []))
+    nested = resolve_params(params, grid or [])
+    config = TrialConfig.parse(nested)
     goal = OBJECTIVES[objective] if objective else None
     device = resolve_device("auto")
+    trial_id = context.get_trial_id()
+    index = int(trial_id.rsplit("_", 1)[-1]) if numbered_names and trial_id[-1:].isdigit() else None
     recorder = TrialRecorder(tracking_uri, experiment, config, parent_run_id=parent_run_id,
-                             run_name=context.get_trial_name(), trial_id=context.get_trial_id())
+                             run_name=run_name(nested, index), trial_id=trial_id,
+                             tags={f"{TAG_PREFIX}tune_trial_name": context.get_trial_name()})
     clock = {"epochs": 0, "objective": math.nan}
 
     def stamp(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -121,23 +127,21 @@ def mbo_trainable(
         except NonFiniteLossError as error:
             reason = f"NonFiniteLossError: {error}"
             recorder.set_tags({f"{TAG_PREFIX}reached": store.progress()})
-            recorder.fail(reason, flush=True)
+            recorder.close("FAILED", reason)
             tune.report(stamp({NONFINITE: 1, "error": reason}))  # the sweep's callback: no retry
             raise
         except Exception as error:
             reason = f"{type(error).__name__}: {error}"
-            final = recorder.attempt > max_retries
             recorder.set_tags({f"{TAG_PREFIX}reached": store.progress()})
-            recorder.fail(reason, flush=final)
+            recorder.close("FAILED", reason)
             try:
                 store.save("failed", failure=reason)
             except Exception:  # noqa: BLE001 - the original error matters more
                 pass
             raise
-        except SystemExit:  # Tune stopped the trial (a scheduler's decision)
-            recorder.set_tags({f"{TAG_PREFIX}stopped": "by the scheduler", f"{TAG_PREFIX}reached": store.progress()})
-            recorder.flush()
-            recorder.client.set_terminated(recorder.run_id, "KILLED")
+        except SystemExit:  # Tune stopped the trial: a scheduler's decision, or the sweep was interrupted
+            recorder.set_tags({f"{TAG_PREFIX}reached": store.progress()})
+            recorder.close("KILLED", "by Tune (the scheduler, or the sweep was interrupted)", tag="stopped")
             raise
 
         if goal is not None:
@@ -145,7 +149,9 @@ def mbo_trainable(
             result.summary["objective"] = clock["objective"]
         recorder.set_tags({f"{TAG_PREFIX}restored_surrogates": store.restored,
                            f"{TAG_PREFIX}trained_surrogates": store.trained})
-        recorder.finish(result)
+        with tempfile.TemporaryDirectory() as folder:
+            write_trial_artifacts(result, Path(folder))
+            recorder.finish(result.summary, Path(folder))
         final = stamp({**result.summary, "mlflow_run_id": recorder.run_id, COMPLETED: 1,
                        "restored_surrogates": store.restored, "attempt": recorder.attempt})
         tune.report(final)

@@ -1,0 +1,386 @@
+"""Every MLflow call of ignite-mbo: one experiment per search space, a parent run per sweep, a run per trial.
+
+Local runs use a sqlite store (MLflow 3 refuses plain ``file:`` stores) with artifacts in
+``mlartifacts/`` beside it; clusters point every trial at the tracking server on the head node
+(``http://HEAD:5000``). Experiments are marked as model-training experiments, so the MLflow UI
+opens on their runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ignite_mbo.errors import UserError
+
+TAG_PREFIX = "ignite_mbo."
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+"""The value of ``mlflow.experimentKind`` for which MLflow 3's UI shows the runs table (its "Model training" view)."""
+PROTOCOL_DEVIATIONS = "protocol_deviations"
+_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
+_STREAM_EVERY_S = 5.0  # buffered metrics reach MLflow at least this often, and at every epoch's end
+T = TypeVar("T")
+
+
+# ---- tracking URIs ------------------------------------------------------------------------------
+
+def default_tracking_uri(directory: str | os.PathLike[str] = ".") -> str:
+    """A sqlite store in ``directory`` (absolute, so Ray workers in other folders find it)."""
+    return f"sqlite:///{Path(directory).resolve() / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative paths against the working folder), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///")).absolute()
+
+
+def check_tracking_uri(uri: str, *, must_exist: bool = False, timeout_s: float = 3.0) -> str:
+    """The tracking URI, validated and made absolute; bad ones raise a one-line UserError.
+
+    ``sqlite:///mlflow.db`` is resolved against the working folder; its folder must exist and be
+    writable (``must_exist``: the file too). ``http(s)://`` must answer MLflow's ``/health`` within
+    ``timeout_s``. Nothing is created.
+    """
+    hint = "use sqlite:///PATH/mlflow.db or http(s)://HOST:PORT of an MLflow server"
+    if uri.startswith("sqlite:"):
+        path = sqlite_path(uri)
+        if path is None or not path.name:
+            raise UserError(f"tracking URI {uri!r} names no database file; {hint}")
+        if path.is_dir():
+            raise UserError(f"tracking URI {uri!r} points at a folder; name a file, e.g. sqlite:///{path}/mlflow.db")
+        if must_exist and not path.is_file():
+            raise UserError(f"no MLflow store at {path}; pass the sweep's --tracking-uri, or --no-mlflow")
+        if not path.parent.is_dir():
+            raise UserError(f"tracking URI {uri!r}: folder {path.parent} does not exist; create it or pick another path")
+        if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise UserError(f"tracking URI {uri!r}: {path} is not writable; pick a path you can write")
+        return f"sqlite:///{path}"
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
+                if response.status == 200:
+                    return uri.rstrip("/")
+        except urllib.error.HTTPError as error:
+            raise UserError(f"tracking server {uri} answered HTTP {error.code} on /health; "
+                            "check the URL (and its credentials)") from None
+        except (OSError, ValueError):
+            pass
+        raise UserError(f"no MLflow server answers at {uri} within {timeout_s:g} s; start it "
+                        f"(mlflow server --host 127.0.0.1 --port PORT) or check the URL")
+    raise UserError(f"unsupported tracking URI {uri!r}; {hint}")
+
+
+def _client(uri: str) -> Any:
+    import logging
+
+    from mlflow.tracking import MlflowClient
+
+    for name in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..." and the like
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return MlflowClient(uri)
+
+
+def _retry(call: Callable[[], T], attempts: int = 8) -> T:
+    """``call()``, retried with backoff while a sqlite store is locked by a concurrent writer."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as error:  # MlflowException or sqlalchemy's OperationalError
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+# ---- experiments --------------------------------------------------------------------------------
+
+def experiment_id(client: Any, name: str) -> str:
+    """The id of experiment ``name``, created if needed, safe when processes race to create it.
+
+    With a sqlite store the artifacts go to ``mlartifacts/`` beside the database file. The
+    experiment is tagged as a model-training experiment (the runs view in the MLflow UI).
+    """
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        path = sqlite_path(client.tracking_uri)
+        location = (path.parent / "mlartifacts" / name).as_uri() if path else None
+        try:
+            return str(_retry(lambda: client.create_experiment(
+                name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})))
+        except MlflowException as error:
+            if "already exists" not in str(error) and "UNIQUE constraint" not in str(error):
+                raise
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        raise UserError(f"MLflow experiment {name!r} is deleted; restore it (mlflow experiments restore "
+                        f"--experiment-id {experiment.experiment_id}) or rename the space")
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
+        _retry(lambda: client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING))
+    return str(experiment.experiment_id)
+
+
+# ---- runs ---------------------------------------------------------------------------------------
+
+def close_run(uri: str, run_id: str, status: str, reason: str | None = None, *, tag: str = "error") -> None:
+    """End run ``run_id`` as FINISHED, FAILED or KILLED; ``reason`` goes to tag ``ignite_mbo.<tag>``."""
+    client = _client(uri)
+    if reason:
+        _retry(lambda: client.set_tag(run_id, f"{TAG_PREFIX}{tag}", reason[:5000]))
+    _retry(lambda: client.set_terminated(run_id, status))
+
+
+def run_exists(uri: str, run_id: str) -> bool:
+    """Whether run ``run_id`` exists (and is not deleted) in the store at ``uri``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return bool(_client(uri).get_run(run_id).info.lifecycle_stage == "active")
+    except MlflowException:
+        return False
+
+
+def run_status(uri: str, run_id: str) -> str:
+    return str(_client(uri).get_run(run_id).info.status)
+
+
+def set_run_tags(uri: str, run_id: str, tags: dict[str, Any]) -> None:
+    from mlflow.entities import RunTag
+
+    client = _client(uri)
+    _retry(lambda: client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()]))
+
+
+def log_run_metric(uri: str, run_id: str, key: str, value: float) -> None:
+    client = _client(uri)
+    _retry(lambda: client.log_metric(run_id, key, value))
+
+
+def log_files(uri: str, run_id: str, paths: Iterable[Path], artifact_path: str) -> None:
+    """Log files under ``artifact_path`` of the run; a file of the same name there is replaced."""
+    client = _client(uri)
+    for path in paths:
+        _retry(lambda path=path: client.log_artifact(run_id, str(path), artifact_path=artifact_path))
+
+
+class TrialRecorder:
+    """A trial's MLflow run: params, tags, curves streamed while it trains, final metrics, artifacts.
+
+    Metrics are buffered and written in one batch at the end of every surrogate epoch (and at
+    least every few seconds during a search), so the UI shows the curves while a trial runs and
+    concurrent trials write to a sqlite store rarely.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str, config: Any,
+                 parent_run_id: str | None = None, run_name: str | None = None, run_id: str | None = None,
+                 trial_id: str | None = None, tags: dict[str, str] | None = None) -> None:
+        """Open the trial's run: ``run_id``, else the run of sweep trial ``trial_id`` if one exists
+        (a retried or resumed trial keeps its run), else a new one.
+
+        ``attempt`` counts the starts of the trial (tag ``ignite_mbo.attempt``); ``previous_status``
+        is the status its run had before this start (None for a new run). An earlier attempt's run
+        that is not FINISHED and already has metrics is deleted and replaced by a new run: the retry
+        logs its restored epochs again, and every metric must be recorded once.
+        """
+        self.client = _client(tracking_uri)
+        self.config = config
+        self.metrics: list[Any] = []
+        self.attempt = 1
+        self.previous_status: str | None = None
+        self._last_flush = time.monotonic()
+        self._where = (experiment, parent_run_id, run_name, trial_id, dict(tags or {}))
+        self._existing_tags: dict[str, str] = {}
+        if run_id is None and trial_id is not None and parent_run_id:
+            existing = find_trial_run(self.client, experiment, parent_run_id, trial_id)
+            if existing is not None:
+                self.previous_status = existing.info.status
+                self.attempt = int(existing.data.tags.get(f"{TAG_PREFIX}attempt", "1")) + 1
+                self._existing_tags = dict(existing.data.tags)
+                run_id = existing.info.run_id
+                if self.previous_status != "FINISHED":
+                    run_id = self._reopen(run_id, bool(existing.data.metrics))
+        self.run_id = run_id if run_id is not None else self._create({})
+
+    def _create(self, extra_tags: dict[str, str]) -> str:
+        from mlflow.entities import Param
+
+        experiment, parent_run_id, run_name, trial_id, given = self._where
+        config = self.config
+        tags = {f"{TAG_PREFIX}{key}": str(getattr(config, key)) for key in ("task", "baseline", "seed", "fidelity")}
+        tags[f"{TAG_PREFIX}regularizer"] = config.regularizer.name
+        tags[f"{TAG_PREFIX}kind"] = "trial"
+        tags[f"{TAG_PREFIX}attempt"] = str(self.attempt)
+        if trial_id:
+            tags[f"{TAG_PREFIX}trial_id"] = trial_id
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        exp_id = experiment_id(self.client, experiment)
+        run = _retry(lambda: self.client.create_run(exp_id, run_name=run_name, tags={**tags, **given, **extra_tags}))
+        params = [Param(key, str(value)) for key, value in config.flat().items()]
+        for start in range(0, len(params), 100):
+            _retry(lambda start=start: self.client.log_batch(run.info.run_id, params=params[start:start + 100]))
+        return str(run.info.run_id)
+
+    def _reopen(self, run_id: str, has_metrics: bool) -> str:
+        """This attempt's run for an earlier attempt's ``run_id``: that run RUNNING again, or a replacement."""
+        error = self._existing_tags.get(f"{TAG_PREFIX}error")
+        carried = {f"{TAG_PREFIX}previous_error": error} if error else {}
+        if has_metrics:
+            _retry(lambda: self.client.set_tag(run_id, f"{TAG_PREFIX}replaced", "the trial ran again; see its newer run"))
+            _retry(lambda: self.client.delete_run(run_id))
+            return self._create(carried)
+        _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
+        self.set_tags({f"{TAG_PREFIX}attempt": str(self.attempt), **carried}, run_id=run_id)
+        if error:
+            _retry(lambda: self.client.delete_tag(run_id, f"{TAG_PREFIX}error"))
+        return run_id
+
+    def reopen(self) -> None:
+        """Run a FINISHED run's trial again (its summary could not be read back): a replacement run."""
+        self.run_id = self._reopen(self.run_id, has_metrics=True)
+
+    def set_tags(self, tags: dict[str, Any], run_id: str | None = None) -> None:
+        from mlflow.entities import RunTag
+
+        target = run_id or self.run_id
+        _retry(lambda: self.client.log_batch(target, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()]))
+
+    def finished_summary(self) -> dict[str, Any] | None:
+        """The summary a FINISHED run recorded (its ``summary.json``), or None."""
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                path = self.client.download_artifacts(self.run_id, "summary.json", folder)
+                loaded = json.loads(Path(path).read_text())
+                return loaded if isinstance(loaded, dict) else None
+        except Exception:  # noqa: BLE001 - no artifact: the trial runs again
+            return None
+
+    def __call__(self, metrics: dict[str, float], step: int) -> None:
+        """Buffer ``metrics`` at ``step``; write the buffer at an epoch's end or every few seconds."""
+        import math
+
+        from mlflow.entities import Metric
+
+        timestamp = int(time.time() * 1000)
+        self.metrics += [Metric(key.replace("/", "."), float(value), timestamp, step)
+                         for key, value in metrics.items() if math.isfinite(float(value))]
+        epoch_done = any(key.endswith("val_loss") for key in metrics)
+        if epoch_done or time.monotonic() - self._last_flush > _STREAM_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every buffered metric."""
+        pending, self.metrics = self.metrics, []
+        for start in range(0, len(pending), _BATCH):
+            _retry(lambda start=start: self.client.log_batch(self.run_id, metrics=pending[start:start + _BATCH]))
+        self._last_flush = time.monotonic()
+
+    def finish(self, summary: dict[str, Any], artifacts: Path) -> None:
+        """Log the final summary (metrics and ``summary.json``) and the files in ``artifacts``; close FINISHED."""
+        finals = {key: float(value) for key, value in summary.items()
+                  if isinstance(value, (int, float)) and not isinstance(value, bool)}
+        self(finals, 0)
+        self.flush()
+        if PROTOCOL_DEVIATIONS in summary:
+            self.set_tags({f"{TAG_PREFIX}{PROTOCOL_DEVIATIONS}": summary[PROTOCOL_DEVIATIONS] or "none"})
+        (artifacts / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+        _retry(lambda: self.client.log_artifacts(self.run_id, str(artifacts)))
+        _retry(lambda: self.client.set_terminated(self.run_id, "FINISHED"))
+
+    def close(self, status: str, reason: str, *, tag: str = "error", flush: bool = True) -> None:
+        """Close the run as FAILED or KILLED with ``reason`` in tag ``ignite_mbo.<tag>``."""
+        if flush:
+            self.flush()
+        self.metrics = []
+        _retry(lambda: self.client.set_tag(self.run_id, f"{TAG_PREFIX}{tag}", reason[:5000]))
+        _retry(lambda: self.client.set_terminated(self.run_id, status))
+
+
+def find_trial_run(client: Any, experiment: str, parent_run_id: str, trial_id: str) -> Any:
+    """The (non-deleted) run of Tune trial ``trial_id`` under sweep run ``parent_run_id``, or None."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.`{TAG_PREFIX}trial_id` = '{trial_id}' and tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        max_results=10,
+    )
+    return min(runs, key=lambda run: run.info.start_time) if runs else None
+
+
+# ---- sweeps -------------------------------------------------------------------------------------
+
+def start_sweep_run(tracking_uri: str, experiment: str, run_name: str, spec: dict[str, Any],
+                    tags: dict[str, str] | None = None) -> str:
+    """Create the sweep's parent run (trials nest under it in the MLflow UI); returns its id."""
+    client = _client(tracking_uri)
+    exp_id = experiment_id(client, experiment)
+    run = _retry(lambda: client.create_run(exp_id, run_name=run_name,
+                                           tags={f"{TAG_PREFIX}kind": "sweep", **(tags or {})}))
+    _retry(lambda: client.log_dict(run.info.run_id, spec, "sweep_spec.json"))
+    return str(run.info.run_id)
+
+
+def reopen_sweep_run(tracking_uri: str, run_id: str) -> int:
+    """Mark a sweep's parent run RUNNING again for ``--resume``; returns how many times it was resumed."""
+    client = _client(tracking_uri)
+    _retry(lambda: client.update_run(run_id, status="RUNNING"))
+    resumes = int(client.get_run(run_id).data.tags.get(f"{TAG_PREFIX}resumed", "0")) + 1
+    _retry(lambda: client.set_tag(run_id, f"{TAG_PREFIX}resumed", str(resumes)))
+    return resumes
+
+
+def sweep_trial_runs(tracking_uri: str, experiment: str, parent_run_id: str) -> list[Any]:
+    """Every non-deleted trial run under sweep run ``parent_run_id``."""
+    client = _client(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [found.experiment_id],
+            filter_string=f"tags.`{TAG_PREFIX}kind` = 'trial' and tags.`mlflow.parentRunId` = '{parent_run_id}'",
+            max_results=1000, page_token=token,
+        )
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def delete_run(tracking_uri: str, run_id: str, reason: str) -> None:
+    client = _client(tracking_uri)
+    _retry(lambda: client.set_tag(run_id, f"{TAG_PREFIX}orphan", reason))
+    _retry(lambda: client.delete_run(run_id))
+
+
+def close_running_trial_runs(tracking_uri: str, experiment: str, parent_run_id: str, status: str,
+                             reason: str, tag: str = "error") -> int:
+    """Close every trial run of the sweep still RUNNING as ``status`` with ``reason``; how many."""
+    closed = 0
+    for run in sweep_trial_runs(tracking_uri, experiment, parent_run_id):
+        if run.info.status == "RUNNING":
+            close_run(tracking_uri, run.info.run_id, status, reason, tag=tag)
+            closed += 1
+    return closed
+
+
+def log_report(tracking_uri: str, run_id: str, paths: Iterable[Path]) -> None:
+    """Log the report's files under ``report/`` of the sweep's parent run, replacing earlier ones."""
+    log_files(tracking_uri, run_id, paths, "report")

@@ -1,0 +1,53 @@
+"""``sweep.json``: what a sweep folder records about its sweep, as a typed model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ignite_mbo.errors import UserError
+
+SWEEP_FILE = "sweep.json"
+RESULTS_FILE = "results.parquet"
+
+
+class SweepRecord(BaseModel):
+    """The sweep a folder holds: its space, MLflow store and parent run, and where Tune keeps its state."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: dict[str, Any]
+    """The validated search space (``SweepSpec`` as JSON), after ``--override``."""
+    tracking_uri: str
+    experiment: str
+    """The MLflow experiment: the space's name."""
+    parent_run_id: str
+    storage_path: str
+    """Tune's ``storage_path``: the sweep folder's parent unless ``--storage-path`` moved it."""
+    experiment_path: str
+    """Tune's experiment folder (``storage_path/<folder name>``), restored by ``--resume``."""
+
+    @classmethod
+    def load(cls, folder: Path) -> SweepRecord:
+        """The record in ``folder``; a missing, corrupt or foreign file is a one-line UserError."""
+        path = folder / SWEEP_FILE
+        try:
+            raw = json.loads(path.read_text())
+            return cls.model_validate(raw)
+        except FileNotFoundError:
+            raise UserError(f"no sweep record at {path}; pass a folder made by 'ignite-mbo sweep'") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError):
+            raise UserError(f"{path} is not a sweep record written by 'ignite-mbo sweep' (corrupt or foreign); "
+                            "restore it or run the sweep again into a new --output-dir") from None
+
+    def save(self, folder: Path) -> Path:
+        """Write ``sweep.json`` into ``folder`` atomically."""
+        path = folder / SWEEP_FILE
+        partial = folder / f".{SWEEP_FILE}.partial"
+        partial.write_text(self.model_dump_json(indent=2))
+        os.replace(partial, path)
+        return path

@@ -1,0 +1,75 @@
+"""The reproduction check: our unregularized TF-Bind-8 100th percentile next to the published numbers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ignite_mbo.platform.report.published import DATASET_BEST, SOURCE, TASK, TF_BIND_8_100TH, Published
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One baseline: ours (mean ± std over n seeds) against the published mean ± std."""
+
+    published: Published
+    mean: float
+    std: float
+    n: int
+
+    @property
+    def sigmas(self) -> float:
+        """|ours − published| in published standard deviations."""
+        return abs(self.mean - self.published.mean) / self.published.std
+
+    @property
+    def verdict(self) -> str:
+        if math.isnan(self.sigmas):
+            return "no score"
+        if self.sigmas <= 1:
+            return "within 1σ"
+        return "within 2σ" if self.sigmas <= 2 else "off"
+
+
+def compare(finished: pd.DataFrame) -> list[Comparison]:
+    """Comparisons for every published baseline with finished unregularized TF-Bind-8 trials in ``finished``."""
+    rows = finished[(finished["task"].astype(str) == TASK) & (finished["regularizer"].astype(str) == "none")]
+    comparisons = []
+    for published in TF_BIND_8_100TH:
+        scores = pd.to_numeric(rows.loc[rows["baseline"].astype(str) == published.baseline, "score_100th"],
+                               errors="coerce").dropna()
+        if len(scores):
+            std = float(scores.std(ddof=1)) if len(scores) > 1 else math.nan
+            comparisons.append(Comparison(published, float(scores.mean()), std, len(scores)))
+    return comparisons
+
+
+def render(comparisons: list[Comparison]) -> str:
+    """The check as a markdown section (empty when there is nothing to compare)."""
+    if not comparisons:
+        return ""
+    lines = [
+        "### Reproduction check: TF-Bind-8, regularizer none, 100th percentile",
+        "",
+        "| baseline | ours (mean ± std, n) | published (mean ± std, n) | distance | verdict |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for c in comparisons:
+        ours = f"{c.mean:.3f}" + (f" ± {c.std:.3f}" if not math.isnan(c.std) else "") + f", n={c.n}"
+        theirs = f"{c.published.mean:.3f} ± {c.published.std:.3f}, n={c.published.n}"
+        lines.append(f"| {c.published.baseline} ({c.published.name}) | {ours} | {theirs} | "
+                     f"{c.sigmas:.1f}σ | {c.verdict} |")
+    lines += ["", f"Published: {SOURCE}; dataset best {DATASET_BEST}. Distance: |ours − published| in "
+              "published σ; within 1σ / within 2σ / off.", ""]
+    return "\n".join(lines)
+
+
+def to_frame(comparisons: list[Comparison]) -> pd.DataFrame:
+    """The check as a table (``reproduction_check.csv``)."""
+    return pd.DataFrame([{
+        "baseline": c.published.baseline, "published_name": c.published.name, "mean": c.mean, "std": c.std,
+        "n": c.n, "published_mean": c.published.mean, "published_std": c.published.std,
+        "published_n": c.published.n, "distance_sigma": c.sigmas, "verdict": c.verdict, "source": SOURCE,
+    } for c in comparisons])

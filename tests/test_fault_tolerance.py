@@ -122,39 +122,57 @@ def test_a_stateful_loss_without_state_dict_is_trained_again(tmp_path):
 
 # ---- one MLflow run per trial, across attempts -----------------------------------------------------
 
-def test_a_trial_keeps_its_run_across_attempts_and_an_interrupted_recording_is_replaced(tmp_path):
+def test_a_trial_has_one_live_run_across_attempts_and_its_curves_stream(tmp_path):
     from ignite_mbo.config import TrialConfig
-    from ignite_mbo.platform.tracking import TrialRecorder, start_sweep_run, sweep_trial_runs
+    from ignite_mbo.mlflow_store import TrialRecorder, start_sweep_run, sweep_trial_runs
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    parent = start_sweep_run(uri, "attempts", {"name": "attempts"})
+    parent = start_sweep_run(uri, "attempts", "sweep:attempts", {"name": "attempts"})
     config = TrialConfig.parse({"regularizer": {"name": "ignite"}})
 
     def attempt(trial_id: str = "t1") -> TrialRecorder:
         return TrialRecorder(uri, "attempts", config, parent_run_id=parent, run_name="t", trial_id=trial_id)
 
     first = attempt()
-    first({"val_loss": 1.0}, 0)
-    first.fail("RuntimeError: boom", flush=False)  # a retry follows: its metrics are dropped
+    first.close("FAILED", "RuntimeError: before any epoch")  # failed before it logged anything
     second = attempt()
     assert second.run_id == first.run_id and second.attempt == 2 and second.previous_status == "FAILED"
     run = second.client.get_run(second.run_id)
     assert run.info.status == "RUNNING" and run.data.metrics == {}
-    assert run.data.tags["ignite_mbo.previous_error"] == "RuntimeError: boom" and "ignite_mbo.error" not in run.data.tags
+    assert run.data.tags["ignite_mbo.previous_error"] == "RuntimeError: before any epoch"
+    assert "ignite_mbo.error" not in run.data.tags
 
-    second({"val_loss": 0.5}, 0)
-    second.flush()  # the driver died while the trial was writing its final metrics
-    third = attempt()
-    assert third.run_id != second.run_id and third.attempt == 3, "a fresh run: no metric twice"
-    live = sweep_trial_runs(third.client, "attempts", parent)
+    second({"model_0/val_loss": 1.0, "model_0/lambda": 0.5}, 0)  # an epoch ends: it reaches MLflow at once
+    assert [m.value for m in second.client.get_metric_history(second.run_id, "model_0.lambda")] == [0.5]
+    second.close("FAILED", "RuntimeError: boom")
+    third = attempt()  # the retry logs the restored epoch again: a fresh run, so no metric twice
+    assert third.run_id != second.run_id and third.attempt == 3
+    assert third.client.get_run(third.run_id).data.tags["ignite_mbo.previous_error"] == "RuntimeError: boom"
+    live = sweep_trial_runs(uri, "attempts", parent)
     assert [r.info.run_id for r in live] == [third.run_id]
     assert third.client.get_run(second.run_id).info.lifecycle_stage == "deleted"
-    third({"val_loss": 0.5}, 0)
-    third.flush()
+    third({"model_0/val_loss": 0.5}, 0)
     third.client.set_terminated(third.run_id, "FINISHED")
     fourth = attempt()  # e.g. a resumed sweep that had not recorded the trial as done
     assert fourth.run_id == third.run_id and fourth.previous_status == "FINISHED"
     assert attempt("t2").run_id not in {r.info.run_id for r in live}
+
+
+def test_concurrent_experiment_creation_is_safe(tmp_path):
+    """Two processes creating the same experiment at once both get its id (no "already exists")."""
+    script = (
+        "import sys; from mlflow.tracking import MlflowClient; from ignite_mbo.mlflow_store import experiment_id; "
+        "print(experiment_id(MlflowClient(sys.argv[1]), 'race'))"
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()  # create the tables first, as any earlier use would
+    racers = [subprocess.Popen([sys.executable, "-c", script, uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True) for _ in range(4)]
+    outputs = [racer.communicate(timeout=120) for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers), [err[-500:] for _, err in outputs]
+    assert len({out.strip() for out, _ in outputs}) == 1
+    experiment = MlflowClient(uri).get_experiment_by_name("race")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 # ---- sweeps on an embedded Ray -------------------------------------------------------------------

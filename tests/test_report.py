@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 
 from ignite_mbo.errors import UserError
-from ignite_mbo.platform.report import Report, build_report, log_report_to_mlflow, plot_sensitivity
+from ignite_mbo.platform.report import (
+    Report, build_report, paired_gain, plot_sensitivity, render_markdown, write_report,
+)
+from ignite_mbo.platform.report import render as rendering
 
 TASK_A, TASK_B = "TFBind8-Exact-v0", "AntMorphology-Exact-v0"
 NOISE = {0: -0.01, 1: 0.0, 2: 0.01}  # per seed: sample std over 3 seeds is exactly 0.01
@@ -80,7 +83,7 @@ def test_means_std_and_paired_gains(results: pd.DataFrame) -> None:
 
 def test_rows_ordered_and_only_mins_marked(results: pd.DataFrame) -> None:
     report = build_report(results.iloc[::-1])  # order comes from first appearance, not row order
-    assert list(report.tables["100th"].index) == [
+    assert list(rendering.cell_table(report, "100th").index) == [
         "mins + none †",
         "mins + ignite †",
         "mins + ignite2 †",
@@ -88,29 +91,30 @@ def test_rows_ordered_and_only_mins_marked(results: pd.DataFrame) -> None:
         "grad-ascent + ignite",
         "grad-ascent + ignite2",
     ]
-    assert list(report.tables["100th"].columns) == [TASK_B, TASK_A]
+    assert list(rendering.cell_table(report, "100th").columns) == [TASK_B, TASK_A]
     long = report.long
     assert (long["row"].str.contains("†") == (long["baseline"] == "mins")).all()
     assert (long["affects_search"] == (long["baseline"] != "mins")).all()
 
 
 def test_markdown_cells_and_footnotes(results: pd.DataFrame) -> None:
-    md = build_report(results).to_markdown()
+    md = render_markdown(build_report(results))
     for heading in ("### 100th percentile", "### 80th percentile", "### 50th percentile"):
         assert heading in md
     assert "Objective: oracle (benchmark mode)" in md
     assert f"| baseline + regularizer | {TASK_A} | {TASK_B} |" in md
     assert "| grad-ascent + none | 0.800 ± 0.010 | 0.600 ± 0.010 |" in md
-    assert "| grad-ascent + ignite | 0.820 ± 0.010 (+2.5%) | 0.615 ± 0.007 [n=2] (+3.4%) |" in md
-    assert "| mins + ignite † | 0.720 ± 0.010 (+2.9%) | 0.520 ± 0.010 (+4.0%) |" in md
-    assert "| grad-ascent + ignite | 0.620 ± 0.010 (+3.3%) |" in md  # 50th percentile
+    # every seed gains exactly the offset, so every bootstrap interval excludes 0 (*)
+    assert "| grad-ascent + ignite | 0.820 ± 0.010 (+2.5%*) | 0.615 ± 0.007 [n=2] (+3.4%*) |" in md
+    assert "| mins + ignite † | 0.720 ± 0.010 (+2.9%*) | 0.520 ± 0.010 (+4.0%*) |" in md
+    assert "| grad-ascent + ignite | 0.620 ± 0.010 (+3.3%*) |" in md  # 50th percentile
     assert "sample std (ddof=1)" in md
     assert "1 trial(s) that did not finish" in md
     assert "† the regularized model does not feed this baseline's search" in md
 
 
 def test_no_dagger_note_without_marked_rows(results: pd.DataFrame) -> None:
-    md = build_report(results[results["baseline"] != "mins"]).to_markdown()
+    md = render_markdown(build_report(results[results["baseline"] != "mins"]))
     assert "†" not in md
 
 
@@ -130,7 +134,7 @@ def test_varying_hyperparameters_split_rows_and_pair_within_config() -> None:
     config = [c for c in table.columns if c.startswith("config.")]
     table[config] = table[config].astype(str)  # as the sweep's results table stores them ("None" for none)
     report = build_report(table)
-    assert list(report.tables["100th"].index) == [
+    assert list(rendering.cell_table(report, "100th").index) == [
         "grad-ascent + none (fidelity=high)",
         "grad-ascent + none (fidelity=low)",
         "grad-ascent + ignite (epsilon=2, fidelity=high)",
@@ -145,11 +149,11 @@ def test_varying_hyperparameters_split_rows_and_pair_within_config() -> None:
     assert report.long["config.regularizer.epsilon"].dropna().tolist() == [2, 2, 10, 10] * 3
 
 
-def test_write_produces_three_files_atomically(results: pd.DataFrame, tmp_path: Path) -> None:
+def test_write_produces_the_report_files_atomically(results: pd.DataFrame, tmp_path: Path) -> None:
     report = build_report(results)
-    paths = report.write(tmp_path / "out")
-    assert [p.name for p in paths] == ["gain_table.md", "gain_table.csv", "gain_table.png"]
-    assert paths[0].read_text() == report.to_markdown()
+    paths = write_report(report, tmp_path / "out")
+    assert [p.name for p in paths] == ["gain_table.md", "gain_table.csv", "gain_table.png", "reproduction_check.csv"]
+    assert paths[0].read_text() == render_markdown(report)
     csv = pd.read_csv(paths[1])
     assert len(csv) == len(report.long) and "gain_pct" in csv.columns
     assert paths[2].read_bytes().startswith(PNG_MAGIC)
@@ -159,12 +163,12 @@ def test_write_produces_three_files_atomically(results: pd.DataFrame, tmp_path: 
 def test_write_leaves_nothing_when_rendering_fails(
     results: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: Report) -> bytes:
+    def broken(report: Report) -> bytes:
         raise RuntimeError("render failed")
 
-    monkeypatch.setattr(Report, "_figure_png", broken)
+    monkeypatch.setattr(rendering, "render_figure", broken)
     with pytest.raises(RuntimeError):
-        build_report(results).write(tmp_path)
+        write_report(build_report(results), tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -201,25 +205,53 @@ def test_plot_sensitivity(tmp_path: Path) -> None:
         plot_sensitivity(table, "lr", tmp_path / "bad.png")
 
 
-def test_log_report_to_mlflow(results: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlflow import MlflowClient
+# ---- gains with their uncertainty --------------------------------------------------------------------
 
-    monkeypatch.chdir(tmp_path)  # the default artifact root ./mlruns lands here
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    report = build_report(results)
-    run_id = log_report_to_mlflow(report, tmp_path / "out", uri, "ignite-test")
+def test_paired_gain_has_a_reproducible_bootstrap_interval_and_a_wilcoxon_p_value() -> None:
+    seeds = pd.Index(range(8))
+    none = pd.Series([0.80, 0.82, 0.78, 0.81, 0.79, 0.80, 0.83, 0.77], index=seeds)
+    noisy = none + pd.Series([0.05, -0.04, 0.06, -0.05, 0.04, -0.03, 0.05, -0.02], index=seeds)
+    gain = paired_gain(noisy, none)
+    assert gain.n == 8 and gain.pct == pytest.approx(100 * 0.0075 / none.mean())
+    assert gain.low < 0 < gain.high and not gain.excludes_zero, "+0.9% over noisy seeds: the interval spans 0"
+    assert paired_gain(noisy, none) == gain, "fixed RNG seed: the same interval every time"
+    assert 0.2 < gain.p_value <= 1.0
+    better = paired_gain(none + 0.02 + 0.001 * pd.Series(range(8), index=seeds), none)
+    assert better.excludes_zero and better.low > 0 and better.p_value == pytest.approx(2 / 2**8)
+    assert math.isnan(paired_gain(none.iloc[:1], none).low), "one seed: no interval"
 
-    client = MlflowClient(tracking_uri=uri)
-    run = client.get_run(run_id)
-    assert run.info.run_name == "report" and run.info.status == "FINISHED"
-    assert run.data.tags["ignite_mbo.kind"] == "report"
-    names = sorted(a.path for a in client.list_artifacts(run_id, "report"))
-    assert names == ["report/gain_table.csv", "report/gain_table.md", "report/gain_table.png"]
 
-    experiment_id = client.get_experiment_by_name("ignite-test").experiment_id
-    parent = client.create_run(experiment_id, run_name="sweep").info.run_id
-    child = log_report_to_mlflow(report, tmp_path / "out", uri, "ignite-test", parent_run_id=parent)
-    assert client.get_run(child).data.tags["mlflow.parentRunId"] == parent
-    assert len(client.list_artifacts(child, "report")) == 3
-    with pytest.raises(UserError, match="parent run nope not found"):
-        log_report_to_mlflow(report, tmp_path / "out", uri, "ignite-test", parent_run_id="nope")
+def test_report_lists_gains_with_interval_p_and_n(results: pd.DataFrame) -> None:
+    md = render_markdown(build_report(results))
+    assert "### Gains over none, 100th percentile (paired by seed)" in md
+    assert "| grad-ascent + ignite | TFBind8-Exact-v0 | +2.5% * | +2.5% .. +2.5% | 0.25 | 3 |" in md
+    assert "| grad-ascent + ignite | AntMorphology-Exact-v0 | +3.4% * | +3.3% .. +3.4% | 0.5 | 2 |" in md
+
+
+# ---- protocol deviations and the reproduction check ---------------------------------------------------
+
+def test_rows_with_protocol_deviations_are_marked_with_a_footnote(results: pd.DataFrame) -> None:
+    table = results.assign(protocol_deviations="")
+    table.loc[table["baseline"] == "mins", "protocol_deviations"] = "pytorch_init,true_mean"
+    report = build_report(table)
+    md = render_markdown(report)
+    assert "| mins + none † ‡ |" in md and "| grad-ascent + none |" in md
+    assert "‡ mins + none †: ran settings that differ from the paper's protocol: pytorch_init, true_mean." in md
+    assert set(report.long.loc[report.long["baseline"] == "grad-ascent", "protocol_deviations"]) == {""}
+    assert "‡" not in render_markdown(build_report(results)), "a missing column means the paper's protocol"
+
+
+def test_reproduction_check_against_published_design_bench_numbers(tmp_path: Path) -> None:
+    scores = {"grad-ascent": [0.97, 0.98, 0.99], "coms": [0.90, 0.88, 0.89], "cbas": [0.70, 0.72, 0.71]}
+    table = pd.DataFrame([_trial(TASK_A, baseline, "none", seed, score)
+                          for baseline, values in scores.items() for seed, score in enumerate(values)])
+    md = render_markdown(build_report(table))
+    assert "### Reproduction check: TF-Bind-8, regularizer none, 100th percentile" in md
+    assert "| grad-ascent (Grad.) | 0.980 ± 0.010, n=3 | 0.977 ± 0.025, n=8 | 0.1σ | within 1σ |" in md
+    assert "| coms (COMs) | 0.890 ± 0.010, n=3 | 0.945 ± 0.033, n=8 | 1.7σ | within 2σ |" in md
+    assert "| cbas (CbAS) | 0.710 ± 0.010, n=3 | 0.927 ± 0.051, n=8 | 4.3σ | off |" in md
+    assert "design-baselines" in md and "8 trials" in md and "dataset best 0.439" in md
+    paths = write_report(build_report(table), tmp_path)
+    check = pd.read_csv(tmp_path / "reproduction_check.csv")
+    assert tmp_path / "reproduction_check.csv" in paths
+    assert list(check["verdict"]) == ["within 1σ", "off", "within 2σ"]  # in the published table's order

@@ -147,24 +147,41 @@ def test_overrides_reach_dotted_grid_axes_and_nested_trial_fields():
     assert raw["grid"]["seed"] == [0, 1, 2]
 
 
-def test_cli_resume_without_a_sweep_and_a_rerun_over_an_old_one(tmp_path, monkeypatch, capsys):
+def test_cli_resume_without_a_sweep_and_with_a_corrupt_or_foreign_record(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     space = tmp_path / "space.yaml"
     space.write_text("name: quickish\ntrial: {fidelity: quick}\n")
     assert main(["sweep", str(space), "--resume", "--output-dir", "out"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
     (tmp_path / "out" / "quickish").mkdir(parents=True)
-    (tmp_path / "out" / "quickish" / "sweep.json").write_text("{}")
-    assert main(["sweep", str(space), "--output-dir", "out"]) == 2
-    assert "pass --resume" in capsys.readouterr().err
+    (tmp_path / "out" / "quickish" / "sweep.json").write_text("{")
     assert main(["sweep", str(space), "--resume", "--output-dir", "out"]) == 2
     assert "not a sweep record" in capsys.readouterr().err
-    record = {"spec": {"name": "quickish"}, "tracking_uri": "sqlite:///x.db", "parent_run_id": "0"}
+    (tmp_path / "out" / "quickish" / "sweep.json").write_text("{}")
+    assert main(["sweep", str(space), "--resume", "--output-dir", "out"]) == 2
+    assert "not a sweep record" in capsys.readouterr().err
+    record = {"spec": {"name": "quickish"}, "tracking_uri": "sqlite:///x.db", "parent_run_id": "0",
+              "experiment": "quickish", "storage_path": "out", "experiment_path": "out/quickish"}
     (tmp_path / "out" / "quickish" / "sweep.json").write_text(json.dumps(record))
     assert main(["sweep", str(space), "--resume", "--output-dir", "out"]) == 2
     assert "differs from the one the sweep started with" in capsys.readouterr().err
     assert main(["sweep", str(space), "--override", "grid.seed=[0, 1", "--output-dir", "out"]) == 2
     assert "not a YAML value" in capsys.readouterr().err
+
+
+def test_a_space_run_again_gets_a_fresh_folder_and_resume_takes_the_newest(tmp_path):
+    from ignite_mbo.platform.sweep import sweep_folder
+
+    out = tmp_path / "out"
+    assert sweep_folder(out, "quick", resume=False) == out / "quick"
+    (out / "quick").mkdir(parents=True)
+    (out / "quick" / "sweep.json").write_text("{}")
+    assert sweep_folder(out, "quick", resume=False) == out / "quick-2"
+    (out / "quick-2").mkdir()
+    assert sweep_folder(out, "quick", resume=False) == out / "quick-2", "an empty folder is reused"
+    (out / "quick-2" / "sweep.json").write_text("{}")
+    assert sweep_folder(out, "quick", resume=True) == out / "quick-2"
+    assert sweep_folder(out, "quick", resume=False) == out / "quick-3"
 
 
 # ---- the sensitivity report ----------------------------------------------------------------------
@@ -186,8 +203,12 @@ def test_report_draws_the_gain_against_each_sensitivity_parameter(tmp_path):
     table = table.assign(task="TFBind10-Exact-v0", baseline="grad-ascent", status="TERMINATED",
                          score_100th=table["score"], score_80th=table["score"] - 0.1, score_50th=table["score"] - 0.2,
                          regularizer_affects_search=True, objective_kind=None).drop(columns="score")
-    meta = {"spec": {"report": {"sensitivity": ["epsilon", "lambda_lr", "rho"]}}}
-    markdown = report_sweep(tmp_path, table, meta, mlflow=False)
+    from ignite_mbo.platform.record import SweepRecord
+
+    record = SweepRecord(spec={"report": {"sensitivity": ["epsilon", "lambda_lr", "rho"]}}, tracking_uri="",
+                         experiment="s", parent_run_id="", storage_path="", experiment_path="")
+    markdown, paths = report_sweep(tmp_path, table, record, mlflow=False)
+    assert tmp_path / "sensitivity_epsilon.png" in paths
     for name in ("sensitivity_epsilon.png", "sensitivity_lambda_lr.png", "gain_table.md"):
         assert (tmp_path / name).read_bytes()[:4] in (b"\x89PNG", b"## I")
     assert "sensitivity_epsilon.png" in markdown and "no sensitivity plot for rho" in markdown

@@ -1,9 +1,13 @@
-"""A 2-trial Ray Tune sweep into a temporary sqlite MLflow store, then the report on it."""
+"""A 2-trial Ray Tune sweep into a temporary sqlite MLflow store, run as a user runs it; its console,
+its MLflow records, the report on it, and the same space run again in the same folder."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -31,15 +35,16 @@ def finished_sweep(tmp_path_factory, design_bench_dir):
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     env = {**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)}
     completed = subprocess.run(
-        ["ignite-mbo", "sweep", "space.yaml", "--tracking-uri", uri, "--output-dir", "out", "--num-cpus", "2"],
+        ["ignite-mbo", "sweep", "space.yaml", "--tracking-uri", "sqlite:///mlflow.db", "--output-dir", "out",
+         "--num-cpus", "2"],
         cwd=folder, env=env, capture_output=True, text=True, timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    return folder, uri, completed.stdout
+    return folder, uri, completed.stdout, completed.stderr
 
 
 def test_every_trial_is_an_mlflow_run_with_params_tags_curves_and_artifacts(finished_sweep):
-    folder, uri, _ = finished_sweep
+    folder, uri, _, _ = finished_sweep
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["two_trials"], filter_string="tags.`ignite_mbo.kind` = 'trial'")
     assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
@@ -64,20 +69,77 @@ def test_every_trial_is_an_mlflow_run_with_params_tags_curves_and_artifacts(fini
 
 
 def test_results_table_and_printed_gain_table(finished_sweep):
-    folder, _, stdout = finished_sweep
+    folder, _, stdout, _ = finished_sweep
     table = pd.read_parquet(folder / "out" / "two_trials" / "results.parquet")
     assert len(table) == 2 and set(table["status"]) == {"TERMINATED"}
     assert {"task", "baseline", "regularizer", "seed", "score_100th", "final_lambda", "mlflow_run_id"} <= set(table.columns)
     assert "### 100th percentile" in stdout and "grad-ascent + ignite" in stdout
 
 
-def test_report_command_on_the_sweep(finished_sweep):
-    folder, uri, _ = finished_sweep
-    completed = subprocess.run(["ignite-mbo", "report", "out/two_trials"], cwd=folder,
-                               capture_output=True, text=True, check=True)
+def test_the_console_is_one_table_then_where_everything_went(finished_sweep):
+    folder, uri, stdout, stderr = finished_sweep
+    lines = stdout.splitlines()
+    assert lines[0].split() == ["baseline", "regularizer", "task", "seed", "status", "epochs", "score_100th"]
+    rows = [line.split() for line in lines[2:4]]
+    assert sorted(row[1] for row in rows) == ["ignite", "none"]
+    assert all(row[0] == "grad-ascent" and row[2] == "TFBind8" and row[4] == "finished" and row[5] == "2"
+               for row in rows)
+    assert lines[-4:] == [
+        f"MLflow store: {uri}",
+        f"results:      {folder / 'out' / 'two_trials' / 'results.parquet'}",
+        f"report:       {folder / 'out' / 'two_trials' / 'gain_table.md'}",
+        f"look at it:   mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)",
+    ]
+    noise = ("TensorBoard", "tensorboard", "auth", "Checkpoint successfully", "Traceback", "Exception ignored",
+             "╭", "Trial status")
+    assert not [word for word in noise if word in stdout + stderr], stdout + stderr
+    assert len(lines) < 80, "a short console, not hundreds of lines"
+
+
+def test_the_mlflow_ui_opens_on_distinct_runs_and_the_parent_holds_the_report(finished_sweep):
+    folder, uri, _, _ = finished_sweep
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("two_trials")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "the runs view, not GenAI"
+    assert experiment.artifact_location == (folder / "mlartifacts" / "two_trials").as_uri()
+    trials = client.search_runs([experiment.experiment_id], "tags.`ignite_mbo.kind` = 'trial'")
+    assert sorted(run.info.run_name for run in trials) == ["grad-ascent ignite TFBind8 s0",
+                                                           "grad-ascent none TFBind8 s0"]
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`ignite_mbo.kind` = 'sweep'")
+    assert parent.info.run_name == "sweep:two_trials" and parent.info.status == "FINISHED"
+    report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/gain_table.md", "report/gain_table.csv", "report/gain_table.png",
+            "report/reproduction_check.csv"} <= report
+
+
+def test_report_command_replaces_the_parent_runs_report(finished_sweep):
+    folder, uri, _, _ = finished_sweep
+    client = MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name("two_trials").experiment_id
+    before = {run.info.run_id for run in client.search_runs([experiment_id])}
+    for _ in range(2):
+        completed = subprocess.run(["ignite-mbo", "report", "out/two_trials"], cwd=folder,
+                                   capture_output=True, text=True, check=True)
     assert "| grad-ascent + none |" in completed.stdout
+    assert "Reproduction check" in completed.stdout and "Wilcoxon p" in completed.stdout
     for name in ("gain_table.md", "gain_table.csv", "gain_table.png"):
         assert (folder / "out" / "two_trials" / name).is_file()
-    mlflow.set_tracking_uri(uri)
-    reports = mlflow.search_runs(experiment_names=["two_trials"], filter_string="tags.`ignite_mbo.kind` = 'report'")
-    assert len(reports) >= 1
+    assert {run.info.run_id for run in client.search_runs([experiment_id])} == before, "no report runs added"
+    (parent,) = client.search_runs([experiment_id], "tags.`ignite_mbo.kind` = 'sweep'")
+    logged = client.download_artifacts(parent.info.run_id, "report/gain_table.md", str(folder / "dl"))
+    assert Path(logged).read_text() == (folder / "out" / "two_trials" / "gain_table.md").read_text()
+
+
+def test_report_without_its_mlflow_store_creates_none(finished_sweep, tmp_path):
+    folder, _, _, _ = finished_sweep
+    copy = tmp_path / "copy"
+    shutil.copytree(folder / "out" / "two_trials", copy / "two_trials")
+    record = json.loads((copy / "two_trials" / "sweep.json").read_text())
+    record["tracking_uri"] = f"sqlite:///{copy / 'gone.db'}"
+    (copy / "two_trials" / "sweep.json").write_text(json.dumps(record))
+    completed = subprocess.run(["ignite-mbo", "report", str(copy / "two_trials")], capture_output=True, text=True)
+    assert completed.returncode == 2 and "no MLflow store at" in completed.stderr and "--no-mlflow" in completed.stderr
+    assert not (copy / "gone.db").exists()
+    completed = subprocess.run(["ignite-mbo", "report", str(copy / "two_trials"), "--no-mlflow"],
+                               capture_output=True, text=True)
+    assert completed.returncode == 0 and not (copy / "gone.db").exists()

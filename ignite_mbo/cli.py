@@ -228,10 +228,10 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     if outcome.report_files:
         print(f"report:       {outcome.report_files[0]}")
     if outcome.tracking_uri.startswith("sqlite:"):
-        print(f"look at it:   mlflow ui --backend-store-uri {shlex.quote(outcome.tracking_uri)}"
-              "   (then open http://127.0.0.1:5000)")
+        print(f"look at it:   mlflow ui --backend-store-uri {shlex.quote(outcome.tracking_uri)}")
+        print(f"then open:    {outcome.ui_url}")
     else:
-        print(f"look at it:   {outcome.tracking_uri}")
+        print(f"look at it:   {outcome.ui_url.replace('http://127.0.0.1:5000', outcome.tracking_uri)}")
     return 1 if outcome.num_errors else 0
 
 

@@ -24,6 +24,9 @@ TAG_PREFIX = "ignite_mbo."
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
 """The value of ``mlflow.experimentKind`` for which MLflow 3's UI shows the runs table (its "Model training" view)."""
+SWEEP_RUN_TAG = "ignite_mbo.sweep_run_id"
+"""A trial run's sweep (its parent run's id). Not ``mlflow.parentRunId``: the UI would fold the trials
+under the parent, and the experiment page must list them."""
 PROTOCOL_DEVIATIONS = "protocol_deviations"
 _BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 _STREAM_EVERY_S = 5.0  # buffered metrics reach MLflow at least this often, and at every epoch's end
@@ -143,6 +146,13 @@ def close_run(uri: str, run_id: str, status: str, reason: str | None = None, *, 
     _retry(lambda: client.set_terminated(run_id, status))
 
 
+def experiment_url(uri: str, experiment: str, server: str = "http://127.0.0.1:5000") -> str:
+    """The page of ``experiment``'s runs in the MLflow UI at ``server`` (its "Model training" view)."""
+    found = _client(uri).get_experiment_by_name(experiment)
+    where = f"/#/experiments/{found.experiment_id}/runs" if found is not None else "/"
+    return f"{server.rstrip('/')}{where}?workflowType=machine_learning"
+
+
 def run_exists(uri: str, run_id: str) -> bool:
     """Whether run ``run_id`` exists (and is not deleted) in the store at ``uri``."""
     from mlflow.exceptions import MlflowException
@@ -226,7 +236,7 @@ class TrialRecorder:
         if trial_id:
             tags[f"{TAG_PREFIX}trial_id"] = trial_id
         if parent_run_id:
-            tags["mlflow.parentRunId"] = parent_run_id
+            tags[SWEEP_RUN_TAG] = parent_run_id
         exp_id = experiment_id(self.client, experiment)
         run = _retry(lambda: self.client.create_run(exp_id, run_name=run_name, tags={**tags, **given, **extra_tags}))
         params = [Param(key, str(value)) for key, value in config.flat().items()]
@@ -316,7 +326,7 @@ def find_trial_run(client: Any, experiment: str, parent_run_id: str, trial_id: s
         return None
     runs = client.search_runs(
         [found.experiment_id],
-        filter_string=f"tags.`{TAG_PREFIX}trial_id` = '{trial_id}' and tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        filter_string=f"tags.`{TAG_PREFIX}trial_id` = '{trial_id}' and tags.`{SWEEP_RUN_TAG}` = '{parent_run_id}'",
         max_results=10,
     )
     return min(runs, key=lambda run: run.info.start_time) if runs else None
@@ -355,7 +365,7 @@ def sweep_trial_runs(tracking_uri: str, experiment: str, parent_run_id: str) -> 
     while True:
         page = client.search_runs(
             [found.experiment_id],
-            filter_string=f"tags.`{TAG_PREFIX}kind` = 'trial' and tags.`mlflow.parentRunId` = '{parent_run_id}'",
+            filter_string=f"tags.`{TAG_PREFIX}kind` = 'trial' and tags.`{SWEEP_RUN_TAG}` = '{parent_run_id}'",
             max_results=1000, page_token=token,
         )
         runs += list(page)

@@ -163,7 +163,7 @@ def test_quick_sweep_as_a_ray_job_with_token_auth(ray_head, mlflow_server, tmp_p
     assert len(sweep) == 1 and sweep[0].info.status == "FINISHED"
     assert len(runs) == 3 and {run.info.status for run in runs} == {"FINISHED"}
     assert {run.data.tags["ignite_mbo.regularizer"] for run in runs} == {"none", "ignite", "ignite2"}
-    assert {run.data.tags["mlflow.parentRunId"] for run in runs} == {sweep[0].info.run_id}
+    assert {run.data.tags["ignite_mbo.sweep_run_id"] for run in runs} == {sweep[0].info.run_id}
     assert {run.data.tags["ignite_mbo.device"] for run in runs} == {"cpu"}
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"candidates.parquet", "surrogate_0.pt", "summary.json"} <= artifacts, "uploaded through the server"

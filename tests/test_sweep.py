@@ -55,7 +55,7 @@ def test_every_trial_is_an_mlflow_run_with_params_tags_curves_and_artifacts(fini
     assert runs["metrics.score_100th"].between(0, 1).all()
     sweep_runs = mlflow.search_runs(experiment_names=["two_trials"], filter_string="tags.`ignite_mbo.kind` = 'sweep'")
     assert len(sweep_runs) == 1
-    assert set(runs["tags.mlflow.parentRunId"]) == {sweep_runs["run_id"].iloc[0]}
+    assert set(runs["tags.ignite_mbo.sweep_run_id"]) == {sweep_runs["run_id"].iloc[0]}
 
     client = MlflowClient(uri)
     ignite = runs[runs["tags.ignite_mbo.regularizer"] == "ignite"]["run_id"].iloc[0]
@@ -84,11 +84,13 @@ def test_the_console_is_one_table_then_where_everything_went(finished_sweep):
     assert sorted(row[1] for row in rows) == ["ignite", "none"]
     assert all(row[0] == "grad-ascent" and row[2] == "TFBind8" and row[4] == "finished" and row[5] == "2"
                for row in rows)
-    assert lines[-4:] == [
+    experiment_id = MlflowClient(uri).get_experiment_by_name("two_trials").experiment_id
+    assert lines[-5:] == [
         f"MLflow store: {uri}",
         f"results:      {folder / 'out' / 'two_trials' / 'results.parquet'}",
         f"report:       {folder / 'out' / 'two_trials' / 'gain_table.md'}",
-        f"look at it:   mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)",
+        f"look at it:   mlflow ui --backend-store-uri {uri}",
+        f"then open:    http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning",
     ]
     noise = ("TensorBoard", "tensorboard", "auth", "Checkpoint successfully", "Traceback", "Exception ignored",
              "╭", "Trial status")
@@ -143,3 +145,108 @@ def test_report_without_its_mlflow_store_creates_none(finished_sweep, tmp_path):
     completed = subprocess.run(["ignite-mbo", "report", str(copy / "two_trials"), "--no-mlflow"],
                                capture_output=True, text=True)
     assert completed.returncode == 0 and not (copy / "gone.db").exists()
+
+
+# ---- the MLflow UI in a real browser -----------------------------------------------------------------
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output" / "browser"
+
+
+@pytest.fixture
+def mlflow_ui(finished_sweep, tmp_path):
+    """`mlflow ui` over the finished sweep's store, on 127.0.0.1 and a free port; stopped by its process group."""
+    import signal
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    _, uri, _, _ = finished_sweep
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    with (tmp_path / "ui.log").open("w") as log:
+        server = subprocess.Popen([str(mlflow_bin), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+                                   "--port", str(port), "--workers", "1"],
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, (tmp_path / "ui.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "mlflow ui did not come up"
+            time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def browser():
+    """Debian's headless Chromium through Selenium (.ci/run installs chromium and chromium-driver)."""
+    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), \
+        "install the browser: apt-get install chromium chromium-driver (as .ci/run does)"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1600,2400"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def page_text_with(driver, url: str, needles: list[str], screenshot: str, timeout: float = 60) -> str:
+    """Open ``url``, wait until the page shows every needle, save a screenshot; the page's text."""
+    import time
+
+    driver.get(url)
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = driver.find_element("tag name", "body").text
+        if all(needle in text for needle in needles):
+            break
+        time.sleep(0.5)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SCREENSHOTS / screenshot))
+    missing = [needle for needle in needles if needle not in text]
+    assert not missing, f"{url} never showed {missing}; see {SCREENSHOTS / screenshot}:\n{text[:2000]}"
+    return text
+
+
+def test_the_mlflow_ui_in_a_browser_shows_runs_curves_and_the_report(finished_sweep, mlflow_ui, browser):
+    _, uri, stdout, _ = finished_sweep
+    printed = next(line for line in stdout.splitlines() if line.startswith("then open:")).split()[-1]
+    experiment_page = printed.replace("http://127.0.0.1:5000", mlflow_ui)  # the URL the sweep printed
+    text = page_text_with(browser, experiment_page, ["grad-ascent none TFBind8 s0", "grad-ascent ignite TFBind8 s0",
+                                                     "sweep:two_trials"], "1_experiment_runs.png")
+    assert "Runs" in text and "No data available" not in text, "the runs table, not the GenAI overview"
+
+    client = MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name("two_trials").experiment_id
+    (trial,) = client.search_runs([experiment_id], "tags.`ignite_mbo.regularizer` = 'ignite'")
+    run_page = f"{mlflow_ui}/#/experiments/{experiment_id}/runs/{trial.info.run_id}/model-metrics?workflowType=machine_learning"
+    text = page_text_with(browser, run_page, ["grad-ascent ignite TFBind8 s0 (lambda)",
+                                              "grad-ascent ignite TFBind8 s0 (sharpness)"], "2_trial_charts.png")
+
+    (parent,) = client.search_runs([experiment_id], "tags.`ignite_mbo.kind` = 'sweep'")
+    artifacts_page = (f"{mlflow_ui}/#/experiments/{experiment_id}/runs/{parent.info.run_id}/artifacts/"
+                      "report/gain_table.md?workflowType=machine_learning")
+    page_text_with(browser, artifacts_page, ["gain_table.md", "gain_table.png", "IGNITE gain report",
+                                             "grad-ascent + ignite"], "3_parent_report_artifacts.png")

@@ -53,6 +53,7 @@ class SweepOutcome:
     num_errors: int
     tracking_uri: str
     report_files: list[Path]
+    ui_url: str
 
 
 class SweepInterrupted(Exception):
@@ -563,4 +564,5 @@ def finish_sweep(sweep_dir: Path, table: pd.DataFrame, record: SweepRecord) -> S
                      f"MLflow run {best['mlflow_run_id']}: {pd.Series(config).to_json()}\n")
     store.set_run_tags(uri, parent, tags)
     store.close_run(uri, parent, "FINISHED")
-    return SweepOutcome(sweep_dir, results_path, markdown, len(table), num_errors, uri, paths)
+    return SweepOutcome(sweep_dir, results_path, markdown, len(table), num_errors, uri, paths,
+                        store.experiment_url(uri, record.experiment))

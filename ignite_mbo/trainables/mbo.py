@@ -3,7 +3,7 @@
 Per attempt of a trial:
 
 * its MLflow run is found by the tags ``ignite_mbo.trial_id`` (the Tune trial id) and
-  ``mlflow.parentRunId`` (the sweep run), else created: a retried or resumed trial keeps its run
+  ``ignite_mbo.sweep_run_id`` (the sweep's parent run), else created: a retried or resumed trial keeps its run
   (one interrupted while writing its final metrics is replaced, see ``TrialRecorder``);
 * a run that already FINISHED (the driver died before Tune recorded the trial) is not run again:
   its summary is reported as the trial's result;

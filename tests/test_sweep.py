@@ -187,7 +187,11 @@ def mlflow_ui(finished_sweep, tmp_path):
         yield base
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
 
 
 @pytest.fixture

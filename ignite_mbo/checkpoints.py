@@ -1,12 +1,12 @@
 """Trial checkpoints: trained surrogates and search progress, so a retried or resumed trial resumes.
 
 A :class:`CheckpointStore` is made active for the duration of one trial (a context variable).
-:func:`ignite_mbo.training.train_surrogate` consults it: the n-th call in a trial restores the
-n-th trained surrogate when the store has it (weights, regularizer state, training history, the
-data generator's and the global RNGs' states after training, and the metrics the trial logged
-while it trained), else trains and saves it. Baselines are deterministic given the seed, so the
-n-th call of a retry is the n-th call of the first attempt; a fingerprint (shapes, settings,
-prefix) guards against a mismatch, after which nothing more is restored. A loss function that
+``Context.fit`` (the one door through which baselines train regularized surrogates) consults it:
+a surrogate fit named ``name`` that an earlier attempt of the trial finished is restored (weights,
+regularizer state, the loss's state, the training history, and the metrics the trial logged while
+it trained) instead of trained again; otherwise it is trained and saved. Every random draw of a fit
+comes from streams named after the fit (:mod:`ignite_mbo.streams`), so no RNG state needs saving. A
+fingerprint (shapes, settings) guards against restoring a fit whose call changed. A loss that
 carries state (an object, not a plain function) is restored only if it has
 ``state_dict``/``load_state_dict``; otherwise that surrogate is trained again.
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +25,6 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -41,34 +39,14 @@ def active() -> CheckpointStore | None:
     return _ACTIVE.get()
 
 
-def _restorable(loss_fn: Any) -> bool:
-    if isinstance(loss_fn, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
+def _restorable(loss: Any) -> bool:
+    if isinstance(loss, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
         return True
-    return callable(getattr(loss_fn, "state_dict", None)) and callable(getattr(loss_fn, "load_state_dict", None))
+    return callable(getattr(loss, "state_dict", None)) and callable(getattr(loss, "load_state_dict", None))
 
 
-def _rng_states() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors = {"torch_cpu": torch.random.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for index, state in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"torch_cuda_{index}"] = state
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    tensors["numpy_keys"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
-    python_state = random.getstate()
-    plain = {"numpy": [name, int(position), int(has_gauss), float(cached)],
-             "python": [python_state[0], list(python_state[1]), python_state[2]]}
-    return tensors, plain
-
-
-def _set_rng_states(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> None:
-    torch.random.set_rng_state(tensors["torch_cpu"])
-    cuda = sorted(key for key in tensors if key.startswith("torch_cuda_"))
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([tensors[key] for key in cuda])
-    name, position, has_gauss, cached = plain["numpy"]
-    np.random.set_state((name, tensors["numpy_keys"].numpy().astype(np.uint32), position, has_gauss, cached))
-    version, internal, gauss = plain["python"]
-    random.setstate((version, tuple(internal), gauss))
+def _is_function(loss: Any) -> bool:
+    return isinstance(loss, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -94,11 +72,9 @@ class CheckpointStore:
         self.state: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
         self.state.setdefault("surrogates", {})
         self.state.setdefault("search", {})
-        self.calls = 0  # train_surrogate calls so far in this attempt
+        self.calls = 0  # surrogate fits reached so far in this attempt
         self.restored = 0
         self.trained = 0
-        self._mismatch = False
-        self._muted = False
         self._recording: list[tuple[dict[str, float], int]] | None = None
         self._log: MetricLogger = lambda metrics, step: None
 
@@ -112,11 +88,9 @@ class CheckpointStore:
             _ACTIVE.reset(token)
 
     def wrap_log(self, log: MetricLogger) -> MetricLogger:
-        """The trial's logger, seen by the store: recorded while a surrogate trains, muted on replay."""
+        """The trial's logger, seen by the store: what it logs while a surrogate trains is recorded for a replay."""
 
         def wrapped(metrics: dict[str, float], step: int) -> None:
-            if self._muted:
-                return
             if self._recording is not None:
                 self._recording.append(({key: float(value) for key, value in metrics.items()}, step))
             if any(key.startswith("search/") for key in metrics):
@@ -127,64 +101,42 @@ class CheckpointStore:
         return wrapped
 
     # -- surrogates -----------------------------------------------------------------------------
-    def restore_surrogate(
-        self, fingerprint: dict[str, Any], model: nn.Module, regularizer: Any, loss_fn: Any,
-        generator: torch.Generator, log: MetricLogger | None, prefix: str,
-    ) -> list[dict[str, float]] | None:
-        """Called at the start of ``train_surrogate``: the history if this call was restored, else None."""
-        key = f"surrogate_{self.calls}"
+    def restore_surrogate(self, name: str, fingerprint: dict[str, Any], model: nn.Module, regularizer: Any,
+                          loss: Any) -> list[dict[str, float]] | None:
+        """Called by ``Context.fit`` before training: the history if fit ``name`` was restored, else None."""
         self.calls += 1
-        entry = self.state["surrogates"].get(key)
-        if entry is None or self._mismatch or not _restorable(loss_fn):
-            return self._begin()
-        if entry["fingerprint"] != json.loads(json.dumps(fingerprint, default=str)):
-            self._mismatch = True  # the call order changed: restore nothing from here on
-            return self._begin()
+        entry = self.state["surrogates"].get(name)
+        if (entry is None or not _restorable(loss)
+                or entry["fingerprint"] != json.loads(json.dumps(fingerprint, default=str))):
+            self._recording = []
+            return None
         tensors = torch.load(self.directory / entry["file"], map_location="cpu", weights_only=True)
         model.load_state_dict(tensors["model"])
         regularizer.load_state_dict(entry["regularizer"])
-        if "loss_fn" in tensors:
-            loss_fn.load_state_dict(tensors["loss_fn"])
-        generator.set_state(tensors["generator"])
-        history = [dict(epoch) for epoch in entry["history"]]
-        self._muted = True  # the baseline's own logger sees every epoch again; the trial's does not
-        try:
-            if log is not None:
-                for epoch, metrics in enumerate(history):
-                    log({prefix + name: value for name, value in metrics.items()}, epoch)
-        finally:
-            self._muted = False
+        if "loss" in tensors:
+            loss.load_state_dict(tensors["loss"])
         for metrics, step in entry["logged"]:  # exactly what the trial logged the first time
             self._log(metrics, step)
-        _set_rng_states(tensors["rng"], entry["rng"])
         self.restored += 1
-        return history
+        return [dict(epoch) for epoch in entry["history"]]
 
-    def _begin(self) -> None:
-        self._recording = []
-        return None
-
-    def save_surrogate(
-        self, fingerprint: dict[str, Any], model: nn.Module, regularizer: Any, loss_fn: Any,
-        generator: torch.Generator, history: list[dict[str, float]],
-    ) -> None:
-        """Called at the end of ``train_surrogate`` after training (not after a restore)."""
+    def save_surrogate(self, name: str, fingerprint: dict[str, Any], model: nn.Module, regularizer: Any,
+                       loss: Any, history: list[dict[str, float]]) -> None:
+        """Called by ``Context.fit`` after training (not after a restore)."""
         logged, self._recording = self._recording or [], None
         self.trained += 1
-        if not _restorable(loss_fn) or self._mismatch:
+        if not _restorable(loss):
             return
-        key = f"surrogate_{self.calls - 1}"
-        rng_tensors, rng_plain = _rng_states()
-        tensors = {"model": {name: value.detach().cpu() for name, value in model.state_dict().items()},
-                   "generator": generator.get_state(), "rng": rng_tensors}
-        if not isinstance(loss_fn, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
-            tensors["loss_fn"] = loss_fn.state_dict()
-        _atomic_save(tensors, self.directory / f"{key}.pt")
-        self.state["surrogates"][key] = {
-            "file": f"{key}.pt", "fingerprint": json.loads(json.dumps(fingerprint, default=str)),
-            "regularizer": regularizer.state_dict(), "history": history, "logged": logged, "rng": rng_plain,
+        file = f"{name.replace('/', '_')}.pt"
+        tensors: dict[str, Any] = {"model": {key: value.detach().cpu() for key, value in model.state_dict().items()}}
+        if not _is_function(loss):
+            tensors["loss"] = loss.state_dict()
+        _atomic_save(tensors, self.directory / file)
+        self.state["surrogates"][name] = {
+            "file": file, "fingerprint": json.loads(json.dumps(fingerprint, default=str)),
+            "regularizer": regularizer.state_dict(), "history": history, "logged": logged,
         }
-        self.save(f"{key} trained")
+        self.save(f"{name} trained")
 
     # -- the folder -----------------------------------------------------------------------------
     def save(self, reason: str, **state: Any) -> None:
@@ -203,12 +155,11 @@ class CheckpointStore:
         return text
 
 
-def fingerprint(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Any, *, bootstrap: bool,
-                prefix: str, regularizer: Any, loss_fn: Any) -> dict[str, Any]:
-    """What must match for a saved surrogate to stand in for this ``train_surrogate`` call."""
+def fingerprint(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Any, regularizer: Any,
+                loss: Any) -> dict[str, Any]:
+    """What must match for a saved surrogate to stand in for this fit."""
     return {
-        "prefix": prefix, "bootstrap": bootstrap, "settings": repr(settings),
-        "x": list(x.shape), "y": list(y.shape),
+        "settings": repr(settings), "x": list(x.shape), "y": list(y.shape),
         "parameters": [[name, list(value.shape)] for name, value in model.state_dict().items()],
-        "regularizer": type(regularizer).__name__, "loss_fn": getattr(loss_fn, "__qualname__", type(loss_fn).__qualname__),
+        "regularizer": type(regularizer).__name__, "loss": getattr(loss, "__qualname__", type(loss).__qualname__),
     }

@@ -1,46 +1,131 @@
-"""The surrogate networks shared by every baseline."""
+"""The surrogate networks, stacked so that an ensemble trains as one model, and Keras' initialisation.
+
+Every reference network is a Keras layer stack: Glorot-uniform kernels, zero biases, embeddings
+uniform in ±0.05. :func:`keras_init` gives any PyTorch module that initialisation from a seeded
+generator; :class:`GaussianEnsemble` draws each member's weights the same way from its own generator.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+LEAKY_RELU_SLOPE = 0.3
+"""``tf.keras.layers.LeakyReLU()``'s default negative slope."""
 
-class GaussianMLP(nn.Module):
-    """Design-Bench's forward model: an MLP with LeakyReLU layers and a Gaussian head.
 
-    It predicts a mean and a log standard deviation; the log std is softly clipped between two
-    learned bounds, initialised at log(0.1) and log(0.2), as in design-baselines.
+def glorot_uniform(fan_in: int, fan_out: int, generator: torch.Generator) -> torch.Tensor:
+    """A (fan_in, fan_out) kernel drawn from U(±√(6 / (fan_in + fan_out))), Keras' default."""
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    return (torch.rand(fan_in, fan_out, generator=generator) * 2 - 1) * bound
+
+
+@torch.no_grad()
+def keras_init(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Re-initialise ``module`` in place as Keras would: Glorot-uniform Linear kernels, zero biases,
+    Embedding tables uniform in ±0.05 (LayerNorm keeps PyTorch's ones/zeros, as Keras)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            layer.weight.copy_(glorot_uniform(layer.in_features, layer.out_features, generator).T)
+            if layer.bias is not None:
+                layer.bias.zero_()
+        elif isinstance(layer, nn.Embedding):
+            layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) * 0.1 - 0.05)
+    return module
+
+
+class StackedMLP(nn.Module):
+    """``num_members`` MLPs of one shape, stacked: each parameter has a leading member axis.
+
+    One batched matmul runs every member, and since members never interact, the gradient of the sum
+    of their losses is each member's own gradient. Inputs are either shared by all members,
+    (batch, input_size), or one batch per member, (num_members, batch, input_size); outputs are
+    (num_members, batch, output_size). Inputs are flat float features, or, with ``embedding=(classes,
+    size)``, integer tokens (``input_size`` positions) that each member embeds with its own table
+    before the first layer (Keras' ``Embedding`` → ``Flatten``, as design-baselines' discrete forward
+    models). Each member's embedding table and kernels come from its own generator (Keras' init).
     """
 
-    def __init__(self, input_size: int, hidden_size: int = 2048, num_layers: int = 2,
-                 initial_min_std: float = 0.1, initial_max_std: float = 0.2) -> None:
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, output_size: int, *,
+                 generators: Sequence[torch.Generator], activation: str = "leaky_relu",
+                 embedding: tuple[int, int] | None = None) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Flatten()]
+        self.num_members = len(generators)
+        self.input_size = input_size
+        self.activation = activation
+        self.embedding: nn.Parameter | None = None
         width = input_size
-        for _ in range(num_layers):
-            layers += [nn.Linear(width, hidden_size), nn.LeakyReLU(0.3)]
-            width = hidden_size
-        layers.append(nn.Linear(width, 2))
-        self.net = nn.Sequential(*layers)
-        self.min_logstd = nn.Parameter(torch.tensor(math.log(initial_min_std)))
-        self.max_logstd = nn.Parameter(torch.tensor(math.log(initial_max_std)))
+        if embedding is not None:
+            classes, size = embedding
+            self.embedding = nn.Parameter(torch.stack([torch.rand(classes, size, generator=g) * 0.1 - 0.05
+                                                       for g in generators]))
+            width = input_size * size
+        sizes = [width] + [hidden_size] * num_layers + [output_size]
+        kernels = [[glorot_uniform(fan_in, fan_out, g) for g in generators]
+                   for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
+        self.kernels = nn.ParameterList([nn.Parameter(torch.stack(layer)) for layer in kernels])
+        self.biases = nn.ParameterList([nn.Parameter(torch.zeros(self.num_members, 1, size)) for size in sizes[1:]])
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(batch, *design_shape) -> mean and log std, each (batch, 1)."""
-        mean, logstd = self.net(x).chunk(2, dim=-1)
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (batch, positions) or (members, batch, positions) -> (members, batch, positions · size)."""
+        assert self.embedding is not None
+        members = torch.arange(self.num_members, device=tokens.device).view(-1, 1, 1)
+        tables = self.embedding[members, tokens if tokens.dim() == 3 else tokens.unsqueeze(0)]
+        return tables.flatten(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self._embed(x) if self.embedding is not None else x
+        last = len(self.kernels) - 1
+        for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
+            h = torch.baddbmm(bias, h, kernel) if h.dim() == 3 else torch.matmul(h, kernel) + bias
+            if index < last:
+                h = F.leaky_relu(h, LEAKY_RELU_SLOPE) if self.activation == "leaky_relu" else F.relu(h)
+        return h
+
+    def predict_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """The prediction (num_members, batch, 1) of a one-output MLP."""
+        return self(x)
+
+
+class GaussianEnsemble(StackedMLP):
+    """design-baselines' forward model, ``num_members`` of them stacked: an MLP (LeakyReLU by
+    default) whose two outputs are a mean and a log std; the log std is softly clipped between two
+    learned bounds initialised at log(``initial_min_std``) and log(``initial_max_std``)."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, *, generators: Sequence[torch.Generator],
+                 activation: str = "leaky_relu", embedding: tuple[int, int] | None = None,
+                 initial_min_std: float = 0.1, initial_max_std: float = 0.2) -> None:
+        super().__init__(input_size, hidden_size, num_layers, 2, generators=generators, activation=activation,
+                         embedding=embedding)
+        self.max_logstd = nn.Parameter(torch.full((self.num_members, 1, 1), math.log(initial_max_std)))
+        self.min_logstd = nn.Parameter(torch.full((self.num_members, 1, 1), math.log(initial_min_std)))
+
+    def distribution(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features -> mean and log std, each (num_members, batch, 1)."""
+        mean, logstd = super().forward(x).chunk(2, dim=-1)
         logstd = self.max_logstd - F.softplus(self.max_logstd - logstd)
         logstd = self.min_logstd + F.softplus(logstd - self.min_logstd)
         return mean, logstd
 
     def predict_mean(self, x: torch.Tensor) -> torch.Tensor:
-        return self(x)[0]
+        """Each member's predicted mean, (num_members, batch, 1)."""
+        return super().forward(x)[..., :1]
 
 
-def gaussian_nll(model: GaussianMLP, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood of ``y`` under the model's Gaussian (constant terms kept)."""
-    mean, logstd = model(x)
-    return (0.5 * ((y - mean) / logstd.exp()) ** 2 + logstd + 0.5 * math.log(2 * math.pi)).mean()
+def gaussian_nll(model: GaussianEnsemble, x: torch.Tensor, y: torch.Tensor,
+                 weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-member weighted mean NLL of ``y`` (members, batch, 1) under the model's Gaussians, and
+    G, each member's mean prediction on the batch, from the same forward pass.
+
+    ``weights`` (members, batch) are bootstrap counts: Σ w·nll / Σ w, and 0 where Σ w = 0 (as
+    TensorFlow's ``divide_no_nan`` in the reference).
+    """
+    mean, logstd = model.distribution(x)
+    nll = (0.5 * ((y - mean) / logstd.exp()) ** 2 + logstd + 0.5 * math.log(2 * math.pi))[..., 0]
+    total = weights.sum(dim=1)
+    loss = (weights * nll).sum(dim=1) / total.clamp_min(1e-12) * (total > 0)
+    return loss, mean.mean(dim=(1, 2))

@@ -24,130 +24,168 @@ from torch import nn
 from ignite_mbo.errors import UserError
 
 MeanPrediction = Callable[[], torch.Tensor]
-"""Recomputes G(β), the mean surrogate prediction on the current batch, at the current parameters."""
+"""Recomputes G at the model's current parameters: one value per member, shape (members,)."""
+
+
+def num_members(model: nn.Module) -> int:
+    """How many independent members ``model`` stacks (its ``num_members``; 1 for a plain module).
+
+    A stacked model gives every parameter a leading member axis; a plain module is one member.
+    """
+    return int(getattr(model, "num_members", 1))
+
+
+def member_norms(tensors: list[torch.Tensor], members: int) -> torch.Tensor:
+    """The global L2 norm of each member's slice of ``tensors``, shape (members,)."""
+    squares = torch.stack([t.reshape(members, -1).pow(2).sum(dim=1) for t in tensors])
+    return squares.sum(dim=0).sqrt()
+
+
+def per_member(values: torch.Tensor, like: torch.Tensor, members: int) -> torch.Tensor:
+    """(members,) values shaped to broadcast against a parameter ``like`` (a scalar for one plain member)."""
+    if members == 1:
+        return values.reshape(())
+    return values.reshape(members, *[1] * (like.dim() - 1))
 
 
 class Regularizer(Protocol):
-    def backward(self, model: nn.Module, loss: torch.Tensor, mean_prediction: MeanPrediction) -> dict[str, float]:
-        """Accumulate the (regularized) gradient of ``loss`` into each parameter's ``.grad``."""
+    def backward(self, model: nn.Module, loss: torch.Tensor, mean_prediction: MeanPrediction, *,
+                 current_mean: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Accumulate each member's regularized gradient of ``loss`` (members,) into ``.grad``.
+
+        ``current_mean`` is G at the current parameters when the loss's forward pass already gave it
+        (saves a forward); else ``mean_prediction()`` computes it. Returns per-member statistics as
+        device tensors (no host synchronisation).
+        """
         ...
 
-    def state_dict(self) -> dict[str, float]: ...
+    def lambdas(self) -> list[float]:
+        """Each member's λ (empty without a constraint)."""
+        ...
 
-    def load_state_dict(self, state: dict[str, float]) -> None: ...
+    def state_dict(self) -> dict[str, list[float]]: ...
+
+    def load_state_dict(self, state: dict[str, list[float]]) -> None: ...
 
 
 class NoRegularizer:
-    """Plain ``loss.backward()``: the unregularized baseline (measures nothing extra per batch)."""
+    """Plain backward of the loss: the unregularized baseline (measures nothing extra per batch)."""
 
-    def backward(self, model: nn.Module, loss: torch.Tensor, mean_prediction: MeanPrediction) -> dict[str, float]:
-        loss.backward()
-        return {"lambda": 0.0}
-
-    def state_dict(self) -> dict[str, float]:
+    def backward(self, model: nn.Module, loss: torch.Tensor, mean_prediction: MeanPrediction, *,
+                 current_mean: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        loss.sum().backward()
         return {}
 
-    def load_state_dict(self, state: dict[str, float]) -> None:
+    def lambdas(self) -> list[float]:
+        return []
+
+    def state_dict(self) -> dict[str, list[float]]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, list[float]]) -> None:
         pass
 
 
 class SharpnessConstraint:
     """IGNITE (``lambda_lr > 0``: λ by dual ascent) and IGNITE-2 (``lambda_lr = 0``: λ fixed).
 
-    ``hvp="finite_difference"`` is the paper's two-gradient estimate; ``"exact"`` differentiates
-    ρ‖∇G‖ by double backpropagation. ``project_lambda`` keeps λ ≥ 0 as a Lagrange multiplier of an
-    inequality constraint must be (the official code lets it go negative: pass False for that).
-    λ is updated inside ``backward`` right after the gradient is formed from the old λ, which is
-    the same as updating it after the optimizer step.
+    Each member of a stacked model has its own λ. ``hvp="finite_difference"`` is the paper's
+    two-gradient estimate; ``"exact"`` differentiates ρ‖∇G‖ by double backpropagation.
+    ``project_lambda`` keeps λ ≥ 0, as the multiplier of an inequality constraint must be; the
+    paper's code lets λ go negative (the default here). λ is updated inside ``backward`` right
+    after the gradient is formed from the old λ, which is the same as after the optimizer step.
     """
 
-    def __init__(
-        self,
-        *,
-        epsilon: float,
-        initial_lambda: float,
-        lambda_lr: float,
-        rho: float,
-        radius: float,
-        hvp: Literal["finite_difference", "exact"] = "finite_difference",
-        project_lambda: bool = True,
-    ) -> None:
+    def __init__(self, *, epsilon: float, initial_lambda: float, lambda_lr: float, rho: float, radius: float,
+                 hvp: Literal["finite_difference", "exact"] = "finite_difference", project_lambda: bool = False) -> None:
         self.epsilon = epsilon
-        self.lam = initial_lambda
+        self.initial_lambda = initial_lambda
         self.lambda_lr = lambda_lr
         self.rho = rho
         self.radius = radius
         self.hvp = hvp
         self.project_lambda = project_lambda
+        self.lam: torch.Tensor | None = None  # (members,), on the model's device once training starts
 
-    def backward(self, model: nn.Module, loss: torch.Tensor, mean_prediction: MeanPrediction) -> dict[str, float]:
+    def _lambda(self, members: int, device: torch.device) -> torch.Tensor:
+        if self.lam is None:
+            self.lam = torch.full((members,), float(self.initial_lambda))
+        if self.lam.device != device:
+            self.lam = self.lam.to(device)
+        return self.lam
+
+    def backward(self, model: nn.Module, loss: torch.Tensor, mean_prediction: MeanPrediction, *,
+                 current_mean: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        members = num_members(model)
         params = [p for p in model.parameters() if p.requires_grad]
-        loss_grads = torch.autograd.grad(loss, params, allow_unused=True)
-        g = torch.autograd.grad(mean_prediction(), params, allow_unused=True, create_graph=self.hvp == "exact")
-        used = [i for i, gi in enumerate(g) if gi is not None]
-        grad_norm = torch.sqrt(sum((g[i].detach() ** 2).sum() for i in used)) if used else torch.tensor(0.0)
-
-        penalty: dict[int, torch.Tensor] = {}
-        if grad_norm > 0:
-            penalty = self._constraint_gradient(params, g, used, grad_norm, mean_prediction)
-        for i, p in enumerate(params):
-            parts = [t for t in (loss_grads[i], None if i not in penalty else self.lam * penalty[i]) if t is not None]
-            if not parts:
-                continue
-            total = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-            p.grad = total.detach().clone() if p.grad is None else p.grad + total.detach()
-
-        sharpness = self.rho * float(grad_norm)
-        self.lam += self.lambda_lr * (sharpness - self.epsilon)
-        if self.project_lambda:
-            self.lam = max(self.lam, 0.0)
-        return {"lambda": self.lam, "sharpness": sharpness, "grad_norm": float(grad_norm)}
-
-    def _constraint_gradient(
-        self,
-        params: list[nn.Parameter],
-        g: tuple[torch.Tensor | None, ...],
-        used: list[int],
-        grad_norm: torch.Tensor,
-        mean_prediction: MeanPrediction,
-    ) -> dict[int, torch.Tensor]:
-        """∇_β(ρ‖∇G‖) for each parameter index that G depends on."""
+        lam = self._lambda(members, params[0].device)
+        mean = mean_prediction() if current_mean is None else current_mean
+        loss_grads = torch.autograd.grad(loss.sum(), params, retain_graph=True, allow_unused=True)
+        g_all = torch.autograd.grad(mean.sum(), params, allow_unused=True, create_graph=self.hvp == "exact")
+        used = [i for i, gi in enumerate(g_all) if gi is not None]
+        used_params = [params[i] for i in used]
+        g = [g_all[i] for i in used]
+        norm = member_norms([t.detach() for t in g], members)
+        step = self.radius / norm.clamp_min(torch.finfo(norm.dtype).tiny)  # r / ‖g‖ per member
         if self.hvp == "exact":
-            direction = [g[i].detach() / grad_norm for i in used]
-            hessian_direction = torch.autograd.grad(
-                sum((g[i] * d).sum() for i, d in zip(used, direction, strict=True)),
-                [params[i] for i in used],
-                allow_unused=True,
-            )
-            return {i: self.rho * (h if h is not None else torch.zeros_like(params[i])) for i, h in zip(used, hessian_direction, strict=True)}
+            penalty = self._exact_penalty(used_params, g, step / self.radius, members)
+        else:
+            penalty = self._finite_difference_penalty(used_params, [t.detach() for t in g], step, members, mean_prediction)
 
-        saved = {i: params[i].detach().clone() for i in used}
+        for i, p in enumerate(params):
+            total = loss_grads[i]
+            if i in used:
+                term = per_member(lam, p, members) * penalty[used.index(i)]
+                total = term if total is None else total + term
+            if total is not None:
+                p.grad = total if p.grad is None else p.grad + total
+
+        sharpness = self.rho * norm
+        stats = {"sharpness": sharpness, "grad_norm": norm}
+        new_lam = lam + self.lambda_lr * (sharpness - self.epsilon)
+        self.lam = new_lam.clamp_min(0.0) if self.project_lambda else new_lam
+        return stats
+
+    def _finite_difference_penalty(self, params: list[nn.Parameter], g: list[torch.Tensor], step: torch.Tensor,
+                                   members: int, mean_prediction: MeanPrediction) -> list[torch.Tensor]:
+        """(ρ/r)(∇G(β + r·g/‖g‖) − g) per parameter: the paper's finite-difference ρ·H·g/‖g‖."""
         with torch.no_grad():
-            for i in used:
-                params[i].add_(g[i], alpha=self.radius / float(grad_norm))
+            saved = torch._foreach_mul(params, 1.0)  # copies, to restore β bit for bit
+            torch._foreach_add_(params, [gi * per_member(step, p, members) for gi, p in zip(g, params, strict=True)])
         try:
-            g_hat = torch.autograd.grad(mean_prediction(), [params[i] for i in used], allow_unused=True)
+            g_hat = torch.autograd.grad(mean_prediction().sum(), params, allow_unused=True)
         finally:
             with torch.no_grad():
-                for i in used:
-                    params[i].copy_(saved[i])
+                torch._foreach_copy_(params, saved)
         scale = self.rho / self.radius
-        return {
-            i: scale * ((gh if gh is not None else torch.zeros_like(g[i])) - g[i])
-            for i, gh in zip(used, g_hat, strict=True)
-        }
+        return [scale * ((gh if gh is not None else torch.zeros_like(gi)) - gi) for gh, gi in zip(g_hat, g, strict=True)]
 
-    def state_dict(self) -> dict[str, float]:
-        return {"lambda": self.lam}
+    def _exact_penalty(self, params: list[nn.Parameter], g: list[torch.Tensor], inverse_norm: torch.Tensor,
+                       members: int) -> list[torch.Tensor]:
+        """ρ·H·g/‖g‖ = ∇(ρ‖∇G‖) per parameter, by double backpropagation."""
+        direction = [gi.detach() * per_member(inverse_norm, p, members) for gi, p in zip(g, params, strict=True)]
+        inner = sum((gi * d).sum() for gi, d in zip(g, direction, strict=True))
+        hessian_direction = torch.autograd.grad(inner, params, allow_unused=True)
+        return [self.rho * (h if h is not None else torch.zeros_like(p)) for h, p in zip(hessian_direction, params, strict=True)]
 
-    def load_state_dict(self, state: dict[str, float]) -> None:
-        self.lam = float(state["lambda"])
+    def lambdas(self) -> list[float]:
+        """Each member's current λ (host values; call between epochs, not per step)."""
+        return [] if self.lam is None else [float(v) for v in self.lam.cpu()]
+
+    def state_dict(self) -> dict[str, list[float]]:
+        return {"lambda": self.lambdas()}
+
+    def load_state_dict(self, state: dict[str, list[float]]) -> None:
+        values = state.get("lambda") or []
+        self.lam = torch.tensor(values, dtype=torch.float32) if values else None
 
 
 # ---- validated configuration: what a CLI flag or a search-space YAML may say ----------------------
 
-_Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-_NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+_Positive = Annotated[float, Field(gt=0, le=1e3, allow_inf_nan=False)]
+_NonNegative = Annotated[float, Field(ge=0, le=1e3, allow_inf_nan=False)]
+_Radius = Annotated[float, Field(ge=1e-6, le=1e3, allow_inf_nan=False)]
+"""Bounded so that no setting overflows a float32 step (ρ/r, r/‖g‖ and λ·penalty stay finite)."""
 
 
 class _Config(BaseModel):
@@ -169,9 +207,9 @@ class IgniteConfig(_Config):
     initial_lambda: _NonNegative = 1e-3
     lambda_lr: _NonNegative = 1e-3
     rho: _Positive = 0.05
-    radius: _Positive = 0.05
+    radius: _Radius = 0.05
     hvp: Literal["finite_difference", "exact"] = "finite_difference"
-    project_lambda: bool = True
+    project_lambda: bool = False
 
     def build(self) -> Regularizer:
         return SharpnessConstraint(**self.model_dump(exclude={"name"}))
@@ -184,7 +222,7 @@ class Ignite2Config(IgniteConfig):
     initial_lambda: _NonNegative = 0.01
     lambda_lr: Literal[0.0] = 0.0  # type: ignore[assignment]
     rho: _Positive = 0.2
-    radius: _Positive = 0.2
+    radius: _Radius = 0.2
 
 
 RegularizerConfig = Annotated[NoneConfig | IgniteConfig | Ignite2Config, Field(discriminator="name")]

@@ -1,24 +1,49 @@
-"""The one surrogate training loop: every baseline trains its regularized model(s) through it."""
+"""The one surrogate training loop: every baseline trains its regularized model(s) through it.
+
+A model may stack several independent members (an ensemble, see :mod:`ignite_mbo.models`); they
+train together, each on its own rows with its own bootstrap weights, minibatch order, Adam state
+and IGNITE λ, exactly as if trained one after another. The data layout follows design-baselines'
+``build_pipeline``: shuffle the rows, hold out the first ``validation_size``, give the rest
+bootstrap counts (``bootstraps=1`` per member: Σ w·loss / Σ w), reshuffle every epoch.
+
+The loop never waits for the device inside an epoch: losses, the non-finite check and the
+regularizer's statistics stay on the device and are read once per epoch.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from ignite_mbo import checkpoints
-from ignite_mbo.models import gaussian_nll
-from ignite_mbo.regularizers import Regularizer
+from ignite_mbo.progress import SILENT, Progress
+from ignite_mbo.regularizers import Regularizer, member_norms, num_members
+from ignite_mbo.streams import Streams
 
 SHARPNESS_RHO = 0.05
 """ρ used to *measure* sharpness ρ‖∇_β G‖ for every regularizer alike, so numbers compare across runs."""
 
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+KERAS_ADAM_EPSILON = 1e-7
+"""``tf.keras.optimizers.Adam``'s ε (PyTorch's default is 1e-8); every reference model trains with it."""
+
 MetricLogger = Callable[[dict[str, float], int], None]
+
+
+class Loss(Protocol):
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-member weighted loss (members,), and G (members,), the mean prediction on the clean
+        batch, when the same forward pass gives it (None otherwise: the regularizer recomputes it).
+
+        A loss with state of its own may also define ``epoch_metrics() -> dict[str, float]``: the
+        loop adds them (for the whole model, not per member) to each epoch's record.
+        """
+        ...
 
 
 class NonFiniteLossError(RuntimeError):
@@ -33,108 +58,155 @@ class FitSettings:
     validation_size: int = 200
 
 
-def mean_gradient_norm(model: nn.Module, x: torch.Tensor, batch_size: int = 128, max_batches: int = 64) -> float:
-    """Mean over batches of ‖∇_β G(β)‖, G the mean prediction on the batch (x in feature space)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    norms = []
-    for start in range(0, min(len(x), batch_size * max_batches), batch_size):
-        g = torch.autograd.grad(model.predict_mean(x[start:start + batch_size]).mean(), params, allow_unused=True)
-        norms.append(float(torch.sqrt(sum((gi**2).sum() for gi in g if gi is not None))))
-    return float(np.mean(norms))
+@dataclass(frozen=True)
+class Splits:
+    """Which rows each member validates and trains on, its bootstrap weights and its epoch-order seed.
 
-
-def train_surrogate(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    regularizer: Regularizer,
-    settings: FitSettings,
-    *,
-    generator: torch.Generator,
-    loss_fn: LossFn = gaussian_nll,
-    bootstrap: bool = False,
-    log: MetricLogger | None = None,
-    prefix: str = "",
-) -> list[dict[str, float]]:
-    """Fit ``model`` to (x, y) with Adam, calling ``regularizer.backward`` in place of ``loss.backward``.
-
-    A random ``validation_size`` rows are held out; with ``bootstrap`` the remaining rows are
-    resampled with replacement (one ensemble member). Returns one metrics dict per epoch (also
-    sent to ``log`` with ``prefix``): train/validation loss, validation Spearman correlation, λ,
-    the constraint's sharpness as the regularizer saw it, and the measured sharpness
-    ``SHARPNESS_RHO·‖∇G‖`` on a fixed training batch.
-
-    Inside a trial with an active :mod:`ignite_mbo.checkpoints` store, a surrogate this call
-    trained in an earlier attempt of the trial is restored instead of trained again.
+    ``validation`` (members, V) and ``training`` (members, T) are row indices, ``weights`` (members,
+    T) bootstrap counts of the training rows (all ones without bootstrap).
     """
-    store = checkpoints.active()
-    if store is None:
-        return _train(model, x, y, regularizer, settings, generator=generator, loss_fn=loss_fn,
-                      bootstrap=bootstrap, log=log, prefix=prefix)
-    key = checkpoints.fingerprint(model, x, y, settings, bootstrap=bootstrap, prefix=prefix,
-                                  regularizer=regularizer, loss_fn=loss_fn)
-    history = store.restore_surrogate(key, model, regularizer, loss_fn, generator, log, prefix)
-    if history is None:
-        history = _train(model, x, y, regularizer, settings, generator=generator, loss_fn=loss_fn,
-                         bootstrap=bootstrap, log=log, prefix=prefix)
-        store.save_surrogate(key, model, regularizer, loss_fn, generator, history)
-    return history
+
+    validation: torch.Tensor
+    training: torch.Tensor
+    weights: torch.Tensor
+    order_seeds: tuple[int, ...]
+
+    @property
+    def num_members(self) -> int:
+        return len(self.order_seeds)
+
+    @property
+    def shared(self) -> bool:
+        """Whether every member sees the same rows in the same order (then one batch feeds them all)."""
+        return len(set(self.order_seeds)) == 1 and bool((self.training == self.training[:1]).all())
+
+    def member(self, index: int) -> Splits:
+        """Member ``index`` alone: training it on this gives exactly its part of the stacked training."""
+        pick = slice(index, index + 1)
+        return Splits(self.validation[pick], self.training[pick], self.weights[pick], (self.order_seeds[index],))
 
 
-def _train(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    regularizer: Regularizer,
-    settings: FitSettings,
-    *,
-    generator: torch.Generator,
-    loss_fn: LossFn,
-    bootstrap: bool,
-    log: MetricLogger | None,
-    prefix: str,
-) -> list[dict[str, float]]:
-    device = next(model.parameters()).device
-    order = torch.randperm(len(x), generator=generator)
-    val_rows, train_rows = order[: settings.validation_size], order[settings.validation_size:]
+def draw_splits(num_rows: int, num_members: int, validation_size: int, streams: Streams, name: str, *,
+                bootstrap: bool, shared: bool) -> Splits:
+    """Draw each member's split, bootstrap counts and epoch-order seed from streams named after ``name``.
+
+    ``shared``: one split and one epoch order for all members, each with its own bootstrap counts
+    (design-baselines' ensembles: one pipeline with ``bootstraps=num_members``); otherwise every
+    member has its own pipeline (``bootstraps=1`` each), as grad-ascent's ensembles do.
+    """
+    if not 0 <= validation_size < num_rows:
+        raise ValueError(f"validation_size must be in [0, {num_rows}), got {validation_size}")
+    splits = [torch.randperm(num_rows, generator=streams.torch(f"{name}/split" if shared else f"{name}/split/{m}"))
+              for m in range(1 if shared else num_members)]
+    order_seeds = ((streams.seed(f"{name}/order"),) * num_members if shared
+                   else tuple(streams.seed(f"{name}/order/{m}") for m in range(num_members)))
+    rows = torch.stack([splits[0 if shared else m] for m in range(num_members)])
+    size = num_rows - validation_size
     if bootstrap:
-        train_rows = train_rows[torch.randint(len(train_rows), (len(train_rows),), generator=generator)]
+        weights = torch.stack([
+            torch.bincount(torch.randint(size, (size,), generator=streams.torch(f"{name}/bootstrap/{m}")),
+                           minlength=size).float() for m in range(num_members)])
+    else:
+        weights = torch.ones(num_members, size)
+    return Splits(rows[:, :validation_size], rows[:, validation_size:], weights, order_seeds)
+
+
+def gradient_norms(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """‖∇_β G(β)‖ of each member, G the member's mean prediction on ``x``; shape (members,)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    with torch.enable_grad():
+        mean = model.predict_mean(x).mean(dim=(-2, -1)).reshape(-1)
+        grads = torch.autograd.grad(mean.sum(), params, allow_unused=True)
+    return member_norms([g for g in grads if g is not None], num_members(model))
+
+
+def _rows(x: torch.Tensor, rows: torch.Tensor, shared: bool) -> torch.Tensor:
+    """x at member rows (members, n): one shared (n, ...) batch, or one batch per member."""
+    return x[rows[0]] if shared else x[rows]
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, splits: Splits, regularizer: Regularizer,
+        settings: FitSettings, loss: Loss, *, log: MetricLogger | None = None, prefix: str = "",
+        progress: Progress = SILENT) -> list[dict[str, float]]:
+    """Train every member of ``model`` on (x, y) with Adam, ``regularizer.backward`` replacing backward.
+
+    ``x`` holds flat features (rows, features), ``y`` targets (rows, 1). Returns one dict per epoch
+    of the member-averaged metrics; each epoch's per-member metrics go to ``log`` in one call, keyed
+    ``{prefix}{name}`` for one member or ``{prefix}member_{m}/{name}``: train/validation loss,
+    validation Spearman correlation, λ, the constraint's sharpness as the regularizer saw it, and
+    the measured sharpness ``SHARPNESS_RHO·‖∇G‖`` on a fixed training batch.
+    """
+    device = next(model.parameters()).device
+    members, shared = splits.num_members, splits.shared
+    if members != num_members(model):
+        raise ValueError(f"{members} members' splits for a model of {num_members(model)} members")
     x, y = x.to(device), y.to(device)
-    x_val, y_val = x[val_rows.to(device)], y[val_rows.to(device)]
-    probe = x[train_rows[: settings.batch_size].to(device)]
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    training, weights = splits.training.to(device), splits.weights.to(device)
+    validation = splits.validation.to(device)
+    orders = [torch.Generator().manual_seed(seed) for seed in splits.order_seeds[: 1 if shared else members]]
+    probe = _rows(x, training[:, : settings.batch_size], shared)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, eps=KERAS_ADAM_EPSILON)
+    size, batch = training.shape[1], settings.batch_size
 
     history = []
+    progress.phase(f"{prefix or 'surrogate '}epochs".strip(), settings.epochs)
     for epoch in range(settings.epochs):
         model.train()
-        losses, constraint = [], []
-        stats: dict[str, float] = {}
-        for batch in train_rows[torch.randperm(len(train_rows), generator=generator)].split(settings.batch_size):
-            xb, yb = x[batch.to(device)], y[batch.to(device)]
+        order = torch.stack([torch.randperm(size, generator=g) for g in orders]).to(device)
+        order = order.expand(members, size) if shared else order
+        rows, row_weights = training.gather(1, order), weights.gather(1, order)
+        loss_sum = torch.zeros(members, device=device)
+        sharpness_sum = torch.zeros(members, device=device)
+        finite = torch.ones((), dtype=torch.bool, device=device)
+        num_batches = 0
+        for start in range(0, size, batch):
+            xb = _rows(x, rows[:, start:start + batch], shared)
+            yb = _rows(y, rows[:, start:start + batch], shared)
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model, xb, yb)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"{prefix}training loss became {float(loss)} at epoch {epoch}")
-            stats = regularizer.backward(model, loss, lambda xb=xb: model.predict_mean(xb).mean())
+            batch_loss, mean = loss(model, xb, yb, row_weights[:, start:start + batch])
+            stats = regularizer.backward(model, batch_loss,
+                                         lambda xb=xb: model.predict_mean(xb).mean(dim=(-2, -1)).reshape(-1),
+                                         current_mean=mean)
             optimizer.step()
-            losses.append(loss.item())
+            loss_sum += batch_loss.detach()
+            finite &= torch.isfinite(batch_loss.detach()).all()
             if "sharpness" in stats:
-                constraint.append(stats["sharpness"])
+                sharpness_sum += stats["sharpness"]
+            num_batches += 1
+        if not bool(finite):
+            raise NonFiniteLossError(f"{prefix}training loss became non-finite in epoch {epoch}")
 
-        model.eval()
-        with torch.no_grad():
-            val_loss = float(loss_fn(model, x_val, y_val))
-            val_mean = model.predict_mean(x_val).squeeze(-1).cpu().numpy()
-        metrics = {
-            "train_loss": float(np.mean(losses)),
-            "val_loss": val_loss,
-            "val_rank_corr": float(spearmanr(val_mean, y_val.squeeze(-1).cpu().numpy()).statistic),
-            "lambda": stats.get("lambda", 0.0),
-            "sharpness": SHARPNESS_RHO * mean_gradient_norm(model, probe),
-        }
-        if constraint:
-            metrics["constraint_sharpness"] = float(np.mean(constraint))
-        history.append(metrics)
+        per_member = _epoch_metrics(model, loss, x, y, validation, shared, probe,
+                                    train_loss=loss_sum / num_batches, regularizer=regularizer,
+                                    constraint=sharpness_sum / num_batches if "sharpness" in stats else None)
+        extra = loss.epoch_metrics() if hasattr(loss, "epoch_metrics") else {}
+        history.append({key: float(np.mean([m[key] for m in per_member])) for key in per_member[0]} | extra)
         if log is not None:
-            log({prefix + key: value for key, value in metrics.items()}, epoch)
+            log({f"{prefix}{'' if members == 1 else f'member_{m}/'}{key}": value
+                 for m, metrics in enumerate(per_member) for key, value in metrics.items()}
+                | {f"{prefix}{key}": value for key, value in extra.items()}, epoch)
+        progress.advance()
     return history
+
+
+@torch.no_grad()
+def _epoch_metrics(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor, validation: torch.Tensor,
+                   shared: bool, probe: torch.Tensor, *, train_loss: torch.Tensor, regularizer: Regularizer,
+                   constraint: torch.Tensor | None) -> list[dict[str, float]]:
+    """Each member's end-of-epoch metrics (the one place an epoch reads values back from the device)."""
+    model.eval()
+    x_val, y_val = _rows(x, validation, shared), _rows(y, validation, shared)
+    val_loss, _ = loss(model, x_val, y_val, torch.ones(validation.shape, device=x.device))
+    predictions = model.predict_mean(x_val)[..., 0].cpu().numpy()
+    targets = y[validation][..., 0].cpu().numpy()
+    sharpness = (SHARPNESS_RHO * gradient_norms(model, probe)).cpu().numpy()
+    lambdas = regularizer.lambdas()
+    metrics = []
+    for m in range(len(predictions)):
+        member = {"train_loss": float(train_loss[m]), "val_loss": float(val_loss[m]),
+                  "val_rank_corr": float(spearmanr(predictions[m], targets[m]).statistic),
+                  "lambda": float(lambdas[m]) if lambdas else 0.0, "sharpness": float(sharpness[m])}
+        if constraint is not None:
+            member["constraint_sharpness"] = float(constraint[m])
+        metrics.append(member)
+    return metrics

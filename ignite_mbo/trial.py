@@ -12,13 +12,16 @@ from ignite_mbo.baselines import load
 from ignite_mbo.baselines.base import Context, Proposal
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.evaluation import evaluate
+from ignite_mbo.progress import SILENT, Progress
+from ignite_mbo.protocol import protocol_deviations
+from ignite_mbo.streams import Streams
 from ignite_mbo.tasks import Task, make
 from ignite_mbo.training import MetricLogger
 
 
 @dataclass
 class TrialResult:
-    summary: dict[str, float]
+    summary: dict[str, float | str | bool]
     proposal: Proposal
     scores: np.ndarray  # normalised oracle score of each proposed design
 
@@ -32,19 +35,26 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def run_trial(
     config: TrialConfig, task: Task | None = None, *, data_dir: str | None = None,
-    log: MetricLogger | None = None, device: str = "auto",
+    log: MetricLogger | None = None, device: str = "auto", progress: Progress = SILENT,
 ) -> TrialResult:
-    """Run ``config`` once. The same config and seed give the same scores on the same machine (CPU)."""
+    """Run ``config`` once. The same config and seed give the same scores on the same machine (CPU).
+
+    ``task`` is the full task (built once and shared by a sweep's trials); a task with a
+    ``max_samples`` budget (TF-Bind-10) is subsampled afresh from the trial's own stream, as the
+    reference draws a new training set in every run.
+    """
     started = time.perf_counter()
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
+    streams = Streams(config.seed)
     if task is None:
         task = make(config.task, data_dir, **config.task_options)
-    ctx = Context(new_regularizer=config.regularizer.build, seed=config.seed, device=resolve_device(device),
-                  log=log or (lambda metrics, step: None))
+    if hasattr(task, "subsample"):
+        task = task.subsample(streams.numpy("task/subsample"))
+    ctx = Context(streams=streams, device=resolve_device(device), regularizer=config.regularizer,
+                  log=log or (lambda metrics, step: None), progress=progress)
     proposal = load(config.baseline).propose(task, config.baseline_settings(), ctx)
     summary, scores = evaluate(task, proposal)
     summary.update(proposal.metrics)
     summary["regularizer_affects_search"] = proposal.regularizer_affects_search
+    summary["protocol_deviations"] = ",".join(protocol_deviations(config))
     summary["wall_time_s"] = time.perf_counter() - started
     return TrialResult(summary=summary, proposal=proposal, scores=scores)

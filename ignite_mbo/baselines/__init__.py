@@ -1,16 +1,17 @@
 """The offline MBO baselines. Each is one module with ``Settings``, ``QUICK`` and ``propose``.
 
-``Settings`` (pydantic) holds the full-fidelity defaults of the method's reference implementation;
+``Settings`` (pydantic) holds the paper's protocol at full fidelity (the reference code's settings);
 ``QUICK`` overrides them for tests and smoke sweeps; ``propose(task, settings, ctx)`` trains the
-method's surrogate(s) through ``ctx.new_regularizer()`` and returns a :class:`Proposal` of designs.
+method's regularized surrogate(s) through ``ctx.fit`` and returns a :class:`Proposal` of designs.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from typing import Any, Protocol, cast
 
-from ignite_mbo.baselines.base import Context, Proposal, TrainedSurrogate
+from ignite_mbo.baselines.base import BaselineSettings, Context, Proposal, TrainedSurrogate
+from ignite_mbo.tasks import Task
 
 BASELINES: dict[str, str] = {
     "grad-ascent": "grad_ascent",
@@ -23,12 +24,21 @@ BASELINES: dict[str, str] = {
     "mins": "mins",
     "coms": "coms",
 }
-"""Command-line name -> module in this package (imported on first use)."""
+"""Command-line name -> module in this package (imported on first use), in the paper's order."""
 
 
-def load(name: str) -> ModuleType:
+class Baseline(Protocol):
+    """What every baseline module provides."""
+
+    Settings: type[BaselineSettings]
+    QUICK: dict[str, Any]
+
+    def propose(self, task: Task, settings: Any, ctx: Context) -> Proposal: ...
+
+
+def load(name: str) -> Baseline:
     """The module of baseline ``name`` (a key of ``BASELINES``)."""
-    return importlib.import_module(f"{__name__}.{BASELINES[name]}")
+    return cast(Baseline, importlib.import_module(f"{__name__}.{BASELINES[name]}"))
 
 
-__all__ = ["BASELINES", "Context", "Proposal", "TrainedSurrogate", "load"]
+__all__ = ["BASELINES", "Baseline", "Context", "Proposal", "TrainedSurrogate", "load"]

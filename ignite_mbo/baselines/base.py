@@ -1,50 +1,55 @@
-"""What a baseline receives and returns, and the pieces several baselines share."""
+"""What a baseline receives and returns, the one door through which it trains regularized
+surrogates (:meth:`Context.fit`), and the search pieces several baselines share."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from ignite_mbo import checkpoints
 from ignite_mbo.design_space import DesignSpace, TargetScaler
-from ignite_mbo.models import GaussianMLP
-from ignite_mbo.regularizers import Regularizer
+from ignite_mbo.models import GaussianEnsemble, gaussian_nll
+from ignite_mbo.progress import SILENT, Progress
+from ignite_mbo.regularizers import NoneConfig, Regularizer, RegularizerConfig
+from ignite_mbo.streams import Streams
 from ignite_mbo.tasks import Task
-from ignite_mbo.training import FitSettings, MetricLogger, train_surrogate
+from ignite_mbo.training import FitSettings, Loss, MetricLogger, Splits, draw_splits, fit
+
+# Bounded setting types: bad values fail validation before a trial starts, never mid-run.
+Count = Annotated[int, Field(ge=1, le=1_000_000)]
+Size = Annotated[int, Field(ge=1, le=65_536)]
+Rate = Annotated[float, Field(gt=0, le=1e3, allow_inf_nan=False)]
+Scale = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+Layers = Annotated[int, Field(ge=1, le=16)]
+ValidationSize = Annotated[int, Field(ge=2, le=1_000_000)]
 
 
 class BaselineSettings(BaseModel):
-    """Base for each baseline's hyperparameters; defaults are the full-fidelity published ones."""
+    """Base for each baseline's hyperparameters; defaults are the paper's protocol at full fidelity.
+
+    A setting whose default is the reference code's behaviour and whose other value is a fix we
+    believe in (e.g. REINFORCE's ``per_design_credit``) is a named deviation from that protocol:
+    docs/fidelity.md lists them all.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    num_designs: int = 128
-
-
-@dataclass
-class Context:
-    """Everything a baseline needs besides the task and its settings."""
-
-    new_regularizer: Callable[[], Regularizer]  # a fresh regularizer per regularized model
-    seed: int
-    device: torch.device
-    log: MetricLogger = lambda metrics, step: None  # noqa: E731
-
-    def generator(self, offset: int = 0) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed * 1000 + offset)
+    num_designs: Count = 128
 
 
 @dataclass
 class TrainedSurrogate:
-    """A regularized model after training, with the space its inputs live in."""
+    """A trained (possibly stacked) regularized model, the space its inputs live in, and its record."""
 
     model: nn.Module
     space: DesignSpace
     regularizer: Regularizer
-    history: list[dict[str, float]]
+    history: list[dict[str, float]]  # per epoch, averaged over the model's members
 
 
 @dataclass
@@ -57,23 +62,59 @@ class Proposal:
     regularizer_affects_search: bool = True
 
 
-def train_gaussian_ensemble(
-    task: Task, space: DesignSpace, ctx: Context, fit: FitSettings, *,
-    num_models: int, hidden_size: int, bootstrap: bool, num_layers: int = 2,
-) -> list[TrainedSurrogate]:
-    """Train ``num_models`` Gaussian MLPs on the task's z-scored y, each with its own regularizer."""
-    features = space.encode(task.x)
-    targets = TargetScaler.fit(task.y).transform(task.y)
-    surrogates = []
-    for member in range(num_models):
-        torch.manual_seed(ctx.seed * 1000 + member)
-        model = GaussianMLP(int(np.prod(features.shape[1:])), hidden_size, num_layers).to(ctx.device)
-        regularizer = ctx.new_regularizer()
-        prefix = f"model_{member}/" if num_models > 1 else ""
-        history = train_surrogate(model, features, targets, regularizer, fit, generator=ctx.generator(member),
-                                  bootstrap=bootstrap, log=ctx.log, prefix=prefix)
-        surrogates.append(TrainedSurrogate(model.eval(), space, regularizer, history))
-    return surrogates
+def _ignore(metrics: dict[str, float], step: int) -> None:
+    pass
+
+
+@dataclass
+class Context:
+    """Everything a baseline needs besides the task and its settings.
+
+    ``streams`` gives every random draw its own named stream; ``fit`` is the only way to train a
+    regularized surrogate (it owns the regularizer, the data streams, the log prefix and the
+    checkpoint); ``log`` takes the baseline's own metrics and ``progress`` its search steps.
+    """
+
+    streams: Streams
+    device: torch.device = torch.device("cpu")
+    regularizer: RegularizerConfig = field(default_factory=NoneConfig)
+    log: MetricLogger = _ignore
+    progress: Progress = SILENT
+
+    def generators(self, name: str, count: int) -> list[torch.Generator]:
+        """``count`` generators from streams ``{name}/0`` .. ``{name}/{count-1}`` (e.g. per-member init)."""
+        return [self.streams.torch(f"{name}/{index}") for index in range(count)]
+
+    def fit(self, name: str, model: nn.Module, space: DesignSpace, x: torch.Tensor, y: torch.Tensor,
+            settings: FitSettings, splits: Splits, loss: Loss = gaussian_nll) -> TrainedSurrogate:
+        """Train ``model`` (all its members) under a fresh regularizer; metrics are logged as ``{name}/...``.
+
+        Inside a trial with an active checkpoint store, a fit that an earlier attempt finished is
+        restored instead of trained again.
+        """
+        model.to(self.device)
+        regularizer = self.regularizer.build()
+        store = checkpoints.active()
+        key = checkpoints.fingerprint(model, x, y, settings, regularizer, loss)
+        history = store.restore_surrogate(name, key, model, regularizer, loss) if store else None
+        if history is None:
+            history = fit(model, x, y, splits, regularizer, settings, loss, log=self.log, prefix=f"{name}/",
+                          progress=self.progress)
+            if store:
+                store.save_surrogate(name, key, model, regularizer, loss, history)
+        return TrainedSurrogate(model.eval(), space, regularizer, history)
+
+    def fit_gaussian_ensemble(self, name: str, task: Task, space: DesignSpace, settings: FitSettings, *,
+                              num_members: int, hidden_size: int, num_layers: int, shared_data: bool,
+                              bootstrap: bool = True) -> TrainedSurrogate:
+        """design-baselines' forward models on the task's z-scored scores: ``num_members`` Gaussian
+        MLPs stacked, each on its own bootstrap counts of the rows (see ``training.draw_splits``)."""
+        x, y = space.encode(task.x), TargetScaler.fit(task.y).transform(task.y)
+        model = GaussianEnsemble(space.num_features, hidden_size, num_layers,
+                                 generators=self.generators(f"{name}/init", num_members))
+        splits = draw_splits(len(x), num_members, settings.validation_size, self.streams, name,
+                             bootstrap=bootstrap, shared=shared_data)
+        return self.fit(name, model, space, x, y, settings, splits)
 
 
 def top_designs(task: Task, count: int) -> np.ndarray:
@@ -81,12 +122,11 @@ def top_designs(task: Task, count: int) -> np.ndarray:
     return task.x[np.argsort(-task.y[:, 0], kind="stable")[:count]]
 
 
-def gradient_ascent(
-    score: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, *, steps: int, learning_rate: float,
-    log: MetricLogger | None = None,
-) -> torch.Tensor:
-    """``steps`` plain gradient-ascent steps on ``score`` (per-design scores, shape (n, 1)) from ``start``."""
+def gradient_ascent(score: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, *, steps: int,
+                    learning_rate: float, log: MetricLogger | None = None, progress: Progress = SILENT) -> torch.Tensor:
+    """``steps`` plain gradient-ascent steps on ``score`` (one score per design, (n, 1)) from ``start``."""
     x = start.clone()
+    progress.phase("search steps", steps)
     for step in range(steps):
         x.requires_grad_(True)
         predicted = score(x)
@@ -94,9 +134,15 @@ def gradient_ascent(
         x = (x + learning_rate * grad).detach()
         if log is not None and (step % 10 == 0 or step == steps - 1):
             log({"search/predicted_mean": predicted.mean().item()}, step)
+        progress.advance()
     return x
 
 
-def solver_learning_rate(base_rate: float, space_shape: tuple[int, ...]) -> float:
+def solver_learning_rate(base_rate: float, num_features: int) -> float:
     """design-baselines scales the ascent step by √(number of features)."""
-    return base_rate * float(np.sqrt(np.prod(space_shape)))
+    return base_rate * float(np.sqrt(num_features))
+
+
+def settings_fields(settings: BaseModel, names: tuple[str, ...]) -> dict[str, Any]:
+    """The named fields of ``settings`` as a dict (to build a nested settings object)."""
+    return {name: getattr(settings, name) for name in names}

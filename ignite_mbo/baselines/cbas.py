@@ -11,51 +11,49 @@ likelihood on its own samples x ~ q(x|z), z ~ N(0, I), with importance weights
 P(y > γ | x) the survival function of the ensemble's Gaussian mixture. The answer is
 ``num_designs`` samples of the final q.
 
-Regularized models: the five ensemble members (each with its own regularizer); the VAEs are not.
-
-Deliberate deviations:
-* the ensemble reads the shared ``DesignSpace`` features (logits / z-scored x), not an embedding;
-  the VAE does embed the integer tokens as the reference does (z-scored x for continuous tasks);
-* the importance weights are rescaled to mean 1 per iteration (in log space, so they cannot
-  overflow); the reference uses the raw ratios, which only rescales the loss under Adam;
-* the VAE's Gaussians use exp(log std) as their scale (the reference's encoder uses a softplus).
+Regularized models: the five ensemble members (each with its own λ); the VAEs are not. On
+discrete tasks both the ensemble and the VAEs read integer tokens through embeddings, as the
+reference does. docs/fidelity.md lists every known difference from the reference.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-from ignite_mbo.baselines.base import Context, Proposal, TrainedSurrogate
-from ignite_mbo.baselines.ensemble import SMALL_ENSEMBLE_QUICK, SmallEnsembleSettings, train_small_ensemble
+from ignite_mbo.baselines.base import Context, Count, Proposal, Rate, Scale, Size, TrainedSurrogate
+from ignite_mbo.baselines.ensemble import ENSEMBLE_QUICK, EnsembleSettings, token_space, train_ensemble
 from ignite_mbo.design_space import DesignSpace
+from ignite_mbo.models import keras_init
+from ignite_mbo.progress import SILENT, Progress
 from ignite_mbo.tasks import Task
-from ignite_mbo.training import MetricLogger
+from ignite_mbo.training import KERAS_ADAM_EPSILON, MetricLogger
 
 
-class Settings(SmallEnsembleSettings):
-    """design-baselines' cbas TF-Bind-8 configuration (the ensemble fields come from ``SmallEnsembleSettings``)."""
+class Settings(EnsembleSettings):
+    """design-baselines' cbas TF-Bind configuration (the ensemble fields come from ``EnsembleSettings``)."""
 
-    learning_rate: float = 3e-4  # the ensemble's Adam learning rate in the cbas configuration
-    latent_size: int = 32
-    vae_hidden_size: int = 256
-    vae_num_layers: int = 1
-    embedding_size: int = 256
-    vae_learning_rate: float = 3e-4
-    vae_beta: float = 1.0
-    vae_batch_size: int = 100
-    offline_epochs: int | None = None  # None: the reference's per-task value (100 on TF-Bind-10, else 200)
-    online_batches: int = 10  # each of vae_batch_size samples; validation_size of them are held out
-    online_epochs: int = 10
-    iterations: int = 20
-    percentile: float = 80.0
+    learning_rate: Rate = 3e-4  # the ensemble's Adam learning rate in the cbas configuration
+    latent_size: Size = 32
+    vae_hidden_size: Size = 256
+    vae_num_layers: Annotated[int, Field(ge=1, le=16)] = 1
+    vae_embedding_size: Size = 256
+    vae_learning_rate: Rate = 3e-4
+    vae_beta: Scale = 1.0
+    vae_batch_size: Size = 100
+    offline_epochs: Count | None = None  # None: the reference's per-task value (100 on TF-Bind-10, else 200)
+    online_batches: Count = 10  # each of vae_batch_size samples; validation_size of them are held out
+    online_epochs: Count = 10
+    iterations: Count = 20
+    percentile: Annotated[float, Field(ge=0, le=100)] = 80.0
 
     @model_validator(mode="after")
     def _samples_left_to_fit(self) -> Settings:
@@ -64,8 +62,9 @@ class Settings(SmallEnsembleSettings):
         return self
 
 
-QUICK = {**SMALL_ENSEMBLE_QUICK, "batch_size": 500, "latent_size": 8, "vae_hidden_size": 32, "embedding_size": 8,
-         "vae_batch_size": 500, "offline_epochs": 1, "online_batches": 1, "online_epochs": 1, "iterations": 2}
+QUICK = {**ENSEMBLE_QUICK, "latent_size": 8, "vae_hidden_size": 64, "vae_embedding_size": 32, "offline_epochs": 20,
+         "online_epochs": 2, "iterations": 5}
+"""Quick fidelity: a quarter of the VAE widths, a tenth of the offline epochs, a quarter of the iterations."""
 
 
 def _soft_clip(logstd: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
@@ -97,8 +96,8 @@ class DesignVAE(nn.Module):
             self.embed: nn.Module = nn.Flatten()
             encoder_input, decoder_output = size, 2 * size
         else:
-            self.embed = nn.Sequential(nn.Embedding(num_classes, settings.embedding_size), nn.Flatten())
-            encoder_input, decoder_output = size * settings.embedding_size, size * num_classes
+            self.embed = nn.Sequential(nn.Embedding(num_classes, settings.vae_embedding_size), nn.Flatten())
+            encoder_input, decoder_output = size * settings.vae_embedding_size, size * num_classes
         hidden, layers = settings.vae_hidden_size, settings.vae_num_layers
         self.encoder = _mlp(encoder_input, hidden, layers, 2 * settings.latent_size)
         self.decoder = _mlp(settings.latent_size, hidden, layers, decoder_output)
@@ -107,9 +106,10 @@ class DesignVAE(nn.Module):
         self.decoder_logstd_bounds = nn.Parameter(bounds.clone())
 
     def encode(self, x: torch.Tensor) -> Normal:
-        """q(z | x), a diagonal Gaussian with batch shape (n, latent_size)."""
+        """q(z | x), a diagonal Gaussian with batch shape (n, latent_size); its scale is the softplus
+        of the clipped log std, as the reference's encoder has it (its decoder uses exp)."""
         mean, logstd = self.encoder(self.embed(x)).chunk(2, dim=-1)
-        return Normal(mean, _soft_clip(logstd, *self.encoder_logstd_bounds).exp())
+        return Normal(mean, F.softplus(_soft_clip(logstd, *self.encoder_logstd_bounds)))
 
     def decode(self, z: torch.Tensor) -> Independent:
         """p(x | z), one distribution per latent with event shape ``design_shape``."""
@@ -143,10 +143,11 @@ def sample(distribution: Distribution, generator: torch.Generator) -> torch.Tens
 
 def fit_vae(vae: DesignVAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, weights: torch.Tensor, *,
             epochs: int, batch_size: int, validation_size: int, generator: torch.Generator,
-            log: MetricLogger | None = None, prefix: str = "") -> dict[str, float]:
+            log: MetricLogger | None = None, prefix: str = "", progress: Progress = SILENT) -> dict[str, float]:
     """Weighted maximum likelihood with a random held-out split; returns the last epoch's losses.
 
-    The validation loss is unweighted. Each epoch's losses go to ``log`` (if given) with ``prefix``.
+    The validation loss is unweighted. Each epoch's losses go to ``log`` (if given) with ``prefix``,
+    and each epoch advances ``progress``.
     """
     order = torch.randperm(len(x), generator=generator).to(x.device)
     val_rows, train_rows = order[:validation_size], order[validation_size:]
@@ -166,37 +167,27 @@ def fit_vae(vae: DesignVAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, w
         metrics = {"train_loss": float(np.mean(losses)), "val_loss": float(val_loss)}
         if log is not None:
             log({prefix + key: value for key, value in metrics.items()}, epoch)
+        progress.advance()
     return metrics
 
 
-def ensemble_predictive(surrogates: list[TrainedSurrogate],
-                        features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each member's Gaussian mean and std on ``features``, both (n, num_models)."""
-    means, logstds = zip(*(s.model(features) for s in surrogates))
-    return torch.cat(means, dim=1), torch.cat(logstds, dim=1).exp()
+def ensemble_predictive(surrogate: TrainedSurrogate, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each member's Gaussian mean and std on designs ``x``, both (n, num_models)."""
+    mean, logstd = surrogate.model.distribution(x)
+    return mean[..., 0].T, logstd[..., 0].T.exp()
 
 
 class CbAS:
     """The CbAS search state: the ensemble, the prior VAE p and the adapted VAE q."""
 
-    def __init__(self, task: Task, space: DesignSpace, surrogates: list[TrainedSurrogate], prior: DesignVAE,
-                 settings: Settings, ctx: Context, generator: torch.Generator) -> None:
-        self.task, self.space, self.surrogates, self.settings, self.ctx = task, space, surrogates, settings, ctx
+    def __init__(self, surrogate: TrainedSurrogate, prior: DesignVAE, settings: Settings, ctx: Context,
+                 generator: torch.Generator) -> None:
+        self.surrogate, self.settings, self.ctx = surrogate, settings, ctx
         self.prior = prior.eval()
         self.search = copy.deepcopy(prior)
-        self.optimizer = torch.optim.Adam(self.search.parameters(), lr=settings.vae_learning_rate)
+        self.optimizer = torch.optim.Adam(self.search.parameters(), lr=settings.vae_learning_rate,
+                                          eps=KERAS_ADAM_EPSILON)
         self.generator = generator
-
-    def features(self, designs: torch.Tensor) -> torch.Tensor:
-        """VAE designs (tokens, or z-scored x) -> the ensemble's input features."""
-        if self.task.is_discrete:
-            return self.space.encode(designs.cpu().numpy()).to(self.ctx.device)
-        return designs
-
-    def raw_designs(self, designs: torch.Tensor) -> np.ndarray:
-        if self.task.is_discrete:
-            return designs.cpu().numpy().astype(self.task.x.dtype)
-        return self.space.decode(designs)
 
     @torch.no_grad()
     def draw(self, count: int) -> torch.Tensor:
@@ -206,17 +197,21 @@ class CbAS:
 
     @torch.no_grad()
     def weighted_samples(self) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-        """Samples of q with their importance weights (mean 1), and the iteration's statistics."""
+        """Samples of q with their raw importance weights p(x|z)/q(x|z)·P(y > γ | x), and statistics.
+
+        The weights are not rescaled (the reference uses them raw: under the persistent Adam their
+        shrinking scale damps later updates); they are formed in log space and capped at float32's
+        largest value so that they cannot overflow to inf."""
         count = self.settings.online_batches * self.settings.vae_batch_size
         z = torch.randn(count, self.search.latent_size, generator=self.generator).to(self.ctx.device)
         q_x, p_x = self.search.decode(z), self.prior.decode(z)
         x = sample(q_x, self.generator)
-        means, stds = ensemble_predictive(self.surrogates, self.features(x))
+        means, stds = ensemble_predictive(self.surrogate, x)
         predicted = means.mean(dim=1)
         gamma = torch.quantile(predicted, self.settings.percentile / 100, interpolation="nearest")
         exceed = torch.special.ndtr((means - gamma) / stds).mean(dim=1)  # P(y > γ) under the mixture
         log_w = p_x.log_prob(x) - q_x.log_prob(x) + exceed.clamp_min(1e-30).log()
-        weights = len(x) * torch.softmax(log_w, dim=0)
+        weights = log_w.double().exp().clamp_max(torch.finfo(torch.float32).max).float()
         stats = {"gamma": float(gamma), "predicted_mean": float(predicted.mean()),
                  "ess": float(weights.sum() ** 2 / (weights**2).sum())}
         return x, weights, stats
@@ -230,34 +225,33 @@ class CbAS:
         return {**stats, "vae_train_loss": losses["train_loss"], "vae_val_loss": losses["val_loss"]}
 
 
-def vae_data(task: Task, space: DesignSpace) -> torch.Tensor:
-    """The offline designs as the VAE sees them: integer tokens, or z-scored x."""
-    return torch.from_numpy(task.x.astype(np.int64)) if task.is_discrete else space.encode(task.x)
-
-
 def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
-    space = DesignSpace.for_task(task)
-    surrogates = train_small_ensemble(task, space, ctx, settings)
+    space = token_space(task)  # integer tokens for discrete tasks, z-scored x otherwise: ensemble and VAEs alike
+    surrogate = train_ensemble(task, space, ctx, settings)
 
-    x = vae_data(task, space).to(ctx.device)
-    torch.manual_seed(ctx.seed * 1000 + 100)
-    prior = DesignVAE(task.design_shape, task.num_classes, settings).to(ctx.device)
+    x = space.encode(task.x).to(ctx.device)
+    prior = keras_init(DesignVAE(task.design_shape, task.num_classes, settings),
+                       ctx.streams.torch("cbas/vae/init")).to(ctx.device)
     offline_epochs = settings.offline_epochs
     if offline_epochs is None:
         offline_epochs = 100 if task.task_id.startswith("TFBind10") else 200
-    fit_vae(prior, torch.optim.Adam(prior.parameters(), lr=settings.vae_learning_rate), x,
+    ctx.progress.phase("prior VAE epochs", offline_epochs)
+    fit_vae(prior, torch.optim.Adam(prior.parameters(), lr=settings.vae_learning_rate, eps=KERAS_ADAM_EPSILON), x,
             torch.ones(len(x), device=ctx.device), epochs=offline_epochs, batch_size=settings.vae_batch_size,
-            validation_size=settings.validation_size, generator=ctx.generator(100), log=ctx.log, prefix="prior_vae/")
+            validation_size=settings.validation_size, generator=ctx.streams.torch("cbas/prior"), log=ctx.log,
+            prefix="prior_vae/", progress=ctx.progress)
 
-    cbas = CbAS(task, space, surrogates, prior, settings, ctx, ctx.generator(101))
+    cbas = CbAS(surrogate, prior, settings, ctx, ctx.streams.torch("cbas/search"))
     stats: dict[str, float] = {}
+    ctx.progress.phase("CbAS iterations", settings.iterations)
     for iteration in range(settings.iterations):
         stats = cbas.step()
         ctx.log({f"cbas/{key}": value for key, value in stats.items()}, iteration)
+        ctx.progress.advance()
 
     designs = cbas.draw(settings.num_designs)
     with torch.no_grad():
-        final_mean = ensemble_predictive(surrogates, cbas.features(designs))[0].mean()
+        final_mean = ensemble_predictive(surrogate, designs)[0].mean()
     metrics = {"final_predicted_mean": float(final_mean)}
     metrics.update({f"final_{key}": stats[key] for key in ("gamma", "ess") if key in stats})
-    return Proposal(designs=cbas.raw_designs(designs), surrogates=surrogates, metrics=metrics)
+    return Proposal(designs=space.decode(designs), surrogates=[surrogate], metrics=metrics)

@@ -12,88 +12,71 @@ where x⁻ are adversarial designs found by ``particle_train_gradient_steps`` gr
 steps on f from the batch designs. α = exp(log α) follows dual ascent on the Lagrangian
 α·(τ − gap), with its own Adam optimizer, so α grows while the overestimation gap exceeds τ.
 The search then takes ``particle_evaluate_gradient_steps`` ascent steps on f from the 128 best
-training designs. Discrete tasks live in Design-Bench's logit space, unnormalised (as the
-reference's ``--no-normalize-xs``); continuous ones are z-scored; scores are z-scored.
+training designs. Designs are Design-Bench's logits for discrete tasks, unnormalised (the scripts'
+``--no-normalize-xs``); scores are z-scored.
 
-Regularized model: the conservative forward model. The IGNITE regularizer replaces
-``backward`` of the conservative loss above (training goes through ``train_surrogate`` with a
-loss closure that carries α); G is the mean prediction of f on the clean batch.
-
-Deliberate deviations: PyTorch's default layer initialisation (the reference uses Keras'
-Glorot), as every surrogate in this project; α's Adam uses PyTorch's defaults except ε=1e-7
-(Keras' value).
+Regularized model: the conservative forward model. Its training goes through ``Context.fit`` with
+the conservative loss (which carries α) in place of the Gaussian NLL; G is the mean prediction of
+f on the clean batch, from the loss's own forward pass. The IGNITE scripts train it for 2 epochs
+(``--forward-model-epochs 2``, baseline and IGNITE alike), not design-baselines' 50.
+docs/fidelity.md lists every known difference from the reference.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ignite_mbo.baselines.base import (
-    BaselineSettings, Context, Proposal, TrainedSurrogate, gradient_ascent, solver_learning_rate, top_designs,
+    BaselineSettings, Context, Count, Proposal, Rate, Scale, Size, ValidationSize, gradient_ascent,
+    solver_learning_rate, top_designs,
 )
 from ignite_mbo.design_space import DesignSpace, TargetScaler
+from ignite_mbo.models import StackedMLP
 from ignite_mbo.tasks import Task
-from ignite_mbo.training import FitSettings, train_surrogate
+from ignite_mbo.training import KERAS_ADAM_EPSILON, FitSettings, draw_splits
 
 
 class Settings(BaselineSettings):
-    hidden_size: int = 2048
-    epochs: int = 50
-    batch_size: int = 128
-    learning_rate: float = 3e-4
-    validation_size: int = 500
-    initial_alpha: float = 0.1
-    alpha_lr: float = 0.01
-    overestimation_limit: float = 2.0  # τ, the target overestimation gap
-    particle_lr: float = 2.0  # times √(number of features)
-    particle_train_gradient_steps: int = 50
-    particle_evaluate_gradient_steps: int = 50
+    hidden_size: Size = 2048
+    epochs: Count = 2
+    batch_size: Size = 128
+    learning_rate: Rate = 3e-4
+    validation_size: ValidationSize = 500
+    initial_alpha: Rate = 0.1
+    alpha_lr: Rate = 0.01
+    overestimation_limit: Scale = 2.0  # τ, the target overestimation gap
+    particle_lr: Rate = 2.0  # times √(number of features)
+    particle_train_gradient_steps: Count = 50
+    particle_evaluate_gradient_steps: Count = 50
 
 
-QUICK = {"hidden_size": 64, "epochs": 1, "batch_size": 256, "particle_train_gradient_steps": 5}
-
-
-class ForwardModel(nn.Module):
-    """COMs' forward model: a flattened MLP with ReLU hidden layers and one (non-Gaussian) output."""
-
-    def __init__(self, input_size: int, hidden_size: int = 2048, num_layers: int = 2) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = input_size
-        for _ in range(num_layers):
-            layers += [nn.Linear(width, hidden_size), nn.ReLU()]
-            width = hidden_size
-        layers.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, *design_shape) -> predicted score (batch, 1)."""
-        return self.net(x)
-
-    def predict_mean(self, x: torch.Tensor) -> torch.Tensor:
-        return self(x)
+QUICK = {"hidden_size": 256, "particle_train_gradient_steps": 5, "particle_evaluate_gradient_steps": 50}
+"""Quick fidelity: an eighth of the width, a tenth of the inner ascent; 2 epochs as in the paper."""
 
 
 class ConservativeLoss:
-    """The COMs objective as a ``train_surrogate`` loss, with α's dual ascent inside.
+    """The COMs objective as a ``Context.fit`` loss, with α's dual ascent inside.
 
-    Called in train mode it takes one α step per batch (from the gap the model loss just used,
-    as the reference does) and accumulates training statistics; in eval mode (the validation
-    pass) it only records them. ``epoch_metrics`` returns and resets the epoch's statistics.
+    Called in train mode it takes one α step per batch (from the gap the model loss just used, as
+    the reference does) and accumulates training statistics on the device; in eval mode (the
+    validation pass) it only records them. ``epoch_metrics`` reads and resets the epoch's statistics
+(``training.fit`` adds them to each epoch's record).
     """
 
     def __init__(self, *, initial_alpha: float, alpha_lr: float, overestimation_limit: float,
                  particle_lr: float, particle_steps: int) -> None:
         self.log_alpha = torch.tensor(math.log(initial_alpha), requires_grad=True)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=alpha_lr, eps=1e-7)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=alpha_lr, eps=KERAS_ADAM_EPSILON)
         self.overestimation_limit = overestimation_limit
         self.particle_lr = particle_lr
         self.particle_steps = particle_steps
-        self._stats: dict[str, list[float]] = {}
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
 
     @property
     def alpha(self) -> float:
@@ -102,68 +85,67 @@ class ConservativeLoss:
     def adversarial_designs(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """x⁻: gradient ascent on the model's prediction from x (detached)."""
         with torch.enable_grad():
-            return gradient_ascent(model, x, steps=self.particle_steps, learning_rate=self.particle_lr)
+            return gradient_ascent(lambda z: model(z)[0], x, steps=self.particle_steps, learning_rate=self.particle_lr)
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        prediction = model(x)
-        mse = ((prediction - y) ** 2).mean()
-        gap = (model(self.adversarial_designs(model, x)) - prediction).mean()
-        alpha = self.alpha
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.log_alpha.device != x.device:
+            self.log_alpha.data = self.log_alpha.data.to(x.device)
+        prediction = model(x)  # (1, batch, 1)
+        mse = ((prediction - y) ** 2).mean(dim=(1, 2))
+        gap = (model(self.adversarial_designs(model, x)) - prediction).mean(dim=(1, 2))
+        alpha = self.log_alpha.detach().exp()
         split = "train" if model.training else "val"
         if model.training:
-            self._dual_step(float(gap.detach()))
-        for name, value in (("mse", mse.item()), ("overestimation", gap.item())):
-            self._stats.setdefault(f"{split}_{name}", []).append(value)
-        return mse + alpha * gap
+            self._dual_step(gap.detach().mean())
+        self._add(f"{split}_mse", mse.detach())
+        self._add(f"{split}_overestimation", gap.detach())
+        return mse + alpha * gap, prediction.mean(dim=(1, 2))
 
-    def _dual_step(self, gap: float) -> None:
+    def _dual_step(self, gap: torch.Tensor) -> None:
         """One Adam step on log α for the Lagrangian α·(τ − gap): ∂/∂log α = α·(τ − gap)."""
         self.alpha_optimizer.zero_grad(set_to_none=True)
         self.log_alpha.grad = (self.log_alpha.detach().exp() * (self.overestimation_limit - gap)).reshape(())
         self.alpha_optimizer.step()
 
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        self._sums[name] = self._sums.get(name, 0) + value.mean()
+        self._counts[name] = self._counts.get(name, 0) + 1
+
     def epoch_metrics(self) -> dict[str, float]:
-        metrics = {name: float(np.mean(values)) for name, values in self._stats.items()}
+        metrics = {name: float(total) / self._counts[name] for name, total in self._sums.items()}
         metrics["alpha"] = self.alpha
-        self._stats = {}
+        self._sums, self._counts = {}, {}
         return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"log_alpha": self.log_alpha.detach().cpu(), "optimizer": self.alpha_optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.alpha_optimizer.load_state_dict(state["optimizer"])
 
 
 def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
-    space = DesignSpace.for_task(task)
-    features = space.encode(task.x)
-    targets = TargetScaler.fit(task.y).transform(task.y)
-    particle_lr = solver_learning_rate(settings.particle_lr, tuple(features.shape[1:]))
-
-    torch.manual_seed(ctx.seed * 1000)
-    model = ForwardModel(int(np.prod(features.shape[1:])), settings.hidden_size).to(ctx.device)
+    space = DesignSpace.for_task(task, normalize=False)  # the scripts pass --no-normalize-xs
+    x, y = space.encode(task.x), TargetScaler.fit(task.y).transform(task.y)
+    particle_lr = solver_learning_rate(settings.particle_lr, space.num_features)
+    model = StackedMLP(space.num_features, settings.hidden_size, 2, 1, activation="relu",
+                       generators=ctx.generators("coms/init", 1))
     conservative = ConservativeLoss(
         initial_alpha=settings.initial_alpha, alpha_lr=settings.alpha_lr,
         overestimation_limit=settings.overestimation_limit, particle_lr=particle_lr,
         particle_steps=settings.particle_train_gradient_steps,
     )
-    coms_history: list[dict[str, float]] = []
-
-    def log_epoch(metrics: dict[str, float], epoch: int) -> None:
-        """Add the epoch's α, overestimation gap and MSE to what train_surrogate logs."""
-        coms_history.append(conservative.epoch_metrics())
-        ctx.log({**metrics, **{f"coms/{key}": value for key, value in coms_history[-1].items()}}, epoch)
-
-    regularizer = ctx.new_regularizer()
     fit = FitSettings(settings.epochs, settings.batch_size, settings.learning_rate, settings.validation_size)
-    history = train_surrogate(model, features, targets, regularizer, fit, generator=ctx.generator(0),
-                              loss_fn=conservative, log=log_epoch)
-    for epoch_metrics, coms_metrics in zip(history, coms_history, strict=True):
-        epoch_metrics.update({f"coms/{key}": value for key, value in coms_metrics.items()})
-    model.eval()
+    splits = draw_splits(len(x), 1, settings.validation_size, ctx.streams, "coms", bootstrap=False, shared=True)
+    surrogate = ctx.fit("coms", model, space, x, y, fit, splits, loss=conservative)
 
     start = space.encode(top_designs(task, settings.num_designs)).to(ctx.device)
-    final = gradient_ascent(model, start, steps=settings.particle_evaluate_gradient_steps,
-                            learning_rate=particle_lr, log=ctx.log)
-    last = coms_history[-1] if coms_history else {}
-    metrics = {"final_alpha": conservative.alpha,
-               "final_overestimation": last.get("train_overestimation", float("nan")),
-               "final_train_mse": last.get("train_mse", float("nan"))}
-    return Proposal(designs=space.decode(final), surrogates=[TrainedSurrogate(model, space, regularizer, history)],
-                    metrics=metrics)
-
+    final = gradient_ascent(lambda z: model(z)[0], start, steps=settings.particle_evaluate_gradient_steps,
+                            learning_rate=particle_lr, log=ctx.log, progress=ctx.progress)
+    last = surrogate.history[-1]
+    metrics = {"final_alpha": conservative.alpha, "final_overestimation": last["train_overestimation"],
+               "final_train_mse": last["train_mse"]}
+    return Proposal(designs=space.decode(final), surrogates=[surrogate], metrics=metrics)

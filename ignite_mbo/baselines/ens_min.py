@@ -1,21 +1,20 @@
-"""Ensemble-min gradient ascent (design-baselines ``gradient_ascent``, min-ensemble experiments).
-
-Five grad-ascent surrogates (Gaussian MLP 2×2048, same training), each fit on a bootstrap resample
-with its own regularizer (all five are the regularized models), then 200 gradient-ascent steps on
-the *minimum* of their predictions (a pessimistic score) from the 128 best training designs (logit
-space for discrete tasks).
-"""
+"""Ensemble-min gradient ascent: grad-ascent with five surrogates, climbing the minimum of their
+predictions, a pessimistic score (design-baselines ``gradient_ascent`` min-ensemble experiments,
+``gradient_ascent_IGNITE/min_ensemble_experiments.py``)."""
 
 from __future__ import annotations
 
-from ignite_mbo.baselines.base import Context, Proposal
-from ignite_mbo.baselines.ensemble import ASCENT_QUICK as QUICK
-from ignite_mbo.baselines.ensemble import AscentSettings as Settings
-from ignite_mbo.baselines.ensemble import min_of_members, propose_ensemble_ascent
+from ignite_mbo.baselines import grad_ascent
+from ignite_mbo.baselines.base import Context, Count, Proposal
 from ignite_mbo.tasks import Task
 
-__all__ = ["QUICK", "Settings", "propose"]
+
+class Settings(grad_ascent.Settings):
+    num_models: Count = 5
+
+
+QUICK = grad_ascent.QUICK
 
 
 def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
-    return propose_ensemble_ascent(task, settings, ctx, aggregate=min_of_members)
+    return grad_ascent.propose(task, settings, ctx, grad_ascent.min_of_members)

@@ -17,73 +17,83 @@ Regularized model: the forward model (a Gaussian MLP trained on the offline data
 reference's input noise), where the official IGNITE code puts the regularizer. In offline MINs
 with the published settings (``iterations=0``) that model is never used by the search, so the
 regularizer CANNOT change MINs' proposals: the forward model is still trained through
-``train_surrogate`` (logged, its sharpness measured) and the proposal says
+``Context.fit`` (logged, its sharpness measured) and the proposal says
 ``regularizer_affects_search=False``. The GAN's initialisation and noise come from their own
 seeds, so none / ignite / ignite2 give identical designs for the same seed.
 
-Deliberate deviations: only the "exploitation" GAN is trained (with ``iterations=0`` the
-reference's "exploration" GAN never influences the designs); PyTorch's default layer
-initialisation; the temperature schedule tolerates ``gan_epochs=1`` (it stays at ``start_temp``).
+The GAN trains 200 epochs on TF-Bind-8 and 100 on TF-Bind-10 (``initial_epochs`` of the
+reference's configs), on one fixed shuffle of the rows (the reference's ``buffer=1`` pipeline never
+reshuffles). docs/fidelity.md lists every known difference from the reference.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
-from ignite_mbo.baselines.base import BaselineSettings, Context, Proposal, TrainedSurrogate
+from ignite_mbo.baselines.base import (
+    BaselineSettings, Context, Count, Proposal, Rate, Scale, Size, ValidationSize,
+)
 from ignite_mbo.design_space import DesignSpace, TargetScaler
-from ignite_mbo.models import GaussianMLP, gaussian_nll
+from ignite_mbo.models import GaussianEnsemble, gaussian_nll, keras_init
 from ignite_mbo.tasks import Task
-from ignite_mbo.training import FitSettings, train_surrogate
+from ignite_mbo.training import KERAS_ADAM_EPSILON, FitSettings, draw_splits
 
 HISTOGRAM_BINS = 20
 MAX_WEIGHT = 5.0
 SAMPLING_TEMP = 0.001  # Gumbel-softmax temperature when generating the final designs
 FORWARD_NOISE_TEMP = 0.001  # ... and when corrupting the forward model's one-hot inputs
+KERAS_LAYER_NORM_EPSILON = 1e-3
 
 
 class Settings(BaselineSettings):
     # forward model (regularized, unused by the search)
-    hidden_size: int = 1024
-    num_layers: int = 1
-    forward_epochs: int = 100
-    forward_batch_size: int = 128
-    forward_lr: float = 1e-3
-    validation_size: int = 200
+    hidden_size: Size = 1024
+    num_layers: Annotated[int, Field(ge=1, le=16)] = 1
+    forward_epochs: Count = 100
+    forward_batch_size: Size = 128
+    forward_lr: Rate = 1e-3
+    validation_size: ValidationSize = 200
     # inverse model: conditional WGAN-GP
-    gan_hidden_size: int = 1024
-    latent_size: int = 32
-    gan_epochs: int = 200
-    gan_batch_size: int = 128
-    critic_frequency: int = 10
-    penalty_weight: float = 10.0
-    generator_lr: float = 2e-4
-    discriminator_lr: float = 2e-4
-    adam_beta_1: float = 0.0  # both GAN optimizers
-    adam_beta_2: float = 0.9
-    base_temp: float = 0.1  # softmax temperature of the score reweighting
-    keep: float = 0.99  # probability mass kept on a real design's token by the input noise
-    start_temp: float = 5.0
-    final_temp: float = 1.0
+    gan_hidden_size: Size = 1024
+    latent_size: Size = 32
+    gan_epochs: Count | None = None  # None: the reference's per-task value (100 on TF-Bind-10, else 200)
+    gan_batch_size: Size = 128
+    critic_frequency: Count = 10
+    penalty_weight: Scale = 10.0
+    generator_lr: Rate = 2e-4
+    discriminator_lr: Rate = 2e-4
+    adam_beta_1: Annotated[float, Field(ge=0, lt=1)] = 0.0  # both GAN optimizers
+    adam_beta_2: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    base_temp: Rate = 0.1  # softmax temperature of the score reweighting
+    keep: Annotated[float, Field(gt=0, le=1)] = 0.99  # probability mass kept on a real design's token by the input noise
+    start_temp: Rate = 5.0
+    final_temp: Rate = 1.0
 
 
-QUICK = {"hidden_size": 64, "forward_epochs": 1, "gan_hidden_size": 64, "gan_epochs": 2,
-         "gan_batch_size": 512}
+QUICK = {"hidden_size": 128, "forward_epochs": 10, "gan_hidden_size": 128, "gan_epochs": 20}
+"""Quick fidelity: an eighth of the widths, a tenth of the epochs."""
 
 
 @dataclass(frozen=True)
 class OneHotSpace(DesignSpace):
-    """Discrete designs as one-hot vectors (length, num_classes), the reference's MINs input."""
+    """Discrete designs as flat one-hot vectors (length · num_classes), the reference's MINs input."""
+
+    @property
+    def num_features(self) -> int:
+        return int(np.prod(self.design_shape)) * int(self.num_classes or 1)
 
     def encode(self, x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.eye(self.num_classes, dtype=np.float32)[x])
+        return torch.from_numpy(np.eye(self.num_classes or 1, dtype=np.float32)[x].reshape(len(x), -1))
 
     def decode(self, features: torch.Tensor) -> np.ndarray:
-        return features.detach().argmax(dim=-1).cpu().numpy().astype(np.int32)
+        one_hot = features.detach().reshape(len(features), *self.design_shape, -1)
+        return one_hot.argmax(dim=-1).cpu().numpy().astype(np.int32)
 
 
 def relaxed_one_hot(logits: torch.Tensor, temp: float, generator: torch.Generator) -> torch.Tensor:
@@ -122,7 +132,7 @@ class _ScoreConditionedMLP(nn.Module):
         self.embed = nn.Linear(1, hidden)
         self.layers = nn.ModuleList([nn.Linear(input_size + hidden, hidden)]
                                     + [nn.Linear(2 * hidden, hidden) for _ in range(2)])
-        self.norms = nn.ModuleList([nn.LayerNorm(hidden) for _ in range(3)])
+        self.norms = nn.ModuleList([nn.LayerNorm(hidden, eps=KERAS_LAYER_NORM_EPSILON) for _ in range(3)])
         self.head = nn.Linear(2 * hidden, output_size)
         self.activation = nn.LeakyReLU(0.2)
 
@@ -166,28 +176,45 @@ class Critic(nn.Module):
         return (1.0 - grad.flatten(1).norm(dim=1, keepdim=True)) ** 2
 
 
+def gan_epochs(task: Task, settings: Settings) -> int:
+    """``settings.gan_epochs``, else the reference's ``initial_epochs``: 100 on TF-Bind-10, 200 elsewhere."""
+    if settings.gan_epochs is not None:
+        return settings.gan_epochs
+    return 100 if task.task_id.startswith("TFBind10") else 200
+
+
 def train_inverse_model(
-    x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, settings: Settings, ctx: Context, *, discrete: bool,
+    x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, settings: Settings, ctx: Context, *, epochs: int,
+    discrete: bool,
 ) -> tuple[Generator, dict[str, float]]:
-    """Train the weighted conditional WGAN-GP on (x, y); returns it and its last epoch's mean losses."""
+    """Train the weighted conditional WGAN-GP on (x, y); returns it and its last epoch's mean losses.
+
+    ``x`` is (rows, *design_shape): one-hot (rows, length, classes) for discrete designs. Every
+    random draw comes from the ``mins/gan/...`` streams.
+    """
     design_shape = tuple(x.shape[1:])
-    generator = Generator(design_shape, settings.latent_size, settings.gan_hidden_size, discrete).to(ctx.device)
-    critic = Critic(design_shape, settings.gan_hidden_size).to(ctx.device)
+    generator = keras_init(Generator(design_shape, settings.latent_size, settings.gan_hidden_size, discrete),
+                           ctx.streams.torch("mins/gan/init/generator")).to(ctx.device)
+    critic = keras_init(Critic(design_shape, settings.gan_hidden_size),
+                        ctx.streams.torch("mins/gan/init/critic")).to(ctx.device)
     betas = (settings.adam_beta_1, settings.adam_beta_2)
-    generator_opt = torch.optim.Adam(generator.parameters(), lr=settings.generator_lr, betas=betas)
-    critic_opt = torch.optim.Adam(critic.parameters(), lr=settings.discriminator_lr, betas=betas)
-    rng = ctx.generator(100)
-    order = torch.randperm(len(x), generator=rng)
-    train_rows = order[settings.validation_size:]  # the reference holds out a validation split
+    generator_opt = torch.optim.Adam(generator.parameters(), lr=settings.generator_lr, betas=betas,
+                                     eps=KERAS_ADAM_EPSILON)
+    critic_opt = torch.optim.Adam(critic.parameters(), lr=settings.discriminator_lr, betas=betas,
+                                  eps=KERAS_ADAM_EPSILON)
+    rng = ctx.streams.torch("mins/gan/noise")
+    order = torch.randperm(len(x), generator=ctx.streams.torch("mins/gan/split"))
+    batches = order[settings.validation_size:].to(ctx.device).split(settings.gan_batch_size)  # one shuffle, kept
 
     epoch_metrics: dict[str, float] = {}
-    for epoch in range(settings.gan_epochs):
-        progress = epoch / max(settings.gan_epochs - 1, 1)
-        temp = settings.start_temp + (settings.final_temp - settings.start_temp) * progress
-        stats: dict[str, list[float]] = {"critic_loss": [], "wasserstein": [], "penalty": [], "generator_loss": []}
-        batches = train_rows[torch.randperm(len(train_rows), generator=rng)].split(settings.gan_batch_size)
+    ctx.progress.phase("GAN epochs", epochs)
+    for epoch in range(epochs):
+        temp = settings.start_temp + (settings.final_temp - settings.start_temp) * epoch / max(epochs - 1, 1)
+        sums = {name: torch.zeros((), device=ctx.device) for name in ("critic_loss", "wasserstein", "penalty",
+                                                                       "generator_loss")}
+        generator_steps = 0
         for step, batch in enumerate(batches):
-            xb, yb, wb = (t[batch.to(ctx.device)] for t in (x, y, weights))
+            xb, yb, wb = x[batch], y[batch], weights[batch]
             if discrete:
                 xb = soften(xb, settings.keep, temp, rng)
             with torch.no_grad():
@@ -199,52 +226,63 @@ def train_inverse_model(
             critic_opt.zero_grad(set_to_none=True)
             critic_loss.backward()
             critic_opt.step()
-            stats["critic_loss"].append(critic_loss.item())
-            stats["wasserstein"].append((d_real - d_fake).mean().item())
-            stats["penalty"].append(penalty.mean().item())
+            sums["critic_loss"] += critic_loss.detach()
+            sums["wasserstein"] += (d_real - d_fake).mean().detach()
+            sums["penalty"] += penalty.mean().detach()
 
             if step % settings.critic_frequency == 0:
                 generator_loss = -(wb * critic(generator.sample(yb, temp, rng), yb)).mean()
                 generator_opt.zero_grad(set_to_none=True)
                 generator_loss.backward()
                 generator_opt.step()
-                stats["generator_loss"].append(generator_loss.item())
-        epoch_metrics = {name: float(np.mean(values)) for name, values in stats.items()} | {"temp": temp}
+                sums["generator_loss"] += generator_loss.detach()
+                generator_steps += 1
+        counts = {"generator_loss": generator_steps}
+        epoch_metrics = {name: float(total) / max(counts.get(name, len(batches)), 1) for name, total in sums.items()}
+        epoch_metrics["temp"] = temp
         ctx.log({f"gan/{name}": value for name, value in epoch_metrics.items()}, epoch)
+        ctx.progress.advance()
     return generator.eval(), epoch_metrics
 
 
 def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
-    space = OneHotSpace(num_classes=task.num_classes) if task.is_discrete else DesignSpace.for_task(task)
-    features = space.encode(task.x).to(ctx.device)
-    targets = TargetScaler.fit(task.y).transform(task.y).to(ctx.device)
+    if task.is_discrete:
+        space: DesignSpace = OneHotSpace(task.design_shape, task.num_classes)
+        gan_shape = (*task.design_shape, int(task.num_classes or 1))
+    else:
+        space, gan_shape = DesignSpace.for_task(task, normalize=False), task.design_shape
+    features = space.encode(task.x)
+    targets = TargetScaler.fit(task.y).transform(task.y)
 
     # The regularized forward model: trained and measured, never queried by the search.
-    torch.manual_seed(ctx.seed * 1000)
-    model = GaussianMLP(int(np.prod(features.shape[1:])), settings.hidden_size, settings.num_layers).to(ctx.device)
-    noise = ctx.generator(1)
+    noise = ctx.streams.torch("mins/forward/input_noise")
 
-    def noisy_nll(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    def noisy_nll(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
+                  wb: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """The NLL on softened one-hot inputs; G is left to the regularizer, on the clean batch."""
         if task.is_discrete:
-            xb = soften(xb, settings.keep, FORWARD_NOISE_TEMP, noise)
-        return gaussian_nll(model, xb, yb)
+            xb = soften(xb.reshape(len(xb), *gan_shape), settings.keep, FORWARD_NOISE_TEMP, noise).flatten(1)
+        return gaussian_nll(model, xb, yb, wb)[0], None
 
-    regularizer = ctx.new_regularizer()
+    model = GaussianEnsemble(space.num_features, settings.hidden_size, settings.num_layers,
+                             generators=ctx.generators("mins/forward/init", 1))
     fit = FitSettings(settings.forward_epochs, settings.forward_batch_size, settings.forward_lr,
                       settings.validation_size)
-    history = train_surrogate(model, features, targets, regularizer, fit, generator=ctx.generator(0),
-                              loss_fn=noisy_nll, log=ctx.log, prefix="forward/")
-    surrogate = TrainedSurrogate(model.eval(), space, regularizer, history)
+    splits = draw_splits(len(features), 1, settings.validation_size, ctx.streams, "mins/forward", bootstrap=True,
+                         shared=True)
+    surrogate = ctx.fit("forward", model, space, features, targets, fit, splits, loss=noisy_nll)
 
-    # The inverse model, seeded on its own: its designs never depend on the regularizer.
-    torch.manual_seed(ctx.seed * 1000 + 100)
-    weights = torch.from_numpy(score_weights(targets.cpu().numpy(), settings.base_temp)).to(ctx.device)
-    generator, gan_metrics = train_inverse_model(features, targets, weights, settings, ctx, discrete=task.is_discrete)
-    condition = targets.max().expand(settings.num_designs, 1)
+    # The inverse model, on streams of its own: its designs never depend on the regularizer.
+    device_targets = targets.to(ctx.device)
+    weights = torch.from_numpy(score_weights(targets.numpy(), settings.base_temp)).to(ctx.device)
+    generator, gan_metrics = train_inverse_model(features.reshape(len(features), *gan_shape).to(ctx.device),
+                                                 device_targets, weights, settings, ctx,
+                                                 epochs=gan_epochs(task, settings), discrete=task.is_discrete)
+    condition = device_targets.max().expand(settings.num_designs, 1)
     with torch.no_grad():
-        designs = generator.sample(condition, SAMPLING_TEMP, ctx.generator(101))
+        designs = generator.sample(condition, SAMPLING_TEMP, ctx.streams.torch("mins/sample"))
     metrics = {f"final_{name}": gan_metrics[name] for name in ("generator_loss", "critic_loss", "wasserstein")
                if name in gan_metrics}
     metrics["condition_score"] = float(task.normalize_score(task.y.max()))  # y*, in the summary's score units
-    return Proposal(designs=space.decode(designs), surrogates=[surrogate], metrics=metrics,
+    return Proposal(designs=space.decode(designs.flatten(1)), surrogates=[surrogate], metrics=metrics,
                     regularizer_affects_search=False)

@@ -1,0 +1,127 @@
+"""Run many trials without Ray or MLflow, N at a time, appending one JSON line per finished trial.
+
+    python benchmarks/trials.py OUT.jsonl --baselines cma-es bo-qei --regularizers none --seeds 0-7 \
+        [--task TFBind8-Exact-v0] [--fidelity full] [--workers 2] [--threads 1] [--deadline 3600] [--set epochs=10]
+
+Trials already in OUT.jsonl are skipped, so a killed run resumes. Each worker is a process with
+``--threads`` torch threads; on a GPU machine every worker shares the visible GPU (fractional
+packing). ``--deadline`` (seconds) stops starting new trials after that time. The last line printed
+is a throughput summary: trials finished, wall time and trials per hour. Used for the background
+reproduction runs on the CPU and by ``benchmarks/device_check.sh`` on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-7"`` or ``"0,3,5"`` -> seeds."""
+    if "-" in text:
+        first, last = text.split("-")
+        return list(range(int(first), int(last) + 1))
+    return [int(seed) for seed in text.split(",")]
+
+
+def run_one(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(job.pop("threads"))
+    from ignite_mbo.config import TrialConfig
+    from ignite_mbo.trial import run_trial
+
+    config = TrialConfig.parse(job)
+    started = time.time()
+    result = run_trial(config, device=os.environ.get("IGNITE_MBO_DEVICE", "auto"))
+    summary = {key: value for key, value in result.summary.items()}
+    return {"task": config.task, "baseline": config.baseline, "regularizer": config.regularizer.name,
+            "seed": config.seed, "fidelity": config.fidelity, "options": config.baseline_options,
+            "started": started, **summary}
+
+
+def key(row: dict[str, Any]) -> tuple:
+    return (row["task"], row["baseline"], row["regularizer"], row["seed"], row["fidelity"],
+            json.dumps(row.get("options", {}), sort_keys=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--task", default="TFBind8-Exact-v0")
+    parser.add_argument("--baselines", nargs="+", required=True)
+    parser.add_argument("--regularizers", nargs="+", default=["none"])
+    parser.add_argument("--seeds", default="0-7")
+    parser.add_argument("--fidelity", default="full")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--deadline", type=float, default=float("inf"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+
+    options = {k: json.loads(v) for k, v in (pair.split("=", 1) for pair in args.set)}
+    done = set()
+    if args.out.exists():
+        done = {key(json.loads(line)) for line in args.out.read_text().splitlines() if line.strip()}
+    jobs = []
+    for seed in parse_seeds(args.seeds):  # seed-major: every baseline gets its early seeds first
+        for baseline in args.baselines:
+            for regularizer in args.regularizers:
+                job = {"task": args.task, "baseline": baseline, "regularizer": {"name": regularizer}, "seed": seed,
+                       "fidelity": args.fidelity, "baseline_options": options}
+                row = {"task": args.task, "baseline": baseline, "regularizer": regularizer, "seed": seed,
+                       "fidelity": args.fidelity, "options": options}
+                if key(row) not in done:
+                    jobs.append({**job, "threads": args.threads})
+
+    started, finished = time.time(), 0
+    context = mp.get_context("spawn")
+    with context.Pool(args.workers, maxtasksperchild=1) as pool:
+        pending = []
+        for job in jobs:
+            while len(pending) >= args.workers:
+                pending = _collect(pending, args.out)
+                finished = _count(args.out) - len(done)
+                time.sleep(0.2)
+            if time.time() - started > args.deadline:
+                break
+            pending.append(pool.apply_async(run_one, (job,)))
+        while pending:
+            pending = _collect(pending, args.out)
+            time.sleep(0.2)
+    finished = _count(args.out) - len(done)
+    wall = time.time() - started
+    print(f"throughput: {finished} trials in {wall:.0f} s with {args.workers} workers: "
+          f"{3600 * finished / max(wall, 1e-9):.1f} trials/hour", flush=True)
+
+
+def _collect(pending: list, out: Path) -> list:
+    still = []
+    for handle in pending:
+        if not handle.ready():
+            still.append(handle)
+            continue
+        try:
+            row = handle.get()
+        except Exception as error:  # noqa: BLE001 - report and go on with the other trials
+            print(f"trial failed: {type(error).__name__}: {error}", flush=True)
+            continue
+        with out.open("a") as f:
+            f.write(json.dumps(row, default=float) + "\n")
+        print(f"{row['baseline']:>11} {row['regularizer']:>7} seed {row['seed']}: "
+              f"100th {row['score_100th']:.3f} 80th {row['score_80th']:.3f} 50th {row['score_50th']:.3f} "
+              f"({row['wall_time_s']:.0f} s)", flush=True)
+    return still
+
+
+def _count(out: Path) -> int:
+    return sum(1 for line in out.read_text().splitlines() if line.strip()) if out.exists() else 0
+
+
+if __name__ == "__main__":
+    main()

@@ -84,3 +84,25 @@ def test_every_command_is_valid_bash(prepared):
             checked = subprocess.run(["bash", "-n", "-c", command], capture_output=True, text=True)
             assert checked.returncode == 0, f"{key}: {command}\n{checked.stderr}"
             shlex.split(command)  # quotes balance
+
+
+def test_the_dashboard_listens_on_localhost_only_and_no_token_is_printed(raw, prepared):
+    head = " && ".join(prepared["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head and "0.0.0.0" not in head, "reached through `ray dashboard`'s tunnel"
+    text = (ROOT / "cluster.yaml").read_text() + (ROOT / "docs" / "cluster.md").read_text()
+    generating = [line for line in text.splitlines() if "ray get-auth-token" in line and "--generate" in line]
+    assert generating and all(">/dev/null" in line for line in generating), "the token never reaches the terminal"
+
+
+def test_the_submit_entry_script_works_when_copied_alone(tmp_path):
+    """`ray submit cluster.yaml scripts/ignite_mbo_entry.py -- ...` copies the file alone and runs it with python."""
+    import sys
+
+    alone = tmp_path / "ignite_mbo_entry.py"
+    alone.write_text((ROOT / "scripts" / "ignite_mbo_entry.py").read_text())
+    version = subprocess.run([sys.executable, str(alone), "--version"], cwd=tmp_path, capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("ignite-mbo "), version.stderr
+    bad = subprocess.run([sys.executable, str(alone), "sweep", "missing.yaml"], cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "search space missing.yaml not found" in bad.stderr
+    assert list(tmp_path.iterdir()) == [alone], "nothing written"

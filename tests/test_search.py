@@ -278,3 +278,14 @@ def test_optuna_asha_search_with_an_offline_objective(tmp_path, design_bench_dir
             assert run.info.status == "FINISHED" and run.data.metrics["objective"] == pytest.approx(row.objective)
         else:  # stopped early by ASHA
             assert run.info.status == "KILLED" and run.data.tags["ignite_mbo.stopped"] == "by the scheduler"
+
+
+def test_design_bench_check_space_runs_the_reproduction_comparison():
+    from ignite_mbo.platform.report.published import TASK, TF_BIND_8_100TH
+
+    check = load_spec(SPACES / "design_bench_check.yaml")
+    configs = check.trial_configs()
+    assert len(configs) == 9 * 8
+    assert {c["baseline"] for c in configs} == {p.baseline for p in TF_BIND_8_100TH}, "every published baseline"
+    assert {c["task"] for c in configs} == {TASK} and {c["fidelity"] for c in configs} == {"full"}
+    assert {c["regularizer"]["name"] for c in configs} == {"none"} and {c["seed"] for c in configs} == set(range(8))

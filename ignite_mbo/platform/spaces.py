@@ -35,6 +35,7 @@ import copy
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -161,7 +162,7 @@ class SweepSpec(BaseModel):
     """A validated search space."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=100)
+    name: str = Field(max_length=100)
     description: str = ""
     trial: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
@@ -175,6 +176,14 @@ class SweepSpec(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     max_concurrent_trials: int | None = Field(default=None, gt=0)
     report: ReportOptions = Field(default_factory=ReportOptions)
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+            raise ValueError("it names the MLflow experiment and the sweep folder, so it cannot name a folder "
+                             "outside OUTPUT_DIR: use letters, digits, '_', '-' and '.', not starting with '.'")
+        return name
 
     @field_validator("objective")
     @classmethod
@@ -362,8 +371,6 @@ def parse_spec(raw: dict[str, Any], where: str = "search space", max_trials: int
         raise UserError(f"{where}: {one_line(error)}") from None
     except UserError as error:
         raise UserError(f"{where}: {error}") from None
-    if spec.name in (".", ".."):
-        raise UserError(f"{where}: name {spec.name!r} cannot name a folder; use letters, digits, '_', '-'")
     if spec.size_bound > max_trials:
         raise UserError(f"{where}: asks for up to {spec.size_bound} trials (grid × variants × num_samples), more "
                         f"than --max-trials {max_trials}; shrink the space or raise --max-trials")

@@ -1,0 +1,283 @@
+"""Hostile and mistaken input to `run`, `sweep`, `report` and `data`: every case exits 2 with one line
+on stderr, no traceback, and writes nothing (no file in the working folder, no MLflow store).
+
+Most cases run in-process through ``ignite_mbo.cli.main(argv)`` with the working folder a fresh
+temporary one (fast); a few go through the installed console script in a real subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ignite_mbo.cli import main
+
+# Placeholders in argv: {space} is a search space written from the case's YAML, {outside} a folder
+# outside the working folder, {file} a plain file, {empty} an empty folder.
+RUN = [
+    (["run", "--task", "TFBind9-Exact-v0"], "unknown task"),
+    (["run", "--baseline", "gradient-descent"], "unknown baseline"),
+    (["run", "--regularizer", "sam"], "unknown regularizer 'sam'"),
+    (["run", "--regularizer", "ignite", "--rho", "-1"], "rho"),
+    (["run", "--regularizer", "ignite", "--rho", "0"], "rho"),
+    (["run", "--regularizer", "ignite", "--rho", "nan"], "rho"),
+    (["run", "--regularizer", "ignite", "--rho", "inf"], "rho"),
+    (["run", "--regularizer", "ignite", "--epsilon", "-1"], "epsilon"),
+    (["run", "--regularizer", "ignite", "--epsilon", "nan"], "epsilon"),
+    (["run", "--regularizer", "ignite", "--radius", "1e300"], "radius"),
+    (["run", "--regularizer", "ignite", "--initial-lambda", "inf"], "initial_lambda"),
+    (["run", "--regularizer", "ignite", "--lambda-lr", "-1"], "lambda_lr"),
+    (["run", "--regularizer", "ignite2", "--lambda-lr", "0.1"], "lambda_lr"),
+    (["run", "--regularizer", "none", "--epsilon", "0.1"], "unknown option"),
+    (["run", "--regularizer", "ignite", "--hvp", "magic"], "invalid choice"),
+    (["run", "--seed", "-1"], "seed"),
+    (["run", "--seed", str(2**32)], "seed"),
+    (["run", "--seed", str(2**64)], "seed"),
+    (["run", "--seed", "abc"], "invalid int value"),
+    (["run", "--seed", "1.5"], "invalid int value"),
+    (["run", "--fidelity", "medium"], "invalid choice"),
+    (["run", "--set", "epochs=-1"], "epochs"),
+    (["run", "--set", "epochs=0"], "epochs"),
+    (["run", "--set", "epochs=many"], "epochs"),
+    (["run", "--set", "epochs=[1, 2]"], "epochs"),
+    (["run", "--set", "hidden_size=0"], "hidden_size"),
+    (["run", "--set", "learning_rate=-1"], "learning_rate"),
+    (["run", "--set", "learning_rate=.nan"], "learning_rate"),
+    (["run", "--set", "learning_rate=.inf"], "learning_rate"),
+    (["run", "--set", "batch_size=0"], "batch_size"),
+    (["run", "--set", "validation_size=10000000"], "validation_size"),
+    (["run", "--set", "solver_steps=-5"], "solver_steps"),
+    (["run", "--set", "bogus=1"], "unknown option"),
+    (["run", "--set", "epochs"], "KEY=VALUE"),
+    (["run", "--set", "=5"], "KEY=VALUE"),
+    (["run", "--set", "epochs=1", "--set", "epochs=2"], "given twice"),
+    (["run", "--set", "epochs=[1, 2"], "not a YAML value"),
+    (["run", "--baseline", "cbas", "--set", "epochs=-3"], "epochs"),
+    (["run", "--baseline", "coms", "--set", "learning_rate=0"], "learning_rate"),
+    (["run", "--baseline", "reinforce", "--set", "batch_size=-1"], "batch_size"),
+    (["run", "--task-option", "bogus=1"], "bogus"),
+    (["run", "--task-option", "novalue"], "KEY=VALUE"),
+    (["run", "--device", "bogus"], "unknown device"),
+    (["run", "--device", "cuda"], "--device cuda"),
+    (["run", "--device", "cuda:7"], "--device cuda:7"),
+    (["run", "--device", "tpu"], "unknown device"),
+    (["run", "--tracking-uri", "ftp://example/mlflow"], "unsupported tracking URI"),
+    (["run", "--tracking-uri", "file:///tmp/mlruns"], "unsupported tracking URI"),
+    (["run", "--tracking-uri", "sqlite://"], "names no database file"),
+    (["run", "--tracking-uri", "sqlite:///no/such/folder/mlflow.db"], "does not exist"),
+    (["run", "--tracking-uri", "sqlite:///{empty}"], "points at a folder"),
+    (["run", "--tracking-uri", "http://127.0.0.1:9"], "no MLflow server answers"),
+    (["run", "--data-dir", "{empty}"], "data missing"),
+    (["run", "--data-dir", "{file}"], ""),
+    (["run", "--unknown-flag"], "unrecognized arguments"),
+]
+
+GOOD = "name: s\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n"
+SWEEP = [
+    (["sweep", "missing.yaml"], "not found", None),
+    (["sweep", "{empty}"], "not found", None),
+    (["sweep", "{space}"], "not valid YAML at line", "name: x\ntrial: {task: [unclosed\n"),
+    (["sweep", "{space}"], "must be a YAML mapping", "- just\n- a list\n"),
+    (["sweep", "{space}"], "must be a YAML mapping", ""),
+    (["sweep", "{space}"], "must be a YAML mapping", "just a string\n"),
+    (["sweep", "{space}"], "unknown baseline", "name: x\ntrial: {baseline: nope}\n"),
+    (["sweep", "{space}"], "seed", "name: x\ngrid: {seed: [0, -3]}\n"),
+    (["sweep", "{space}"], "seed", f"name: x\ngrid: {{seed: [0, {2**32}]}}\n"),
+    (["sweep", "{space}"], "unknown option", "name: x\ntrial: {}\nresorces: {cpu: 1}\n"),
+    (["sweep", "{space}"], "gpu", "name: x\nresources: {gpu: -1}\n"),
+    (["sweep", "{space}"], "cpu", "name: x\nresources: {cpu: 0}\n"),
+    (["sweep", "{space}"], "rho", "name: x\ngrid: {regularizer: [none, {name: ignite, rho: zero}]}\n"),
+    (["sweep", "{space}"], "duplicate key 'seed'", "name: x\ngrid:\n  seed: [0]\n  seed: [1]\n"),
+    (["sweep", "{space}"], "duplicate key 'name'", "name: x\nname: y\n"),
+    (["sweep", "{space}"], "aliases expand",
+     "name: x\na: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+     "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\ntrial: {x: *e}\n"),
+    (["sweep", "{space}"], "cannot name a folder", "name: '.'\n"),
+    (["sweep", "{space}"], "cannot name a folder", "name: '..'\n"),
+    (["sweep", "{space}"], "name", "name: a/b\n"),
+    (["sweep", "{space}"], "name", "name: ''\n"),
+    (["sweep", "{space}"], "name", "trial: {}\n"),
+    (["sweep", "{space}"], "more than --max-trials",
+     "name: x\ngrid:\n  seed: " + str(list(range(100))) + "\n  baseline_options.epochs: " + str(list(range(1, 101)))
+     + "\n  baseline_options.hidden_size: " + str(list(range(1, 101))) + "\n"),
+    (["sweep", "{space}"], "more than --max-trials", "name: x\nnum_samples: 1000000000\n"),
+    (["sweep", "{space}", "--max-trials", "5"], "more than --max-trials", "name: x\ngrid: {seed: [0, 1, 2, 3, 4, 5]}\n"),
+    (["sweep", "{space}", "--max-trials", "0"], "--max-trials", GOOD),
+    (["sweep", "{space}"], "resources.cpu=100", "name: x\nresources: {cpu: 100}\n"),
+    (["sweep", "{space}", "--num-cpus", "0"], "--num-cpus", GOOD),
+    (["sweep", "{space}", "--num-cpus", "-2"], "--num-cpus", GOOD),
+    (["sweep", "{space}", "--gpus-per-trial", "-1"], "--gpus-per-trial", GOOD),
+    (["sweep", "{space}", "--max-retries", "-1"], "--max-retries", GOOD),
+    (["sweep", "{space}", "--storage-path", "bogus://x/y"], "--storage-path", GOOD),
+    (["sweep", "{space}", "--storage-path", "s3://"], "--storage-path", GOOD),
+    (["sweep", "{space}", "--storage-path", "{file}/sub"], "is a file", GOOD),
+    (["sweep", "{space}", "--output-dir", "{file}"], "is a file", GOOD),
+    (["sweep", "{space}", "--output-dir", "{file}/sub"], "is a file", GOOD),
+    (["sweep", "{space}", "--tracking-uri", "ftp://x"], "unsupported tracking URI", GOOD),
+    (["sweep", "{space}", "--tracking-uri", "http://127.0.0.1:9"], "no MLflow server answers", GOOD),
+    (["sweep", "{space}", "--tracking-uri", "sqlite:///no/such/folder/mlflow.db"], "does not exist", GOOD),
+    (["sweep", "{space}", "--override", "grid.seed=[0, 1"], "not a YAML value", GOOD),
+    (["sweep", "{space}", "--override", "name=.."], "cannot name a folder", GOOD),
+    (["sweep", "{space}", "--override", "trial.seed=-4"], "seed", GOOD),
+    (["sweep", "{space}", "--override", "trial.baseline_options.epochs=-1"], "epochs", GOOD),
+    (["sweep", "{space}", "--override", "trial.task_options.bogus=1"], "bogus", GOOD),
+    (["sweep", "{space}", "--override", "noequals"], "KEY=VALUE", GOOD),
+    (["sweep", "{space}"], "unknown distribution 'gaussian'",
+     "name: x\ntrial: {regularizer: ignite}\nsearch: {regularizer.epsilon: {gaussian: [0, 1]}}\n"),
+    (["sweep", "{space}"], "needs bounds > 0",
+     "name: x\ntrial: {regularizer: ignite}\nsearch: {regularizer.epsilon: {loguniform: [0, 1]}}\n"),
+    (["sweep", "{space}"], "needs an explicit objective", "name: x\nsearch_alg: {name: random}\n"),
+    (["sweep", "{space}"], "unknown objective", "name: x\nobjective: accuracy\n"),
+    (["sweep", "{space}"], "use an offline objective",
+     "name: x\nscheduler: {name: asha}\nobjective: oracle_score\n"),
+    (["sweep", "{space}"], "num_samples", "name: x\nnum_samples: 0\n"),
+    (["sweep", "{space}"], "max_retries", "name: x\nfailure: {max_retries: -1}\n"),
+    (["sweep", "{space}"], "grid axis 'seed' has no values", "name: x\ngrid: {seed: []}\n"),
+    (["sweep", "{space}", "--resume"], "nothing to resume", GOOD),
+    (["sweep"], "the following arguments are required", None),
+]
+
+REPORT = [
+    (["report", "no-such-sweep"], "no results table"),
+    (["report", "{empty}"], "no results table"),
+    (["report", "{bad}/garbage.parquet"], "not a Parquet file"),
+    (["report", "{bad}/truncated.parquet"], "not a Parquet file"),
+    (["report", "{bad}/foreign.parquet"], "not a results table"),
+    (["report", "{bad}/empty_table.parquet"], "results table is empty"),
+    (["report", "{bad}/errors_only.parquet"], "no finished trials"),
+    (["report", "{bad}/corrupt_record"], "not a sweep record"),
+    (["report", "{bad}/foreign_record"], "not a sweep record"),
+    (["report", "{bad}/lost_store"], "no MLflow store at"),
+    (["report", "{bad}/text.parquet"], "not a Parquet file"),
+]
+
+DATA = [
+    (["data", "bogus"], "invalid choice"),
+    (["data", "verify", "--task", "nope"], "invalid choice"),
+    (["data", "verify", "--data-dir", "{empty}"], "incomplete"),
+    (["data", "verify", "--task", "tf_bind_8", "--data-dir", "{empty}"], "tf_bind_8"),
+    (["data"], "the following arguments are required"),
+]
+
+
+@pytest.fixture
+def places(tmp_path_factory, monkeypatch):
+    """The working folder (must stay empty) and the placeholders' paths, all outside it."""
+    outside = tmp_path_factory.mktemp("outside")
+    work = tmp_path_factory.mktemp("work")
+    (outside / "plain.txt").write_text("not a folder")
+    (outside / "empty").mkdir()
+    monkeypatch.chdir(work)
+    return work, {"outside": str(outside), "file": str(outside / "plain.txt"), "empty": str(outside / "empty")}
+
+
+def fill(argv: list[str], values: dict[str, str]) -> list[str]:
+    return [arg.format(**values) for arg in argv]
+
+
+def fails_cleanly(argv: list[str], needle: str, work: Path, capsys) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:  # argparse's own errors
+        code = exit_info.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2, (code, err)
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith("ignite-mbo"), err
+    assert needle in err, err
+    assert list(work.iterdir()) == [], f"bad input must write nothing: {list(work.iterdir())}"
+
+
+@pytest.mark.parametrize(("argv", "needle"), RUN, ids=[" ".join(argv) for argv, _ in RUN])
+def test_run(argv, needle, places, capsys, design_bench_dir, monkeypatch):
+    work, values = places
+    monkeypatch.setenv("IGNITE_MBO_DATA_DIR", str(design_bench_dir))
+    fails_cleanly(fill(argv, values), needle, work, capsys)
+
+
+@pytest.mark.parametrize(("argv", "needle", "space"), SWEEP, ids=[f"{i}-{' '.join(a[2:])}" for i, (a, _, _) in enumerate(SWEEP)])
+def test_sweep(argv, needle, space, places, capsys, design_bench_dir, monkeypatch, tmp_path_factory):
+    work, values = places
+    monkeypatch.setenv("IGNITE_MBO_DATA_DIR", str(design_bench_dir))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    if space is not None:
+        path = Path(values["outside"]) / "space.yaml"
+        path.write_text(space)
+        values = {**values, "space": str(path)}
+    fails_cleanly(fill(argv, values), needle, work, capsys)
+
+
+@pytest.fixture(scope="module")
+def bad_results(tmp_path_factory):
+    """Results tables and sweep folders that are broken in one way each."""
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("bad")
+    good = pd.DataFrame([{"trial_id": "t", "status": "TERMINATED", "task": "TFBind8-Exact-v0", "baseline": "grad-ascent",
+                          "regularizer": "none", "seed": 0, "score_100th": 0.9, "score_80th": 0.8, "score_50th": 0.7,
+                          "regularizer_affects_search": True}])
+    good.to_parquet(folder / "good.parquet")
+    (folder / "garbage.parquet").write_bytes(b"PAR1 this is not parquet")
+    (folder / "truncated.parquet").write_bytes((folder / "good.parquet").read_bytes()[:-40])
+    (folder / "text.parquet").write_text("trial_id,status\n")
+    pd.DataFrame({"a": [1, 2]}).to_parquet(folder / "foreign.parquet")
+    good.iloc[:0].to_parquet(folder / "empty_table.parquet")
+    good.assign(status="ERROR").to_parquet(folder / "errors_only.parquet")
+    for name, record in (("corrupt_record", "{not json"), ("foreign_record", '{"hello": "world"}'),
+                         ("lost_store", None)):
+        (folder / name).mkdir()
+        good.to_parquet(folder / name / "results.parquet")
+        if record is None:
+            import json
+
+            record = json.dumps({"spec": {"name": "x"}, "tracking_uri": f"sqlite:///{folder / name / 'gone.db'}",
+                                 "experiment": "x", "parent_run_id": "0", "storage_path": str(folder),
+                                 "experiment_path": str(folder / name)})
+        (folder / name / "sweep.json").write_text(record)
+    return folder
+
+
+@pytest.mark.parametrize(("argv", "needle"), REPORT, ids=[" ".join(argv) for argv, _ in REPORT])
+def test_report(argv, needle, places, capsys, bad_results):
+    work, values = places
+    before = sorted(p.name for p in bad_results.rglob("*"))
+    fails_cleanly(fill(argv, {**values, "bad": str(bad_results)}), needle, work, capsys)
+    assert sorted(p.name for p in bad_results.rglob("*")) == before, "nothing written next to the input either"
+
+
+@pytest.mark.parametrize(("argv", "needle"), DATA, ids=[" ".join(argv) for argv, _ in DATA])
+def test_data(argv, needle, places, capsys, monkeypatch):
+    work, values = places
+    monkeypatch.delenv("IGNITE_MBO_DATA_DIR", raising=False)
+    fails_cleanly(fill(argv, values), needle, work, capsys)
+
+
+SUBPROCESS = [
+    ["run", "--seed", str(2**32)],
+    ["run", "--device", "cuda"],
+    ["run", "--tracking-uri", "sqlite:///no/such/folder/mlflow.db"],
+    ["sweep", "{space}", "--storage-path", "bogus://x"],
+    ["report", "no-such-sweep"],
+]
+
+
+@pytest.mark.parametrize("argv", SUBPROCESS, ids=[" ".join(argv) for argv in SUBPROCESS])
+def test_through_the_console_script(argv, tmp_path_factory, design_bench_dir):
+    """The installed `ignite-mbo`, as a user runs it: the same one line, exit 2, nothing written."""
+    work, outside = tmp_path_factory.mktemp("work"), tmp_path_factory.mktemp("outside")
+    (outside / "space.yaml").write_text(GOOD)
+    bin_dir = Path(sys.executable).parent
+    completed = subprocess.run([str(bin_dir / "ignite-mbo"), *fill(argv, {"space": str(outside / "space.yaml")})],
+                               cwd=work, capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)})
+    err = completed.stderr.strip()
+    assert completed.returncode == 2 and "\n" not in err and "Traceback" not in err, err
+    assert completed.stdout == "" and list(work.iterdir()) == []
+
+
+def test_the_suite_has_at_least_a_hundred_cases():
+    assert len(RUN) + len(SWEEP) + len(REPORT) + len(DATA) + len(SUBPROCESS) >= 100

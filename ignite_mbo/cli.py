@@ -223,6 +223,8 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     print()
     print(outcome.report_markdown)
     print(f"{outcome.num_trials} trials ({outcome.num_errors} failed)")
+    for line in outcome.errors:
+        print(f"  failed: {line}")
     print(f"MLflow store: {outcome.tracking_uri}")
     print(f"results:      {outcome.results_path}")
     if outcome.report_files:

@@ -391,6 +391,22 @@ def close_running_trial_runs(tracking_uri: str, experiment: str, parent_run_id: 
     return closed
 
 
+def mark_interrupted(tracking_uri: str, experiment: str, parent_run_id: str, reason: str, since_ms: int) -> int:
+    """Record the sweep's trials that an interruption at ``since_ms`` (epoch ms) stopped: runs still RUNNING,
+    and runs Tune stopped after that moment, become KILLED with tag ``ignite_mbo.interrupted``."""
+    client = _client(tracking_uri)
+    marked = 0
+    for run in sweep_trial_runs(tracking_uri, experiment, parent_run_id):
+        stopped_now = (run.info.status == "KILLED" and f"{TAG_PREFIX}stopped" in run.data.tags
+                       and (run.info.end_time or 0) >= since_ms)
+        if run.info.status == "RUNNING" or stopped_now:
+            if stopped_now:
+                _retry(lambda run=run: client.delete_tag(run.info.run_id, f"{TAG_PREFIX}stopped"))
+            close_run(tracking_uri, run.info.run_id, "KILLED", reason, tag="interrupted")
+            marked += 1
+    return marked
+
+
 def log_report(tracking_uri: str, run_id: str, paths: Iterable[Path]) -> None:
     """Log the report's files under ``report/`` of the sweep's parent run, replacing earlier ones."""
     log_files(tracking_uri, run_id, paths, "report")

@@ -171,7 +171,7 @@ def test_raising_trial_is_retried_from_its_checkpoint_and_nan_trial_fails_at_onc
     assert retried_run.info.status == "FINISHED" and retried_run.data.tags["ignite_mbo.attempt"] == "2"
     assert retried_run.data.tags["ignite_mbo.previous_error"].startswith("RuntimeError: injected failure")
     assert "ignite_mbo.error" not in retried_run.data.tags
-    assert [m.step for m in client.get_metric_history(retried_run.info.run_id, "lambda")] == [0], \
+    assert [m.step for m in client.get_metric_history(retried_run.info.run_id, "surrogate.lambda")] == [0], \
         "the restored epoch's metrics are recorded once"
     for seed in ("0", "1", "2"):
         assert runs[seed].info.run_id == table.loc[int(seed), "mlflow_run_id"]
@@ -256,9 +256,170 @@ def test_sweep_whose_driver_is_killed_resumes_with_every_trial_once(tmp_path, de
     finished_before = {run.info.run_id for run in interrupted if run.info.status == "FINISHED"}
     assert finished_before <= set(table["mlflow_run_id"]), "finished trials kept their runs"
     for run in runs:  # one point per epoch, whichever attempt logged it
-        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "val_loss")]
+        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "surrogate.val_loss")]
         assert steps == [0, 1], (run.data.tags["ignite_mbo.trial_id"], steps)
     meta = json.loads((sweep_dir / "sweep.json").read_text())
     parent = MlflowClient(uri).get_run(meta["parent_run_id"])
     assert parent.data.tags["ignite_mbo.resumed"] == "1" and parent.info.status == "FINISHED"
     assert "### 100th percentile" in resumed.stdout
+
+
+# ---- SIGINT and a killed trial worker ------------------------------------------------------------
+
+FOUR = SMALL.replace("seed: [0, 1, 2]", "seed: [0, 1]").replace("name: resumable", "name: four")
+
+
+def count_runs(db: Path, status: str) -> int:
+    """Trial runs with ``status``, read straight from the sqlite file (fast enough to poll)."""
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as connection:
+            return connection.execute(
+                "select count(*) from runs r join tags t on r.run_uuid = t.run_uuid where t.key = 'ignite_mbo.kind' "
+                "and t.value = 'trial' and r.status = ? and r.lifecycle_stage = 'active'", (status,)).fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+class Sweep:
+    """`ignite-mbo sweep` in its own process group (as a terminal's Ctrl-C would reach it), on its own Ray."""
+
+    def __init__(self, tmp_path: Path, design_bench_dir: Path, space: str) -> None:
+        self.folder = tmp_path
+        (tmp_path / "space.yaml").write_text(space)
+        self.uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        self.ray_tmp = tempfile.mkdtemp(prefix="rf", dir="/tmp")  # short: Ray's unix sockets live under it
+        bin_dir = str(Path(sys.executable).parent)
+        self.env = {**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir), "RAY_TMPDIR": self.ray_tmp,
+                    "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        self.command = ["ignite-mbo", "sweep", "space.yaml", "--tracking-uri", self.uri, "--output-dir", "out",
+                        "--num-cpus", "2"]
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> subprocess.Popen:
+        self.process = subprocess.Popen(self.command, cwd=self.folder, env=self.env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, start_new_session=True)
+        return self.process
+
+    def wait_for(self, condition, what: str, timeout: float = 400) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert self.process is not None and self.process.poll() is None, self.process.communicate()
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.2)
+
+    def resume(self, command: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(command, cwd=self.folder, env=self.env, capture_output=True, text=True, timeout=600,
+                              start_new_session=True)
+
+    def cleanup(self) -> None:
+        kill_marked("RAY_TMPDIR", self.ray_tmp)
+        shutil.rmtree(self.ray_tmp, ignore_errors=True)
+
+
+def resume_command(stderr: str) -> list[str]:
+    """The command the interrupted sweep's last line tells the user to run."""
+    import shlex
+
+    last = stderr.strip().splitlines()[-1]
+    assert "--resume" in last, stderr[-2000:]
+    return shlex.split(last.split("run: ", 1)[1])
+
+
+def every_trial_once(uri: str, experiment: str, sweep_dir: Path, trials: int) -> pd.DataFrame:
+    """Every trial exactly once in the Parquet table and in MLflow, all finished, and the two agree."""
+    table = pd.read_parquet(sweep_dir / "results.parquet")
+    assert len(table) == trials and table["trial_id"].is_unique and set(table["status"]) == {"TERMINATED"}
+    assert len(set(zip(table["regularizer"], table["seed"]))) == trials, "no grid point twice, none missing"
+    runs = trial_runs(uri, experiment)
+    assert len(runs) == trials, [(r.data.tags.get("ignite_mbo.trial_id"), r.info.status) for r in runs]
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    assert {run.info.run_id for run in runs} == set(table["mlflow_run_id"])
+    for run in runs:  # one point per epoch, whichever attempt logged it
+        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "surrogate.val_loss")]
+        assert steps == [0, 1], (run.data.tags["ignite_mbo.trial_id"], steps)
+    return table
+
+
+@pytest.mark.slow
+def test_sigint_stops_gracefully_and_resume_finishes_with_every_trial_once(tmp_path, design_bench_dir):
+    sweep = Sweep(tmp_path, design_bench_dir, FOUR)
+    try:
+        driver = sweep.start()
+        sweep.wait_for(lambda: count_runs(tmp_path / "mlflow.db", "FINISHED") >= 1, "a finished trial")
+        os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole process group
+        stdout, stderr = driver.communicate(timeout=300)
+        assert driver.returncode == 130, stderr[-3000:]
+        assert "Traceback" not in stdout + stderr and "Exception ignored" not in stderr, stderr[-3000:]
+        command = resume_command(stderr)
+        assert command[:3] == ["ignite-mbo", "sweep", "space.yaml"] and command[-1] == "--resume"
+        client = MlflowClient(sweep.uri)
+        experiment = client.get_experiment_by_name("four").experiment_id
+        (parent,) = client.search_runs([experiment], "tags.`ignite_mbo.kind` = 'sweep'")
+        assert parent.info.status == "KILLED" and "interrupted" in parent.data.tags["ignite_mbo.interrupted"]
+        runs = trial_runs(sweep.uri, "four")
+        assert "RUNNING" not in {run.info.status for run in runs}, "no run is left RUNNING"
+        stopped = [run for run in runs if run.info.status == "KILLED"]
+        assert all("ignite_mbo.interrupted" in run.data.tags and "ignite_mbo.stopped" not in run.data.tags
+                   for run in stopped), "recorded as interrupted, not stopped by a scheduler"
+        sweep.cleanup()
+
+        resumed = sweep.resume(command)
+        assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    finally:
+        sweep.cleanup()
+    every_trial_once(sweep.uri, "four", tmp_path / "out" / "four", 4)
+    assert MlflowClient(sweep.uri).get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_second_sigint_exits_at_once_with_trials_pending_and_resume_recovers(tmp_path, design_bench_dir):
+    sweep = Sweep(tmp_path, design_bench_dir, FOUR)
+    try:
+        driver = sweep.start()
+        sweep.wait_for(lambda: count_runs(tmp_path / "mlflow.db", "RUNNING") >= 1, "a running trial")
+        os.killpg(driver.pid, signal.SIGINT)
+        time.sleep(0.5)
+        os.killpg(driver.pid, signal.SIGINT)
+        stdout, stderr = driver.communicate(timeout=60)
+        assert driver.returncode == 130, stderr[-3000:]
+        assert "Traceback" not in stdout + stderr, stderr[-3000:]
+        command = resume_command(stderr)
+        sweep.cleanup()  # what the driver started and could not stop in time
+
+        resumed = sweep.resume(command)
+        assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    finally:
+        sweep.cleanup()
+    every_trial_once(sweep.uri, "four", tmp_path / "out" / "four", 4)
+
+
+def trial_workers(ray_tmp: str) -> list[int]:
+    """Process ids of the Ray workers of this sweep that are running a trial."""
+    needle = f"RAY_TMPDIR={ray_tmp}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if b"ImplicitFunc" in (entry / "cmdline").read_bytes() and needle in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_trial_worker_is_retried_with_every_trial_once(tmp_path, design_bench_dir):
+    sweep = Sweep(tmp_path, design_bench_dir, FOUR)
+    try:
+        driver = sweep.start()
+        sweep.wait_for(lambda: count_runs(tmp_path / "mlflow.db", "RUNNING") >= 1 and trial_workers(sweep.ray_tmp),
+                       "a trial running in a worker")
+        victim = trial_workers(sweep.ray_tmp)[0]
+        os.kill(victim, signal.SIGKILL)
+        stdout, stderr = driver.communicate(timeout=600)
+        assert driver.returncode == 0, stdout[-2000:] + stderr[-3000:]
+    finally:
+        sweep.cleanup()
+    table = every_trial_once(sweep.uri, "four", tmp_path / "out" / "four", 4)
+    assert (table["attempt"] == 2).sum() >= 1, "the killed trial ran again"

@@ -33,22 +33,21 @@ def quiet_ray() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     for name in ("ray", "ray.tune", "ray.train", "ray.air", "ray._private", "ray.util"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # trial errors: the table, results and MLflow say why
     warnings.filterwarnings("ignore", module="ray")
 
 
 class TrialTable(tune.Callback):
     """Prints one header, then one row per trial as it ends, and a count line at the end."""
 
-    def __init__(self, grid: list[dict[str, Any]], stream: TextIO | None = None) -> None:
-        self.grid = grid
-        self.stream = stream or sys.stdout
+    def __init__(self, grid: list[dict[str, Any]]) -> None:
+        self.grid = grid  # no stream kept: Tune pickles its callbacks with the experiment's state
         self.epochs: dict[str, int] = {}
         self.printed_header = False
 
     def _print(self, cells: list[str]) -> None:
         line = "  ".join(cell[:width].ljust(width) for cell, (_, width) in zip(cells, COLUMNS, strict=True))
-        print(line.rstrip(), file=self.stream, flush=True)
+        print(line.rstrip(), file=sys.stdout, flush=True)
 
     def header(self) -> None:
         if not self.printed_header:

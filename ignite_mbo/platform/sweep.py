@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -54,6 +55,8 @@ class SweepOutcome:
     tracking_uri: str
     report_files: list[Path]
     ui_url: str
+    errors: list[str]
+    """One line per failed trial: which trial and why."""
 
 
 class SweepInterrupted(Exception):
@@ -239,13 +242,18 @@ class SweepRun:
                             "pick another --output-dir") from None
 
     def close(self, status: str, reason: str | None = None) -> None:
-        """Close the parent run (and trial runs left RUNNING) as ``status`` with ``reason``."""
+        """Close the parent run (and trial runs left RUNNING) as FINISHED or FAILED with ``reason``."""
         record = self.record
-        tag = "interrupted" if status == "KILLED" else "error"
         if reason:
             store.close_running_trial_runs(record.tracking_uri, record.experiment, record.parent_run_id,
-                                           status, reason, tag=tag)
-        store.close_run(record.tracking_uri, record.parent_run_id, status, reason, tag=tag)
+                                           status, reason)
+        store.close_run(record.tracking_uri, record.parent_run_id, status, reason)
+
+    def interrupted(self, since_ms: int) -> None:
+        """The sweep was interrupted at ``since_ms``: the trials it stopped and the parent run become KILLED."""
+        record = self.record
+        store.mark_interrupted(record.tracking_uri, record.experiment, record.parent_run_id, INTERRUPTED, since_ms)
+        store.close_run(record.tracking_uri, record.parent_run_id, "KILLED", INTERRUPTED, tag="interrupted")
 
 
 class Interruptions:
@@ -255,6 +263,7 @@ class Interruptions:
     def __init__(self, resume_hint: str) -> None:
         self.resume_hint = resume_hint
         self.count = 0
+        self.first_at_ms = 0
         self.previous: Any = None
 
     def __enter__(self) -> Interruptions:
@@ -268,6 +277,7 @@ class Interruptions:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
         if self.count == 1:
+            self.first_at_ms = int(time.time() * 1000) - 1000  # slack for clocks of other processes
             print("\ninterrupted: stopping the running trials and saving the sweep "
                   "(press Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
             os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop
@@ -339,14 +349,14 @@ def run_sweep(
             tuner = build_tuner(plan, sweep.record, tasks, callbacks)
             results = tuner.fit()
         if interruptions.count:
-            sweep.close("KILLED", INTERRUPTED)
+            sweep.interrupted(interruptions.first_at_ms)
             raise SweepInterrupted(plan.sweep_dir)
         table = collect_results(results, plan.grid, plan.spec)
         return finish_sweep(plan.sweep_dir, table, sweep.record)
     except SweepInterrupted:
         raise
     except KeyboardInterrupt:
-        sweep.close("KILLED", INTERRUPTED)
+        sweep.interrupted(int(time.time() * 1000) - 60_000)
         raise SweepInterrupted(plan.sweep_dir) from None
     except BaseException as error:
         sweep.close("FAILED", f"{type(error).__name__}: {error}")
@@ -567,5 +577,7 @@ def finish_sweep(sweep_dir: Path, table: pd.DataFrame, record: SweepRecord) -> S
                      f"MLflow run {best['mlflow_run_id']}: {pd.Series(config).to_json()}\n")
     store.set_run_tags(uri, parent, tags)
     store.close_run(uri, parent, "FINISHED")
+    errors = [f"{row.baseline} {row.regularizer} {row.task} s{row.seed}: {str(row.error).splitlines()[0][:300]}"
+              for row in table[table["status"] == "ERROR"].itertuples()]
     return SweepOutcome(sweep_dir, results_path, markdown, len(table), num_errors, uri, paths,
-                        store.experiment_url(uri, record.experiment))
+                        store.experiment_url(uri, record.experiment), errors)

@@ -3,8 +3,9 @@
 Per attempt of a trial:
 
 * its MLflow run is found by the tags ``ignite_mbo.trial_id`` (the Tune trial id) and
-  ``ignite_mbo.sweep_run_id`` (the sweep's parent run), else created: a retried or resumed trial keeps its run
-  (one interrupted while writing its final metrics is replaced, see ``TrialRecorder``);
+  ``ignite_mbo.sweep_run_id`` (the sweep's parent run), else created; an earlier attempt's run that
+  already has metrics is replaced (see :class:`~ignite_mbo.mlflow_store.TrialRecorder`), so every
+  metric is recorded once; metrics stream to MLflow at the end of every epoch;
 * a run that already FINISHED (the driver died before Tune recorded the trial) is not run again:
   its summary is reported as the trial's result;
 * the trial runs with a :class:`~ignite_mbo.checkpoints.CheckpointStore` active, seeded from the
@@ -66,7 +67,7 @@ def objective_value(result: TrialResult, objective: Objective) -> float:
 def mbo_trainable(
     params: dict[str, Any], *, tasks: dict[str, Task], tracking_uri: str, experiment: str,
     parent_run_id: str | None, grid: list[dict[str, Any]] | None = None, objective: str | None = None,
-    max_retries: int = 0, numbered_names: bool = False,
+    numbered_names: bool = False,
 ) -> None:
     """Run the trial ``params`` describes; report per-epoch surrogate metrics, checkpoints, then the final scores."""
     context = tune.get_context()
@@ -75,7 +76,7 @@ def mbo_trainable(
     goal = OBJECTIVES[objective] if objective else None
     device = resolve_device("auto")
     trial_id = context.get_trial_id()
-    index = int(trial_id.rsplit("_", 1)[-1]) if numbered_names and trial_id[-1:].isdigit() else None
+    index = trial_id.rsplit("_", 1)[-1] if numbered_names else None
     recorder = TrialRecorder(tracking_uri, experiment, config, parent_run_id=parent_run_id,
                              run_name=run_name(nested, index), trial_id=trial_id,
                              tags={f"{TAG_PREFIX}tune_trial_name": context.get_trial_name()})

@@ -60,8 +60,9 @@ def short_task(task: str) -> str:
     return task.split("-", 1)[0]
 
 
-def run_name(config: dict[str, Any], index: int | None = None) -> str:
-    """A short, distinct MLflow run name: ``grad-ascent ignite TFBind8 s3`` (``#7`` when the grid repeats them)."""
+def run_name(config: dict[str, Any], index: str | None = None) -> str:
+    """A short, distinct MLflow run name: ``grad-ascent ignite TFBind8 s3`` (``#00007``, the Tune trial's
+    number, when several trials share those four)."""
     regularizer = config.get("regularizer") or {}
     name = regularizer.get("name", "none") if isinstance(regularizer, dict) else str(regularizer)
     text = f"{config.get('baseline', 'grad-ascent')} {name} {short_task(str(config.get('task', 'TFBind8')))} s{config.get('seed', 0)}"

@@ -281,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"ignite-mbo {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except PermissionError as error:
+        print(f"ignite-mbo {args.command}: error: permission denied: {error.filename or error}; "
+              "make it readable (and writable where results go) or pick another path", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"ignite-mbo {args.command}: interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT

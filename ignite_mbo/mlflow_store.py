@@ -254,8 +254,9 @@ class TrialRecorder:
             return self._create(carried)
         _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
         self.set_tags({f"{TAG_PREFIX}attempt": str(self.attempt), **carried}, run_id=run_id)
-        if error:
-            _retry(lambda: self.client.delete_tag(run_id, f"{TAG_PREFIX}error"))
+        for ended in ("error", "interrupted", "stopped"):  # this attempt has not ended
+            if f"{TAG_PREFIX}{ended}" in self._existing_tags:
+                _retry(lambda ended=ended: self.client.delete_tag(run_id, f"{TAG_PREFIX}{ended}"))
         return run_id
 
     def reopen(self) -> None:
@@ -310,12 +311,11 @@ class TrialRecorder:
         _retry(lambda: self.client.log_artifacts(self.run_id, str(artifacts)))
         _retry(lambda: self.client.set_terminated(self.run_id, "FINISHED"))
 
-    def close(self, status: str, reason: str, *, tag: str = "error", flush: bool = True) -> None:
-        """Close the run as FAILED or KILLED with ``reason`` in tag ``ignite_mbo.<tag>``."""
-        if flush:
-            self.flush()
-        self.metrics = []
-        _retry(lambda: self.client.set_tag(self.run_id, f"{TAG_PREFIX}{tag}", reason[:5000]))
+    def close(self, status: str, reason: str | None = None, *, tag: str = "error") -> None:
+        """Write the buffered metrics; close the run as FAILED or KILLED, ``reason`` in tag ``ignite_mbo.<tag>``."""
+        self.flush()
+        if reason:
+            _retry(lambda: self.client.set_tag(self.run_id, f"{TAG_PREFIX}{tag}", reason[:5000]))
         _retry(lambda: self.client.set_terminated(self.run_id, status))
 
 
@@ -394,14 +394,11 @@ def close_running_trial_runs(tracking_uri: str, experiment: str, parent_run_id: 
 def mark_interrupted(tracking_uri: str, experiment: str, parent_run_id: str, reason: str, since_ms: int) -> int:
     """Record the sweep's trials that an interruption at ``since_ms`` (epoch ms) stopped: runs still RUNNING,
     and runs Tune stopped after that moment, become KILLED with tag ``ignite_mbo.interrupted``."""
-    client = _client(tracking_uri)
     marked = 0
     for run in sweep_trial_runs(tracking_uri, experiment, parent_run_id):
-        stopped_now = (run.info.status == "KILLED" and f"{TAG_PREFIX}stopped" in run.data.tags
-                       and (run.info.end_time or 0) >= since_ms)
+        explained = {f"{TAG_PREFIX}stopped", f"{TAG_PREFIX}interrupted"} & set(run.data.tags)
+        stopped_now = run.info.status == "KILLED" and not explained and (run.info.end_time or 0) >= since_ms
         if run.info.status == "RUNNING" or stopped_now:
-            if stopped_now:
-                _retry(lambda run=run: client.delete_tag(run.info.run_id, f"{TAG_PREFIX}stopped"))
             close_run(tracking_uri, run.info.run_id, "KILLED", reason, tag="interrupted")
             marked += 1
     return marked

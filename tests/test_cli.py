@@ -37,7 +37,41 @@ def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
     assert exit_info.value.code == 0
-    assert "usage: ignite-mbo" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "usage: ignite-mbo" in out
+    if command in (["run"], ["sweep"], ["data"]):
+        assert "(default:" in out, "help shows defaults"
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("ignite-mbo 0.")
+
+
+def test_run_quiet_has_no_progress_bar(design_bench_dir):
+    completed = subprocess.run(
+        ["ignite-mbo", "run", "--fidelity", "quick", "--set", "hidden_size=16", "--set", "epochs=1", "--quiet"],
+        capture_output=True, text=True, env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir),
+                                            "OMP_NUM_THREADS": "1"}, check=True)
+    assert completed.stderr == "" and json.loads(completed.stdout.splitlines()[-1])["num_candidates"] == 128
+
+
+def test_run_with_tracking_leaves_no_run_running(tmp_path, design_bench_dir):
+    """A trial that fails (here: its loss goes non-finite) closes its MLflow run FAILED with the reason."""
+    from mlflow.tracking import MlflowClient
+
+    completed = subprocess.run(
+        ["ignite-mbo", "run", "--fidelity", "quick", "--set", "hidden_size=32", "--set", "epochs=1", "--quiet",
+         "--set", "solver_steps=20", "--set", "learning_rate=1000", "--set", "batch_size=2048", "--seed", "2",
+         "--tracking-uri", "sqlite:///mlflow.db"],
+        cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir), "OMP_NUM_THREADS": "1"})
+    assert completed.returncode == 1 and "Traceback" not in completed.stderr
+    assert len(completed.stderr.strip().splitlines()) == 1 and "non-finite" in completed.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("runs").experiment_id])
+    assert run.info.status == "FAILED" and "NonFiniteLossError" in run.data.tags["ignite_mbo.error"]
 
 
 @pytest.mark.parametrize(
@@ -102,6 +136,8 @@ def test_run_prints_summary_json_on_last_line(design_bench_dir):
                                             "OMP_NUM_THREADS": "1"}, check=True,
     )
     summary = json.loads(completed.stdout.strip().splitlines()[-1])
+    bars = completed.stderr.replace("\r", "\n")
+    assert "epochs" in bars and "1/1" in bars and "%|" in bars, "a progress bar with counts on stderr"
     for key in ("score_100th", "score_80th", "score_50th", "num_candidates", "sharpness_candidates",
                 "sharpness_train", "final_lambda"):
         assert key in summary

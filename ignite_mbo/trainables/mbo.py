@@ -140,9 +140,9 @@ def mbo_trainable(
             except Exception:  # noqa: BLE001 - the original error matters more
                 pass
             raise
-        except SystemExit:  # Tune stopped the trial: a scheduler's decision, or the sweep was interrupted
+        except SystemExit:  # Tune stopped the trial: the driver records why (a scheduler, or an interruption)
             recorder.set_tags({f"{TAG_PREFIX}reached": store.progress()})
-            recorder.close("KILLED", "by Tune (the scheduler, or the sweep was interrupted)", tag="stopped")
+            recorder.close("KILLED")
             raise
 
         if goal is not None:

@@ -21,6 +21,7 @@ scheduler's clock) and, when the sweep has an objective, ``objective``.
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import tempfile
@@ -70,6 +71,8 @@ def mbo_trainable(
     numbered_names: bool = False,
 ) -> None:
     """Run the trial ``params`` describes; report per-epoch surrogate metrics, checkpoints, then the final scores."""
+    for name in ("ray.tune", "ray.train"):  # no "Checkpoint successfully created" per epoch in the driver's log
+        logging.getLogger(name).setLevel(logging.WARNING)
     context = tune.get_context()
     nested = resolve_params(params, grid or [])
     config = TrialConfig.parse(nested)

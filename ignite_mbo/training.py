@@ -13,6 +13,7 @@ regularizer's statistics stay on the device and are read once per epoch.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -195,8 +196,14 @@ class _GraphedStep:
         self.inputs = (xb.clone(), yb.clone(), wb.clone())
         self.step.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.step(*self.inputs)
+        try:
+            with torch.cuda.graph(graph):
+                self.step(*self.inputs)
+        except RuntimeError as error:  # nothing ran during the capture: go on eagerly from this batch
+            warnings.warn(f"CUDA graph capture failed, training eagerly: {error}", RuntimeWarning, stacklevel=2)
+            self.eager_steps, self.WARMUP = 0, 1 << 62
+            self.step(xb, yb, wb)
+            return
         self.graph = graph
         graph.replay()
 

@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--deadline", type=float, default=float("inf"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--order", choices=["seed", "baseline"], default="seed",
+                        help="seed: every baseline's early seeds first; baseline: as listed, all its seeds first")
     args = parser.parse_args()
 
     options = {k: json.loads(v) for k, v in (pair.split("=", 1) for pair in args.set)}
@@ -69,24 +71,25 @@ def main() -> None:
     if args.out.exists():
         done = {key(json.loads(line)) for line in args.out.read_text().splitlines() if line.strip()}
     jobs = []
-    for seed in parse_seeds(args.seeds):  # seed-major: every baseline gets its early seeds first
-        for baseline in args.baselines:
-            for regularizer in args.regularizers:
-                job = {"task": args.task, "baseline": baseline, "regularizer": {"name": regularizer}, "seed": seed,
-                       "fidelity": args.fidelity, "baseline_options": options}
-                row = {"task": args.task, "baseline": baseline, "regularizer": regularizer, "seed": seed,
-                       "fidelity": args.fidelity, "options": options}
-                if key(row) not in done:
-                    jobs.append({**job, "threads": args.threads})
+    grid = [(seed, baseline) for seed in parse_seeds(args.seeds) for baseline in args.baselines]
+    if args.order == "baseline":
+        grid.sort(key=lambda pair: args.baselines.index(pair[1]))
+    for seed, baseline in grid:
+        for regularizer in args.regularizers:
+            job = {"task": args.task, "baseline": baseline, "regularizer": {"name": regularizer}, "seed": seed,
+                   "fidelity": args.fidelity, "baseline_options": options}
+            row = {"task": args.task, "baseline": baseline, "regularizer": regularizer, "seed": seed,
+                   "fidelity": args.fidelity, "options": options}
+            if key(row) not in done:
+                jobs.append({**job, "threads": args.threads})
 
-    started, finished = time.time(), 0
+    started = time.time()
     context = mp.get_context("spawn")
     with context.Pool(args.workers, maxtasksperchild=1) as pool:
         pending = []
         for job in jobs:
             while len(pending) >= args.workers:
                 pending = _collect(pending, args.out)
-                finished = _count(args.out) - len(done)
                 time.sleep(0.2)
             if time.time() - started > args.deadline:
                 break

@@ -132,7 +132,7 @@ class SharpnessConstraint:
         else:
             penalty = self._finite_difference_penalty(used_params, [t.detach() for t in g], step, members, mean_prediction)
 
-        for i, p in enumerate(params):
+        for i, p in enumerate(params):  # uses λ before this step's update, as the reference does
             total = loss_grads[i]
             if i in used:
                 term = per_member(lam, p, members) * penalty[used.index(i)]
@@ -141,10 +141,10 @@ class SharpnessConstraint:
                 p.grad = total if p.grad is None else p.grad + total
 
         sharpness = self.rho * norm
-        stats = {"sharpness": sharpness, "grad_norm": norm}
-        new_lam = lam + self.lambda_lr * (sharpness - self.epsilon)
-        self.lam = new_lam.clamp_min(0.0) if self.project_lambda else new_lam
-        return stats
+        lam.add_(self.lambda_lr * (sharpness - self.epsilon))  # in place: a captured CUDA graph keeps updating it
+        if self.project_lambda:
+            lam.clamp_min_(0.0)
+        return {"sharpness": sharpness, "grad_norm": norm}
 
     def _finite_difference_penalty(self, params: list[nn.Parameter], g: list[torch.Tensor], step: torch.Tensor,
                                    members: int, mean_prediction: MeanPrediction) -> list[torch.Tensor]:

@@ -46,9 +46,10 @@ class Streams:
         self.used[name] = value
         return value
 
-    def torch(self, name: str) -> torch.Generator:
-        """A CPU ``torch.Generator`` for stream ``name``."""
-        return torch.Generator().manual_seed(self.seed(name))
+    def torch(self, name: str, device: torch.device | str = "cpu") -> torch.Generator:
+        """A ``torch.Generator`` for stream ``name`` on ``device`` (draws on a GPU stay on the GPU;
+        the same stream draws different numbers on different devices)."""
+        return torch.Generator(device=device).manual_seed(self.seed(name))
 
     def numpy(self, name: str) -> np.random.Generator:
         """A numpy ``Generator`` for stream ``name``."""

@@ -12,6 +12,8 @@ regularizer's statistics stay on the device and are read once per epoch.
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,6 +23,7 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
+from ignite_mbo.models import gaussian_nll
 from ignite_mbo.progress import SILENT, Progress
 from ignite_mbo.regularizers import Regularizer, member_norms, num_members
 from ignite_mbo.streams import Streams
@@ -125,16 +128,103 @@ def _rows(x: torch.Tensor, rows: torch.Tensor, shared: bool) -> torch.Tensor:
     return x[rows[0]] if shared else x[rows]
 
 
+class _Step:
+    """One optimizer step on a minibatch, accumulating the epoch's loss, finiteness and sharpness on
+    the device (nothing here waits for the device)."""
+
+    def __init__(self, model: nn.Module, loss: Loss, regularizer: Regularizer, optimizer: torch.optim.Optimizer,
+                 members: int, device: torch.device) -> None:
+        self.model, self.loss, self.regularizer, self.optimizer = model, loss, regularizer, optimizer
+        self.loss_sum = torch.zeros(members, device=device)
+        self.sharpness_sum = torch.zeros(members, device=device)
+        self.finite = torch.ones((), dtype=torch.bool, device=device)
+        self.constrained = False
+
+    def reset(self) -> None:
+        self.loss_sum.zero_()
+        self.sharpness_sum.zero_()
+        self.finite.fill_(True)
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor) -> None:
+        model = self.model
+        self.optimizer.zero_grad(set_to_none=True)
+        batch_loss, mean = self.loss(model, xb, yb, wb)
+        stats = self.regularizer.backward(model, batch_loss,
+                                          lambda: model.predict_mean(xb).mean(dim=(-2, -1)).reshape(-1),
+                                          current_mean=mean)
+        self.optimizer.step()
+        self.loss_sum.add_(batch_loss.detach())
+        self.finite.logical_and_(torch.isfinite(batch_loss.detach()).all())
+        if "sharpness" in stats:
+            self.sharpness_sum.add_(stats["sharpness"])
+            self.constrained = True
+
+
+class _GraphedStep:
+    """The same step captured once as a CUDA graph and replayed: one launch per minibatch instead of
+    hundreds. Full-size batches replay the graph (after a few eager warm-up steps, which are real
+    steps); a smaller last batch runs eagerly. Same arithmetic, same order, same numbers."""
+
+    WARMUP = 3
+
+    def __init__(self, step: _Step) -> None:
+        self.step = step
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.inputs: tuple[torch.Tensor, ...] = ()
+        self.eager_steps = 0
+
+    def reset(self) -> None:
+        self.step.reset()
+
+    def __getattr__(self, name: str):  # the accumulators and flags of the wrapped step
+        return getattr(self.step, name)
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor) -> None:
+        if self.graph is not None and all(a.shape == b.shape for a, b in zip(self.inputs, (xb, yb, wb))):
+            for static, value in zip(self.inputs, (xb, yb, wb)):
+                static.copy_(value)
+            self.graph.replay()
+            return
+        if self.graph is not None or self.eager_steps < self.WARMUP:
+            self.eager_steps += 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.step(xb, yb, wb)
+            torch.cuda.current_stream().wait_stream(side)
+            return
+        self.inputs = (xb.clone(), yb.clone(), wb.clone())
+        self.step.optimizer.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self.step(*self.inputs)
+        except RuntimeError as error:  # nothing ran during the capture: go on eagerly from this batch
+            warnings.warn(f"CUDA graph capture failed, training eagerly: {error}", RuntimeWarning, stacklevel=2)
+            self.eager_steps, self.WARMUP = 0, 1 << 62
+            self.step(xb, yb, wb)
+            return
+        self.graph = graph
+        graph.replay()
+
+
+def cuda_graphs_enabled(device: torch.device, loss: Loss) -> bool:
+    """Capture the step as a CUDA graph on CUDA for the plain Gaussian NLL (losses with state of
+    their own or host-side randomness run eagerly); ``IGNITE_MBO_CUDA_GRAPHS=0`` turns it off."""
+    return device.type == "cuda" and loss is gaussian_nll and os.environ.get("IGNITE_MBO_CUDA_GRAPHS", "1") != "0"
+
+
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, splits: Splits, regularizer: Regularizer,
         settings: FitSettings, loss: Loss, *, log: MetricLogger | None = None, prefix: str = "",
         progress: Progress = SILENT) -> list[dict[str, float]]:
     """Train every member of ``model`` on (x, y) with Adam, ``regularizer.backward`` replacing backward.
 
-    ``x`` holds flat features (rows, features), ``y`` targets (rows, 1). Returns one dict per epoch
-    of the member-averaged metrics; each epoch's per-member metrics go to ``log`` in one call, keyed
-    ``{prefix}{name}`` for one member or ``{prefix}member_{m}/{name}``: train/validation loss,
+    ``x`` holds flat features or tokens (rows, ...), ``y`` targets (rows, 1). Returns one dict per
+    epoch of the member-averaged metrics; each epoch's per-member metrics go to ``log`` in one call,
+    keyed ``{prefix}{name}`` for one member or ``{prefix}member_{m}/{name}``: train/validation loss,
     validation Spearman correlation, λ, the constraint's sharpness as the regularizer saw it, and
-    the measured sharpness ``SHARPNESS_RHO·‖∇G‖`` on a fixed training batch.
+    the measured sharpness ``SHARPNESS_RHO·‖∇G‖`` on a fixed training batch. On CUDA the step is a
+    replayed CUDA graph where possible (:func:`cuda_graphs_enabled`).
     """
     device = next(model.parameters()).device
     members, shared = splits.num_members, splits.shared
@@ -145,40 +235,33 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, splits: Splits, regu
     validation = splits.validation.to(device)
     orders = [torch.Generator().manual_seed(seed) for seed in splits.order_seeds[: 1 if shared else members]]
     probe = _rows(x, training[:, : settings.batch_size], shared)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, eps=KERAS_ADAM_EPSILON)
+    graphed = cuda_graphs_enabled(device, loss)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, eps=KERAS_ADAM_EPSILON,
+                                 capturable=graphed)
+    step: _Step | _GraphedStep = _Step(model, loss, regularizer, optimizer, members, device)
+    if graphed:
+        step = _GraphedStep(step)
     size, batch = training.shape[1], settings.batch_size
 
     history = []
     progress.phase(f"{prefix or 'surrogate '}epochs".strip(), settings.epochs)
     for epoch in range(settings.epochs):
         model.train()
+        step.reset()
         order = torch.stack([torch.randperm(size, generator=g) for g in orders]).to(device)
         order = order.expand(members, size) if shared else order
         rows, row_weights = training.gather(1, order), weights.gather(1, order)
-        loss_sum = torch.zeros(members, device=device)
-        sharpness_sum = torch.zeros(members, device=device)
-        finite = torch.ones((), dtype=torch.bool, device=device)
         num_batches = 0
         for start in range(0, size, batch):
-            xb = _rows(x, rows[:, start:start + batch], shared)
-            yb = _rows(y, rows[:, start:start + batch], shared)
-            optimizer.zero_grad(set_to_none=True)
-            batch_loss, mean = loss(model, xb, yb, row_weights[:, start:start + batch])
-            stats = regularizer.backward(model, batch_loss,
-                                         lambda xb=xb: model.predict_mean(xb).mean(dim=(-2, -1)).reshape(-1),
-                                         current_mean=mean)
-            optimizer.step()
-            loss_sum += batch_loss.detach()
-            finite &= torch.isfinite(batch_loss.detach()).all()
-            if "sharpness" in stats:
-                sharpness_sum += stats["sharpness"]
+            step(_rows(x, rows[:, start:start + batch], shared), _rows(y, rows[:, start:start + batch], shared),
+                 row_weights[:, start:start + batch])
             num_batches += 1
-        if not bool(finite):
+        if not bool(step.finite):
             raise NonFiniteLossError(f"{prefix}training loss became non-finite in epoch {epoch}")
 
         per_member = _epoch_metrics(model, loss, x, y, validation, shared, probe,
-                                    train_loss=loss_sum / num_batches, regularizer=regularizer,
-                                    constraint=sharpness_sum / num_batches if "sharpness" in stats else None)
+                                    train_loss=step.loss_sum / num_batches, regularizer=regularizer,
+                                    constraint=step.sharpness_sum / num_batches if step.constrained else None)
         extra = loss.epoch_metrics() if hasattr(loss, "epoch_metrics") else {}
         history.append({key: float(np.mean([m[key] for m in per_member])) for key in per_member[0]} | extra)
         if log is not None:

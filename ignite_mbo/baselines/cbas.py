@@ -123,7 +123,7 @@ class DesignVAE(nn.Module):
     def loss(self, x: torch.Tensor, weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Weighted negative ELBO with a β-weighted KL term, one reparameterised latent per design."""
         posterior = self.encode(x)
-        noise = torch.randn(posterior.loc.shape, generator=generator).to(x.device)
+        noise = torch.randn(posterior.loc.shape, generator=generator, device=generator.device).to(x.device)
         z = posterior.loc + posterior.scale * noise
         nll = -self.decode(z).log_prob(x)
         kl = torch.distributions.kl_divergence(posterior, Normal(0.0, 1.0)).sum(dim=-1)
@@ -135,9 +135,9 @@ def sample(distribution: Distribution, generator: torch.Generator) -> torch.Tens
     base = distribution.base_dist if isinstance(distribution, Independent) else distribution
     if isinstance(base, Categorical):
         probs = base.probs.reshape(-1, base.probs.shape[-1])
-        draws = torch.multinomial(probs.cpu(), 1, generator=generator)
+        draws = torch.multinomial(probs.to(generator.device), 1, generator=generator)
         return draws.reshape(base.batch_shape).to(probs.device)
-    noise = torch.randn(base.loc.shape, generator=generator).to(base.loc.device)
+    noise = torch.randn(base.loc.shape, generator=generator, device=generator.device).to(base.loc.device)
     return base.loc + base.scale * noise
 
 
@@ -149,22 +149,23 @@ def fit_vae(vae: DesignVAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, w
     The validation loss is unweighted. Each epoch's losses go to ``log`` (if given) with ``prefix``,
     and each epoch advances ``progress``.
     """
-    order = torch.randperm(len(x), generator=generator).to(x.device)
+    order = torch.randperm(len(x), generator=generator, device=generator.device).to(x.device)
     val_rows, train_rows = order[:validation_size], order[validation_size:]
     metrics: dict[str, float] = {}
     for epoch in range(epochs):
         vae.train()
-        losses = []
-        for batch in train_rows[torch.randperm(len(train_rows), generator=generator).to(x.device)].split(batch_size):
+        total, batches = torch.zeros((), device=x.device), 0
+        shuffle = torch.randperm(len(train_rows), generator=generator, device=generator.device).to(x.device)
+        for batch in train_rows[shuffle].split(batch_size):
             optimizer.zero_grad(set_to_none=True)
             loss = vae.loss(x[batch], weights[batch], generator)
             loss.backward()
             optimizer.step()
-            losses.append(loss.item())
+            total, batches = total + loss.detach(), batches + 1
         vae.eval()
         with torch.no_grad():
             val_loss = vae.loss(x[val_rows], torch.ones(len(val_rows), device=x.device), generator)
-        metrics = {"train_loss": float(np.mean(losses)), "val_loss": float(val_loss)}
+        metrics = {"train_loss": float(total) / max(batches, 1), "val_loss": float(val_loss)}
         if log is not None:
             log({prefix + key: value for key, value in metrics.items()}, epoch)
         progress.advance()
@@ -192,7 +193,7 @@ class CbAS:
     @torch.no_grad()
     def draw(self, count: int) -> torch.Tensor:
         """``count`` designs from the search VAE."""
-        z = torch.randn(count, self.search.latent_size, generator=self.generator).to(self.ctx.device)
+        z = torch.randn(count, self.search.latent_size, generator=self.generator, device=self.generator.device)
         return sample(self.search.decode(z), self.generator)
 
     @torch.no_grad()
@@ -203,7 +204,7 @@ class CbAS:
         shrinking scale damps later updates); they are formed in log space and capped at float32's
         largest value so that they cannot overflow to inf."""
         count = self.settings.online_batches * self.settings.vae_batch_size
-        z = torch.randn(count, self.search.latent_size, generator=self.generator).to(self.ctx.device)
+        z = torch.randn(count, self.search.latent_size, generator=self.generator, device=self.generator.device)
         q_x, p_x = self.search.decode(z), self.prior.decode(z)
         x = sample(q_x, self.generator)
         means, stds = ensemble_predictive(self.surrogate, x)
@@ -238,10 +239,10 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
     ctx.progress.phase("prior VAE epochs", offline_epochs)
     fit_vae(prior, torch.optim.Adam(prior.parameters(), lr=settings.vae_learning_rate, eps=KERAS_ADAM_EPSILON), x,
             torch.ones(len(x), device=ctx.device), epochs=offline_epochs, batch_size=settings.vae_batch_size,
-            validation_size=settings.validation_size, generator=ctx.streams.torch("cbas/prior"), log=ctx.log,
+            validation_size=settings.validation_size, generator=ctx.streams.torch("cbas/prior", ctx.device), log=ctx.log,
             prefix="prior_vae/", progress=ctx.progress)
 
-    cbas = CbAS(surrogate, prior, settings, ctx, ctx.streams.torch("cbas/search"))
+    cbas = CbAS(surrogate, prior, settings, ctx, ctx.streams.torch("cbas/search", ctx.device))
     stats: dict[str, float] = {}
     ctx.progress.phase("CbAS iterations", settings.iterations)
     for iteration in range(settings.iterations):

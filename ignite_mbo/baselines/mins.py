@@ -98,7 +98,7 @@ class OneHotSpace(DesignSpace):
 
 def relaxed_one_hot(logits: torch.Tensor, temp: float, generator: torch.Generator) -> torch.Tensor:
     """A Gumbel-softmax (relaxed one-hot categorical) sample over the last axis."""
-    uniform = torch.rand(logits.shape, generator=generator).clamp(1e-10, 1.0).to(logits.device)
+    uniform = torch.rand(logits.shape, generator=generator, device=generator.device).clamp(1e-10, 1.0).to(logits.device)
     return torch.softmax((logits - torch.log(-torch.log(uniform))) / temp, dim=-1)
 
 
@@ -154,7 +154,7 @@ class Generator(nn.Module):
         self.body = _ScoreConditionedMLP(latent_size, int(np.prod(design_shape)), hidden)
 
     def sample(self, y: torch.Tensor, temp: float, generator: torch.Generator) -> torch.Tensor:
-        z = torch.randn((len(y), self.latent_size), generator=generator).to(y.device)
+        z = torch.randn((len(y), self.latent_size), generator=generator, device=generator.device).to(y.device)
         out = self.body(z, y).reshape(len(y), *self.design_shape)
         return relaxed_one_hot(torch.log_softmax(out, dim=-1), temp, generator) if self.discrete else out
 
@@ -202,7 +202,7 @@ def train_inverse_model(
                                      eps=KERAS_ADAM_EPSILON)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=settings.discriminator_lr, betas=betas,
                                   eps=KERAS_ADAM_EPSILON)
-    rng = ctx.streams.torch("mins/gan/noise")
+    rng = ctx.streams.torch("mins/gan/noise", ctx.device)
     order = torch.randperm(len(x), generator=ctx.streams.torch("mins/gan/split"))
     batches = order[settings.validation_size:].to(ctx.device).split(settings.gan_batch_size)  # one shuffle, kept
 
@@ -220,7 +220,7 @@ def train_inverse_model(
             with torch.no_grad():
                 fake = generator.sample(yb, temp, rng)
             d_real, d_fake = critic(xb, yb), critic(fake, yb)
-            mix = torch.rand((len(xb),) + (1,) * (xb.dim() - 1), generator=rng).to(ctx.device)
+            mix = torch.rand((len(xb),) + (1,) * (xb.dim() - 1), generator=rng, device=rng.device).to(ctx.device)
             penalty = critic.gradient_penalty(xb * mix + fake * (1 - mix), yb)
             critic_loss = (wb * (d_fake - d_real + settings.penalty_weight * penalty)).mean()
             critic_opt.zero_grad(set_to_none=True)
@@ -255,7 +255,7 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
     targets = TargetScaler.fit(task.y).transform(task.y)
 
     # The regularized forward model: trained and measured, never queried by the search.
-    noise = ctx.streams.torch("mins/forward/input_noise")
+    noise = ctx.streams.torch("mins/forward/input_noise", ctx.device)
 
     def noisy_nll(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
                   wb: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -280,7 +280,7 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
                                                  epochs=gan_epochs(task, settings), discrete=task.is_discrete)
     condition = device_targets.max().expand(settings.num_designs, 1)
     with torch.no_grad():
-        designs = generator.sample(condition, SAMPLING_TEMP, ctx.streams.torch("mins/sample"))
+        designs = generator.sample(condition, SAMPLING_TEMP, ctx.streams.torch("mins/sample", ctx.device))
     metrics = {f"final_{name}": gan_metrics[name] for name in ("generator_loss", "critic_loss", "wasserstein")
                if name in gan_metrics}
     metrics["condition_score"] = float(task.normalize_score(task.y.max()))  # y*, in the summary's score units

@@ -6,11 +6,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ignite_mbo import tasks
 from ignite_mbo.baselines import BASELINES, load
 from ignite_mbo.baselines.base import BaselineSettings
 from ignite_mbo.errors import UserError
 from ignite_mbo.regularizers import CONFIGS, NoneConfig, RegularizerConfig, one_line
-from ignite_mbo import tasks
 from ignite_mbo.tasks import REGISTRY
 
 Fidelity = Literal["quick", "full"]

@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -183,7 +184,7 @@ def log_files(uri: str, run_id: str, paths: Iterable[Path], artifact_path: str) 
     """Log files under ``artifact_path`` of the run; a file of the same name there is replaced."""
     client = _client(uri)
     for path in paths:
-        _retry(lambda path=path: client.log_artifact(run_id, str(path), artifact_path=artifact_path))
+        _retry(partial(client.log_artifact, run_id, str(path), artifact_path=artifact_path))
 
 
 class TrialRecorder:
@@ -241,7 +242,7 @@ class TrialRecorder:
         run = _retry(lambda: self.client.create_run(exp_id, run_name=run_name, tags={**tags, **given, **extra_tags}))
         params = [Param(key, str(value)) for key, value in config.flat().items()]
         for start in range(0, len(params), 100):
-            _retry(lambda start=start: self.client.log_batch(run.info.run_id, params=params[start:start + 100]))
+            _retry(partial(self.client.log_batch, run.info.run_id, params=params[start:start + 100]))
         return str(run.info.run_id)
 
     def _reopen(self, run_id: str, has_metrics: bool) -> str:
@@ -256,7 +257,7 @@ class TrialRecorder:
         self.set_tags({f"{TAG_PREFIX}attempt": str(self.attempt), **carried}, run_id=run_id)
         for ended in ("error", "interrupted", "stopped"):  # this attempt has not ended
             if f"{TAG_PREFIX}{ended}" in self._existing_tags:
-                _retry(lambda ended=ended: self.client.delete_tag(run_id, f"{TAG_PREFIX}{ended}"))
+                _retry(partial(self.client.delete_tag, run_id, f"{TAG_PREFIX}{ended}"))
         return run_id
 
     def reopen(self) -> None:
@@ -296,7 +297,7 @@ class TrialRecorder:
         """Write every buffered metric."""
         pending, self.metrics = self.metrics, []
         for start in range(0, len(pending), _BATCH):
-            _retry(lambda start=start: self.client.log_batch(self.run_id, metrics=pending[start:start + _BATCH]))
+            _retry(partial(self.client.log_batch, self.run_id, metrics=pending[start:start + _BATCH]))
         self._last_flush = time.monotonic()
 
     def finish(self, summary: dict[str, Any], artifacts: Path) -> None:

@@ -10,7 +10,12 @@ import pytest
 
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform.report import (
-    Report, build_report, paired_gain, plot_sensitivity, render_markdown, write_report,
+    Report,
+    build_report,
+    paired_gain,
+    plot_sensitivity,
+    render_markdown,
+    write_report,
 )
 from ignite_mbo.platform.report import render as rendering
 

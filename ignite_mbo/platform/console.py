@@ -64,7 +64,7 @@ class TrialTable(tune.Callback):
                      short_task(str(config.get("task", ""))), str(config.get("seed", 0)), status,
                      str(self.epochs.get(trial.trial_id, 0)), value])
 
-    def setup(self, **info: Any) -> None:
+    def setup(self, *args: Any, **info: Any) -> None:
         self.header()
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],

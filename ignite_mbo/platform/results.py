@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from typing import Any
 
 from ignite_mbo.baselines import BASELINES
 from ignite_mbo.config import TrialConfig

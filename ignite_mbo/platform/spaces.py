@@ -36,7 +36,6 @@ import itertools
 import json
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,6 +47,9 @@ from ignite_mbo.errors import UserError
 from ignite_mbo.regularizers import one_line
 from ignite_mbo.trainables.objectives import OBJECTIVES, Objective
 from ignite_mbo.trainables.params import TRIAL_INDEX, normalise, resolve_params, set_dotted
+
+__all__ = ["MAX_TRIALS", "OBJECTIVES", "TRIAL_INDEX", "Objective", "SweepSpec", "load_spec", "parse_spec",
+           "resolve_params"]
 
 
 
@@ -258,7 +260,8 @@ def _check_coherent(spec: SweepSpec) -> None:
         raise ValueError(f"a search_alg or scheduler needs an explicit objective: one of {', '.join(OBJECTIVES)}")
     if spec.search_alg is not None and spec.search_alg.name == "optuna" and not spec.search:
         raise ValueError("search_alg optuna needs distributions under 'search'")
-    if spec.scheduler is not None and spec.scheduler.name != "fifo" and not OBJECTIVES[spec.objective].per_epoch:
+    if (spec.scheduler is not None and spec.scheduler.name != "fifo" and spec.objective is not None
+            and not OBJECTIVES[spec.objective].per_epoch):
         raise ValueError(f"scheduler {spec.scheduler.name} stops trials on per-epoch values, and objective "
                          f"{spec.objective} exists only at the end of a trial: use an offline objective")
     overlap = set(spec.search) & ({*spec.grid} | {key for variant in spec.variants for key in variant})

@@ -31,7 +31,10 @@ from ignite_mbo.config import TrialConfig
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform import report as reporting
 from ignite_mbo.platform.checks import (
-    check_local_resources, check_name, check_output_dir, check_storage_path,
+    check_local_resources,
+    check_name,
+    check_output_dir,
+    check_storage_path,
 )
 from ignite_mbo.platform.record import RESULTS_FILE, SWEEP_FILE, SweepRecord
 from ignite_mbo.platform.results import results_table, write_table
@@ -477,7 +480,8 @@ def collect_results(results: Any, grid: list[dict[str, Any]], spec: SweepSpec) -
     table = results_table(trials)
     for column in ("status", "objective", "attempt", "restored_surrogates"):
         table[column] = [extra[trial_id][column] for trial_id in table["trial_id"]]
-    table["error"] = [extra[trial_id]["reason"] or error for trial_id, error in zip(table["trial_id"], table["error"])]
+    pairs = zip(table["trial_id"], table["error"], strict=True)
+    table["error"] = [extra[trial_id]["reason"] or error for trial_id, error in pairs]
     stopped = table["status"] == "STOPPED"
     table.loc[stopped, "error"] = "stopped early by the scheduler"
     goal = spec.objective_spec
@@ -558,7 +562,7 @@ def finish_sweep(sweep_dir: Path, table: pd.DataFrame, record: SweepRecord) -> S
     counts = reconcile_mlflow(record, table)
     results_path = sweep_dir / RESULTS_FILE
     write_table(table, results_path)
-    markdown, paths = "", []
+    markdown, paths = "", list[Path]()
     if (table["status"] == "TERMINATED").any():
         markdown, paths = report_sweep(sweep_dir, table, record)
     best = best_trial(table, record.spec)

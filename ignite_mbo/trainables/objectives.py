@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+
 @dataclass(frozen=True)
 class Objective:
     """What a search optimises: a metric every trial reports as ``objective``."""

@@ -65,5 +65,6 @@ def run_name(config: dict[str, Any], index: str | None = None) -> str:
     number, when several trials share those four)."""
     regularizer = config.get("regularizer") or {}
     name = regularizer.get("name", "none") if isinstance(regularizer, dict) else str(regularizer)
-    text = f"{config.get('baseline', 'grad-ascent')} {name} {short_task(str(config.get('task', 'TFBind8')))} s{config.get('seed', 0)}"
+    task = short_task(str(config.get("task", "TFBind8")))
+    text = f"{config.get('baseline', 'grad-ascent')} {name} {task} s{config.get('seed', 0)}"
     return text if index is None else f"{text} #{index}"

@@ -14,7 +14,13 @@ import pandas as pd
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform.report import reproduction
 from ignite_mbo.platform.report.build import (
-    DAGGER, DAGGER_NOTE, DEVIATION_MARK, PERCENTILES, REGULARIZER_ORDER, Report, _is_regularizer_column,
+    DAGGER,
+    DAGGER_NOTE,
+    DEVIATION_MARK,
+    PERCENTILES,
+    REGULARIZER_ORDER,
+    Report,
+    _is_regularizer_column,
     build_report,
 )
 
@@ -70,7 +76,8 @@ def _gains_section(report: Report) -> list[str]:
         p = "—" if math.isnan(g["wilcoxon_p"]) else f"{g['wilcoxon_p']:.3g}"
         mark = f" {SIGNIFICANT}" if g["gain_excludes_zero"] else ""
         lines.append(_md_row([g["row"], g["task"], f"{g['gain_pct']:+.1f}%{mark}", ci, p, str(g["paired_n"])]))
-    lines += ["", f"Gains marked {SIGNIFICANT} have a 95% interval that excludes 0. The interval resamples seeds with replacement "
+    lines += ["", f"Gains marked {SIGNIFICANT} have a 95% interval that excludes 0. "
+              "The interval resamples seeds with replacement "
               "(2000 draws, fixed RNG seed); with few seeds it is wide and p cannot be small "
               "(n=4 gives p ≥ 0.125).", ""]
     return lines

@@ -21,6 +21,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
+from ignite_mbo.cli import main
 from ignite_mbo.errors import UserError
 from ignite_mbo.tasks import data
 
@@ -460,6 +461,14 @@ def test_failed_placement_removes_the_folder_it_created(
     assert tree(tmp_path / "data") == []  # the first file was placed, then its folder went
 
 
+def test_a_data_dir_that_is_a_file_is_refused_before_any_request(hub: FakeHub, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(UserError) as exc:
+        data.download([TF8], tmp_path / "file" / "data", endpoint=hub.url, cache_dir=tmp_path / "c")
+    assert f"the data dir {tmp_path / 'file' / 'data'} is not a folder ({tmp_path / 'file'} is a file)" in one_line(exc)
+    assert hub.requests == []
+
+
 def test_offline_mode_uses_the_cache_only(
     hub: FakeHub, hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -477,23 +486,29 @@ def test_offline_mode_uses_the_cache_only(
     assert not (tmp_path / "third").exists()
 
 
-def test_cli_download_reads_hf_endpoint_and_offline_from_the_environment(
+def test_cli_download_reads_hf_endpoint_from_the_environment(
     hub: FakeHub, hf_cache: Path, tmp_path: Path
 ) -> None:
-    """The console command as a user runs it: HF_ENDPOINT, then HF_HUB_OFFLINE with an empty cache."""
+    """The console command in a fresh process, as a user runs it with a mirror in $HF_ENDPOINT."""
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(hf_cache), "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    argv = [sys.executable, "-m", "ignite_mbo.cli", "data", "download", "--task", "tf_bind_8"]
-    done = subprocess.run([*argv, "--data-dir", str(tmp_path / "a"), "--revision", COMMIT],
-                          check=False, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "ignite_mbo.cli", "data", "download", "--task", "tf_bind_8",
+         "--data-dir", str(tmp_path / "a"), "--revision", COMMIT],
+        check=False, env=env, capture_output=True, text=True, timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [f"{TF8}: ok (2 files)"]
     assert len(gets(hub)) == 2
 
-    offline = {**env, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
-    done = subprocess.run([*argv, "--data-dir", str(tmp_path / "b")],
-                          check=False, env=offline, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2
-    progress, error = done.stderr.strip().splitlines()  # one "downloading" line, then the error
+
+def test_cli_download_failure_is_exit_2_and_one_error_line(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    assert main(["data", "download", "--task", "tf_bind_8", "--data-dir", str(tmp_path / "b")]) == 2
+    progress, error = capsys.readouterr().err.strip().splitlines()  # one "downloading" line, then the error
     assert progress.startswith(f"{TF8}: downloading 2 of 2 files")
-    assert error.startswith("ignite-mbo data: error: HF_HUB_OFFLINE is set and ")
-    assert len(gets(hub)) == 2 and not (tmp_path / "b").exists()
+    assert error.startswith(f"ignite-mbo data: error: HF_HUB_OFFLINE is set and {TF8}/tf_bind_8-x-0.npy")
+    assert hub.requests == [] and not (tmp_path / "b").exists()

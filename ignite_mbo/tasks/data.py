@@ -13,15 +13,17 @@ into its cache, are checked against the manifest, and only then copied into the 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
+import logging
 import os
 import shutil
 import stat
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,6 +281,18 @@ class _FolderProgress:
         self._bar.close()
 
 
+@contextlib.contextmanager
+def _hf_warnings_silenced() -> Iterator[None]:
+    """Hide huggingface_hub's per-retry warnings: a failure ends in one line of our own."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _endpoint(endpoint: str | None) -> str:
     from huggingface_hub import constants
 
@@ -327,10 +341,11 @@ def _download_error(exc: Exception, entry: FileEntry, revision: str, endpoint: s
 def _fetch_all(
     entries: Sequence[FileEntry], revision: str, endpoint: str | None, cache_dir: Path | None, root: Path
 ) -> list[Path]:
-    """Download the entries into the Hugging Face cache (4 at a time); their paths there.
+    """Download the entries into the Hugging Face cache; their paths there.
 
-    huggingface_hub retries failed requests, resumes an interrupted transfer with a Range request,
-    answers from its cache when it holds the file, and honours HF_HUB_OFFLINE and HF_ENDPOINT.
+    huggingface_hub retries failed requests, answers from its cache when it holds the file, and
+    honours HF_HUB_OFFLINE and HF_ENDPOINT. The first file goes alone, so that a dead endpoint,
+    offline mode or a bad revision fails once; the rest go 4 at a time.
     """
     import httpx2
     from huggingface_hub import hf_hub_download
@@ -343,16 +358,19 @@ def _fetch_all(
                 REPO_ID, entry.repo_path, repo_type="dataset", revision=revision, endpoint=endpoint,
                 cache_dir=cache_dir, tqdm_class=cast(Any, progress),
             )
-        except (OSError, ValueError, httpx2.HTTPError) as exc:
+        # RuntimeError: a thread whose connection failed closed huggingface_hub's shared client
+        except (OSError, ValueError, RuntimeError, httpx2.HTTPError) as exc:
             raise _download_error(exc, entry, revision, _endpoint(endpoint), root) from None
         return Path(path)
 
     pool = ThreadPoolExecutor(_DOWNLOAD_THREADS)
-    try:
-        return list(pool.map(fetch, entries))
-    finally:
-        pool.shutdown(cancel_futures=True)  # after a failure, start no further file
-        progress.close()
+    with _hf_warnings_silenced():
+        try:
+            first = fetch(entries[0])
+            return [first, *pool.map(fetch, entries[1:])]
+        finally:
+            pool.shutdown(cancel_futures=True)  # after a failure, start no further file
+            progress.close()
 
 
 def _evict(cached: Path) -> None:
@@ -415,6 +433,15 @@ def _place(entries: Sequence[FileEntry], cached: Sequence[Path], root: Path) -> 
     return [e.path(root) for e in entries]
 
 
+def _require_writable(root: Path) -> None:
+    """Refuse, before any download, a data dir that is a file or sits in a folder we cannot write."""
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"the data dir {root} is not a folder ({existing} is a file); pass another --data-dir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {existing}; pass --data-dir or set {DATA_DIR_ENV} to a writable folder")
+
+
 def download(
     folders: Sequence[str] = FOLDERS,
     data_dir: str | os.PathLike[str] | None = None,
@@ -431,6 +458,7 @@ def download(
     a folder this call created. ``endpoint`` defaults to $HF_ENDPOINT, else huggingface.co.
     """
     root = resolve_data_dir(data_dir)
+    _require_writable(root)
     cache = Path(cache_dir) if cache_dir is not None else None
     written: list[Path] = []
     for folder in folders:

@@ -181,14 +181,15 @@ def _status_by_hash(status: FileStatus, info: os.stat_result) -> FileStatus:
     return status if digest == status.entry.sha256 else FileStatus(status.entry, status.path, "sha256 mismatch")
 
 
+def _status(entry: FileEntry, data_dir: Path, check_sha256: bool) -> FileStatus:
+    status, info = _status_by_size(entry, data_dir)
+    return _status_by_hash(status, info) if check_sha256 and info is not None else status
+
+
 def _check(entries: Sequence[FileEntry], data_dir: Path, check_sha256: bool) -> list[FileStatus]:
-    """Check existence and size of every entry, then (in a thread pool) the sha256 of the rest."""
-    sized = [_status_by_size(e, data_dir) for e in entries]
-    if not check_sha256:
-        return [status for status, _ in sized]
+    """The status of every entry: existence and size, then the sha256 of those of the right size."""
     with ThreadPoolExecutor(_HASH_THREADS) as pool:  # hashlib releases the GIL
-        hashed = pool.map(lambda pair: pair[0] if pair[1] is None else _status_by_hash(*pair), sized)
-        return list(hashed)
+        return list(pool.map(lambda entry: _status(entry, data_dir, check_sha256), entries))
 
 
 def verify(
@@ -416,7 +417,7 @@ def _copy_into_place(source: Path, target: Path) -> None:
 
 def _place(entries: Sequence[FileEntry], cached: Sequence[Path], root: Path) -> list[Path]:
     """Copy checked files from the cache into the data dir; on failure remove the folders made here."""
-    made = [d for d in (root, root / entries[0].folder) if not d.exists()]
+    made = [d for d in (root, root / entries[0].folder) if not os.path.exists(d)]
     try:
         for entry, source in zip(entries, cached):
             entry.path(root).parent.mkdir(parents=True, exist_ok=True)
@@ -435,7 +436,7 @@ def _place(entries: Sequence[FileEntry], cached: Sequence[Path], root: Path) -> 
 
 def _require_writable(root: Path) -> None:
     """Refuse, before any download, a data dir that is a file or sits in a folder we cannot write."""
-    existing = next(p for p in (root, *root.parents) if p.exists())
+    existing = next(p for p in (root, *root.parents) if os.path.exists(p))  # False on any OSError
     if not existing.is_dir():
         raise UserError(f"the data dir {root} is not a folder ({existing} is a file); pass another --data-dir")
     if not os.access(existing, os.W_OK | os.X_OK):

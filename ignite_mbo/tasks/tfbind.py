@@ -147,7 +147,7 @@ def _build(task_id: str, folder_name: str, prefix: str, data_dir: str | os.PathL
     return Task(
         task_id=task_id,
         x=x_pool,
-        y=y_all[in_pool],
+        y=np.compress(in_pool, y_all, axis=0),
         oracle=LookupOracle.from_codes(codes, y_all, length=x_shards[0].shape[1]),
         y_min=float(y_all.min()),
         y_max=float(y_all.max()),

@@ -460,6 +460,11 @@ def test_failed_placement_removes_the_folder_it_created(
     assert "(No space left on device); pass --data-dir" in one_line(exc)
     assert tree(tmp_path / "data") == []  # the first file was placed, then its folder went
 
+    copies.clear()
+    with pytest.raises(UserError):
+        data.download([TF8], tmp_path / "new" / "deeper", endpoint=hub.url, cache_dir=hf_cache)
+    assert not (tmp_path / "new").exists()  # every folder the download made is gone
+
 
 def test_a_data_dir_that_is_a_file_is_refused_before_any_request(hub: FakeHub, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")

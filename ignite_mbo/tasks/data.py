@@ -415,16 +415,22 @@ def _copy_into_place(source: Path, target: Path) -> None:
         temp.unlink(missing_ok=True)
 
 
+def _outermost_missing(path: Path) -> Path | None:
+    """The outermost folder on the way to ``path`` that does not exist yet (None if path exists)."""
+    missing = [p for p in (path, *path.parents) if not os.path.exists(p)]  # False on any OSError
+    return missing[-1] if missing else None
+
+
 def _place(entries: Sequence[FileEntry], cached: Sequence[Path], root: Path) -> list[Path]:
     """Copy checked files from the cache into the data dir; on failure remove the folders made here."""
-    made = [d for d in (root, root / entries[0].folder) if not os.path.exists(d)]
+    made = _outermost_missing(root / entries[0].folder)
     try:
         for entry, source in zip(entries, cached):
             entry.path(root).parent.mkdir(parents=True, exist_ok=True)
             _copy_into_place(source, entry.path(root))
     except BaseException as exc:
-        if made:
-            shutil.rmtree(made[0], ignore_errors=True)
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
         if isinstance(exc, OSError):
             raise UserError(
                 f"cannot write {exc.filename or root} ({exc.strerror or exc}); pass --data-dir or set "

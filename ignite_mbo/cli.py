@@ -40,7 +40,7 @@ def build_parser() -> Parser:
     from ignite_mbo.baselines import BASELINES
     from ignite_mbo.regularizers import CONFIGS
     from ignite_mbo.tasks import REGISTRY
-    from ignite_mbo.tasks.data import MIRROR_URL, TASK_FOLDERS
+    from ignite_mbo.tasks.data import REPO_ID, REVISION, TASK_FOLDERS
 
     parser = Parser(prog="ignite-mbo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -101,7 +101,9 @@ def build_parser() -> Parser:
     data.add_argument("action", choices=["path", "verify", "download"])
     data.add_argument("--task", choices=[*TASK_FOLDERS, "all"], default="all")
     data.add_argument("--data-dir", help="data folder (default: $IGNITE_MBO_DATA_DIR, else the user cache)")
-    data.add_argument("--mirror", default=MIRROR_URL, help="base URL with the Design-Bench layout")
+    data.add_argument("--revision", default=REVISION,
+                      help=f"revision of the Hugging Face dataset {REPO_ID} to download (default: %(default)s); "
+                           "$HF_ENDPOINT picks a mirror, HF_HUB_OFFLINE=1 uses only the Hugging Face cache")
     return parser
 
 
@@ -165,7 +167,7 @@ def command_report(args: argparse.Namespace) -> int:
 def command_data(args: argparse.Namespace) -> int:
     from ignite_mbo.tasks.data import data_command
 
-    return data_command(args.action, [args.task], args.data_dir, args.mirror)
+    return data_command(args.action, [args.task], args.data_dir, args.revision)
 
 
 COMMANDS = {"run": command_run, "sweep": command_sweep, "report": command_report, "data": command_data}

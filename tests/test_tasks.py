@@ -241,3 +241,28 @@ def test_make_checks_options_before_touching_the_disk(tmp_path):
     with pytest.raises(UserError, match="unknown task option 'bogus'"):
         tasks.make("TFBind8-Exact-v0", data_dir=tmp_path / "no-data-here", bogus=1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_each_trial_draws_its_own_tf_bind_10_training_set(monkeypatch, tf_bind_10):
+    """trial.run_trial subsamples the shared task from the trial's own stream: seeds differ, a seed repeats."""
+    import types
+
+    from ignite_mbo import trial
+    from ignite_mbo.baselines.base import Proposal
+    from ignite_mbo.config import TrialConfig
+
+    seen: dict[int, list[np.ndarray]] = {}
+
+    def propose(task, settings, ctx):
+        seen.setdefault(ctx.streams.trial_seed, []).append(task.x)
+        return Proposal(designs=task.x[:128], surrogates=[])
+
+    fake = types.SimpleNamespace(propose=propose, Settings=lambda **_: None, QUICK={})
+    monkeypatch.setattr(trial, "load", lambda name: fake)
+    monkeypatch.setattr(trial, "protocol_deviations", lambda config: [])
+    for seed in (0, 0, 1):
+        trial.run_trial(TrialConfig.parse({"task": "TFBind10-Exact-v0", "seed": seed}), task=tf_bind_10)
+    (first, again), (other,) = seen[0], seen[1]
+    assert first.shape == other.shape == (10_000, 10)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)

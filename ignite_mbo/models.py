@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +25,11 @@ def glorot_uniform(fan_in: int, fan_out: int, generator: torch.Generator) -> tor
     return (torch.rand(fan_in, fan_out, generator=generator) * 2 - 1) * bound
 
 
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
 @torch.no_grad()
-def keras_init(module: nn.Module, generator: torch.Generator) -> nn.Module:
+def keras_init(module: ModuleT, generator: torch.Generator) -> ModuleT:
     """Re-initialise ``module`` in place as Keras would: Glorot-uniform Linear kernels, zero biases,
     Embedding tables uniform in ±0.05 (LayerNorm keeps PyTorch's ones/zeros, as Keras)."""
     for layer in module.modules():
@@ -90,7 +94,7 @@ class StackedMLP(nn.Module):
             width = input_size * size
         sizes = [width] + [hidden_size] * num_layers + [output_size]
         kernels = [[glorot_uniform(fan_in, fan_out, g) for g in generators]
-                   for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
+                   for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True)]
         self.kernels = nn.ParameterList([nn.Parameter(torch.stack(layer)) for layer in kernels])
         self.biases = nn.ParameterList([nn.Parameter(torch.zeros(self.num_members, 1, size)) for size in sizes[1:]])
 
@@ -138,7 +142,7 @@ class GaussianEnsemble(StackedMLP):
         return super().forward(x)[..., :1]
 
 
-def gaussian_nll(model: GaussianEnsemble, x: torch.Tensor, y: torch.Tensor,
+def gaussian_nll(model: Any, x: torch.Tensor, y: torch.Tensor,
                  weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-member weighted mean NLL of ``y`` (members, batch, 1) under the model's Gaussians, and
     G, each member's mean prediction on the batch, from the same forward pass.

@@ -392,7 +392,7 @@ def _check_cached(entries: Sequence[FileEntry], cached: Sequence[Path], endpoint
 
     with ThreadPoolExecutor(_HASH_THREADS) as pool:
         problems = list(pool.map(problem, entries, cached))
-    bad = [(e, p, why) for e, p, why in zip(entries, cached, problems) if why is not None]
+    bad = [(e, p, why) for e, p, why in zip(entries, cached, problems, strict=True) if why is not None]
     for _, path, _ in bad:
         _evict(path)
     if bad:
@@ -425,7 +425,7 @@ def _place(entries: Sequence[FileEntry], cached: Sequence[Path], root: Path) -> 
     """Copy checked files from the cache into the data dir; on failure remove the folders made here."""
     made = _outermost_missing(root / entries[0].folder)
     try:
-        for entry, source in zip(entries, cached):
+        for entry, source in zip(entries, cached, strict=True):
             entry.path(root).parent.mkdir(parents=True, exist_ok=True)
             _copy_into_place(source, entry.path(root))
     except BaseException as exc:

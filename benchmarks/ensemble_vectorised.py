@@ -47,6 +47,10 @@ def main() -> None:
     x = torch.randn(args.rows, 24, generator=torch.Generator().manual_seed(0))
     y = x[:, :1] - x[:, 1:2] ** 2 + 0.1 * torch.randn(args.rows, 1, generator=torch.Generator().manual_seed(1))
     splits = draw_splits(args.rows, args.members, 200, Streams(1), "bench", bootstrap=True, shared=True)
+    warm = argparse.Namespace(**{**vars(args), "epochs": 1})  # imports, allocator and (on CUDA) context and graphs
+    small = draw_splits(1000, args.members, 200, Streams(2), "warm", bootstrap=True, shared=True)
+    timed(list(range(args.members)), small, x[:1000], y[:1000], warm)
+    timed([0], small.member(0), x[:1000], y[:1000], warm)
     stacked = timed(list(range(args.members)), splits, x, y, args)
     looped = sum(timed([m], splits.member(m), x, y, args) for m in range(args.members))
     print(f"device={args.device} threads={torch.get_num_threads()} {args.members} members {args.layers}x{args.hidden} "

@@ -2,10 +2,11 @@
 
     python benchmarks/regularizer_overhead.py [--hidden 2048] [--batches 40] [--repeats 3] [--device cpu|cuda]
 
-Times ``--batches`` optimizer steps of the GA surrogate (a one-member GaussianEnsemble on TF-Bind-8's
+Times blocks of ``--batches`` optimizer steps of the GA surrogate (a one-member GaussianEnsemble on TF-Bind-8's
 24 logit features, batch 128, Adam) through ``training._Step`` — the loop's own step, the loss's
-forward shared with G — for none / ignite / ignite (exact HVP) / ignite2, and prints each per-step
-time (median of ``--repeats`` runs) and its ratio to none. Ratios are measured in this one run.
+forward shared with G — for none / ignite / ignite (exact HVP) / ignite2, the variants' blocks interleaved
+``--repeats`` times so that load changes hit them all, and prints each per-step time (median of
+its blocks) and its ratio to none. Ratios are measured in this one run.
 Synthetic inputs: no data needed. On CUDA it also times the captured-graph step.
 
 The floor: a plain step is F + B (B ≈ 2F) = 3 units; finite-difference IGNITE with a shared forward
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -33,25 +35,32 @@ VARIANTS = {
 }
 
 
-def seconds_per_step(name: str, options: dict, args: argparse.Namespace, graphed: bool = False) -> float:
+def make_step(name: str, options: dict, args: argparse.Namespace, graphed: bool) -> Callable[[int], None]:
+    """A step closure over fresh model, optimizer and data for one variant (warmed up)."""
     device = torch.device(args.device)
     model = GaussianEnsemble(24, args.hidden, 2, generators=[torch.Generator().manual_seed(0)]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4, eps=KERAS_ADAM_EPSILON, capturable=graphed)
     step: _Step | _GraphedStep = _Step(model, gaussian_nll, build(name, **options), optimizer, 1, device)
     if graphed:
         step = _GraphedStep(step)
-    x = torch.randn(args.batches + 5, 128, 24, device=device)
-    y = torch.randn(args.batches + 5, 128, 1, device=device)
+    x = torch.randn(8, 128, 24, device=device)
+    y = torch.randn(8, 128, 1, device=device)
     w = torch.ones(1, 128, device=device)
     for warmup in range(5):
-        step(x[warmup], y[warmup], w)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+        step(x[warmup % 8], y[warmup % 8], w)
+
+    def run(batches: int) -> None:
+        for batch in range(batches):
+            step(x[batch % 8], y[batch % 8], w)
+        bool(step.finite)  # wait for the device
+
+    return run
+
+
+def seconds_per_step(run: Callable[[int], None], batches: int) -> float:
     start = time.perf_counter()
-    for batch in range(5, args.batches + 5):
-        step(x[batch], y[batch], w)
-    bool(step.finite)  # wait for the device
-    return (time.perf_counter() - start) / args.batches
+    run(batches)
+    return (time.perf_counter() - start) / batches
 
 
 def main() -> None:
@@ -65,12 +74,15 @@ def main() -> None:
           f"median of {args.repeats} runs of {args.batches} steps")
     modes = [False, True] if args.device.startswith("cuda") else [False]
     for graphed in modes:
-        base = None
-        for label, (name, options) in VARIANTS.items():
-            if graphed and options.get("hvp") == "exact":
-                continue
-            seconds = statistics.median(seconds_per_step(name, options, args, graphed) for _ in range(args.repeats))
-            base = base or seconds
+        variants = {label: make_step(name, options, args, graphed) for label, (name, options) in VARIANTS.items()
+                    if not (graphed and options.get("hvp") == "exact")}
+        times: dict[str, list[float]] = {label: [] for label in variants}
+        for _ in range(args.repeats):  # interleaved, so that a change in the machine's load hits every variant
+            for label, run in variants.items():
+                times[label].append(seconds_per_step(run, args.batches))
+        base = statistics.median(times["none"])
+        for label, values in times.items():
+            seconds = statistics.median(values)
             mode = "graph" if graphed else "eager"
             print(f"{mode} {label:>20}: {1000 * seconds:8.3f} ms/step  ratio to none {seconds / base:5.2f}", flush=True)
 

@@ -59,7 +59,7 @@ def build_parser() -> Parser:
     from ignite_mbo.platform.spaces import MAX_TRIALS
     from ignite_mbo.regularizers import CONFIGS
     from ignite_mbo.tasks import REGISTRY
-    from ignite_mbo.tasks.data import MIRROR_URL, TASK_FOLDERS
+    from ignite_mbo.tasks.data import REPO_ID, REVISION, TASK_FOLDERS
 
     parser = Parser(prog="ignite-mbo", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
@@ -139,7 +139,9 @@ def build_parser() -> Parser:
     data.add_argument("action", choices=["path", "verify", "download"], help="what to do")
     data.add_argument("--task", choices=[*TASK_FOLDERS, "all"], default="all", help="which task's files")
     data.add_argument("--data-dir", help="data folder (default: $IGNITE_MBO_DATA_DIR, else the user cache)")
-    data.add_argument("--mirror", default=MIRROR_URL, help="base URL with the Design-Bench layout")
+    data.add_argument("--revision", default=REVISION,
+                      help=f"revision of the Hugging Face dataset {REPO_ID} to download; "
+                           "$HF_ENDPOINT picks a mirror, HF_HUB_OFFLINE=1 uses only the Hugging Face cache")
     return parser
 
 
@@ -264,7 +266,7 @@ def command_report(args: argparse.Namespace) -> int:
 def command_data(args: argparse.Namespace) -> int:
     from ignite_mbo.tasks.data import data_command
 
-    return data_command(args.action, [args.task], args.data_dir, args.mirror)
+    return data_command(args.action, [args.task], args.data_dir, args.revision)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ generator; :class:`GaussianEnsemble` draws each member's weights the same way fr
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +25,11 @@ def glorot_uniform(fan_in: int, fan_out: int, generator: torch.Generator) -> tor
     return (torch.rand(fan_in, fan_out, generator=generator) * 2 - 1) * bound
 
 
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
 @torch.no_grad()
-def keras_init(module: nn.Module, generator: torch.Generator) -> nn.Module:
+def keras_init(module: ModuleT, generator: torch.Generator) -> ModuleT:
     """Re-initialise ``module`` in place as Keras would: Glorot-uniform Linear kernels, zero biases,
     Embedding tables uniform in ±0.05 (LayerNorm keeps PyTorch's ones/zeros, as Keras)."""
     for layer in module.modules():
@@ -36,6 +40,30 @@ def keras_init(module: nn.Module, generator: torch.Generator) -> nn.Module:
         elif isinstance(layer, nn.Embedding):
             layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) * 0.1 - 0.05)
     return module
+
+
+def stacked_layers(x: torch.Tensor, kernels: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+                   activate: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """An MLP per member: x (batch, in) shared or (members, batch, in) -> (members, batch, out).
+
+    Each layer is ``activate(h @ kernel + bias)`` (none after the last); kernels are (members, in,
+    out), biases (members, 1, out). The activations are kept transposed, (members, features,
+    batch), so that every matrix product has the batch as its wide dimension: CPU GEMM libraries
+    are slow on the narrow (2-wide) head and on batched products of one member, and a shared input
+    makes the first layer one plain GEMM over all members.
+    """
+    h = x.transpose(-1, -2)
+    last = len(kernels) - 1
+    for index, (kernel, bias) in enumerate(zip(kernels, biases, strict=True)):
+        if kernel.shape[0] == 1:
+            flat = h.reshape(kernel.shape[1], -1) if h.dim() == 2 else h[0]
+            h = torch.addmm(bias[0].T, kernel[0].T, flat).unsqueeze(0)
+        else:
+            h = torch.baddbmm(bias.transpose(1, 2), kernel.transpose(1, 2), h) if h.dim() == 3 \
+                else torch.matmul(kernel.transpose(1, 2), h) + bias.transpose(1, 2)
+        if index < last:
+            h = activate(h)
+    return h.transpose(1, 2)
 
 
 class StackedMLP(nn.Module):
@@ -66,7 +94,7 @@ class StackedMLP(nn.Module):
             width = input_size * size
         sizes = [width] + [hidden_size] * num_layers + [output_size]
         kernels = [[glorot_uniform(fan_in, fan_out, g) for g in generators]
-                   for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
+                   for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True)]
         self.kernels = nn.ParameterList([nn.Parameter(torch.stack(layer)) for layer in kernels])
         self.biases = nn.ParameterList([nn.Parameter(torch.zeros(self.num_members, 1, size)) for size in sizes[1:]])
 
@@ -77,14 +105,12 @@ class StackedMLP(nn.Module):
         tables = self.embedding[members, tokens if tokens.dim() == 3 else tokens.unsqueeze(0)]
         return tables.flatten(2)
 
+    def _activate(self, h: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(h, LEAKY_RELU_SLOPE) if self.activation == "leaky_relu" else F.relu(h)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self._embed(x) if self.embedding is not None else x
-        last = len(self.kernels) - 1
-        for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
-            h = torch.baddbmm(bias, h, kernel) if h.dim() == 3 else torch.matmul(h, kernel) + bias
-            if index < last:
-                h = F.leaky_relu(h, LEAKY_RELU_SLOPE) if self.activation == "leaky_relu" else F.relu(h)
-        return h
+        return stacked_layers(h, list(self.kernels), list(self.biases), self._activate)
 
     def predict_mean(self, x: torch.Tensor) -> torch.Tensor:
         """The prediction (num_members, batch, 1) of a one-output MLP."""
@@ -116,7 +142,7 @@ class GaussianEnsemble(StackedMLP):
         return super().forward(x)[..., :1]
 
 
-def gaussian_nll(model: GaussianEnsemble, x: torch.Tensor, y: torch.Tensor,
+def gaussian_nll(model: Any, x: torch.Tensor, y: torch.Tensor,
                  weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-member weighted mean NLL of ``y`` (members, batch, 1) under the model's Gaussians, and
     G, each member's mean prediction on the batch, from the same forward pass.

@@ -24,8 +24,8 @@ def protocol_deviations(config: TrialConfig) -> list[str]:
     regularizer = config.regularizer
     published = type(regularizer)()
     for name in type(regularizer).model_fields:
-        value: Any = getattr(regularizer, name)
-        if value != getattr(published, name):
-            deviations.append(f"regularizer.{name}={value}")
+        setting: Any = getattr(regularizer, name)
+        if setting != getattr(published, name):
+            deviations.append(f"regularizer.{name}={setting}")
     deviations += [f"task.{name}={value}" for name, value in sorted(config.task_options.items())]
     return deviations

@@ -117,7 +117,7 @@ class SharpnessConstraint:
     def backward(self, model: nn.Module, loss: torch.Tensor, mean_prediction: MeanPrediction, *,
                  current_mean: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         members = num_members(model)
-        params = [p for p in model.parameters() if p.requires_grad]
+        params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
         lam = self._lambda(members, params[0].device)
         mean = mean_prediction() if current_mean is None else current_mean
         loss_grads = torch.autograd.grad(loss.sum(), params, retain_graph=True, allow_unused=True)
@@ -146,7 +146,7 @@ class SharpnessConstraint:
             lam.clamp_min_(0.0)
         return {"sharpness": sharpness, "grad_norm": norm}
 
-    def _finite_difference_penalty(self, params: list[nn.Parameter], g: list[torch.Tensor], step: torch.Tensor,
+    def _finite_difference_penalty(self, params: list[torch.Tensor], g: list[torch.Tensor], step: torch.Tensor,
                                    members: int, mean_prediction: MeanPrediction) -> list[torch.Tensor]:
         """(ρ/r)(∇G(β + r·g/‖g‖) − g) per parameter: the paper's finite-difference ρ·H·g/‖g‖."""
         with torch.no_grad():
@@ -160,11 +160,11 @@ class SharpnessConstraint:
         scale = self.rho / self.radius
         return [scale * ((gh if gh is not None else torch.zeros_like(gi)) - gi) for gh, gi in zip(g_hat, g, strict=True)]
 
-    def _exact_penalty(self, params: list[nn.Parameter], g: list[torch.Tensor], inverse_norm: torch.Tensor,
+    def _exact_penalty(self, params: list[torch.Tensor], g: list[torch.Tensor], inverse_norm: torch.Tensor,
                        members: int) -> list[torch.Tensor]:
         """ρ·H·g/‖g‖ = ∇(ρ‖∇G‖) per parameter, by double backpropagation."""
         direction = [gi.detach() * per_member(inverse_norm, p, members) for gi, p in zip(g, params, strict=True)]
-        inner = sum((gi * d).sum() for gi, d in zip(g, direction, strict=True))
+        inner = torch.stack([(gi * d).sum() for gi, d in zip(g, direction, strict=True)]).sum()
         hessian_direction = torch.autograd.grad(inner, params, allow_unused=True)
         return [self.rho * (h if h is not None else torch.zeros_like(p)) for h, p in zip(hessian_direction, params, strict=True)]
 
@@ -220,7 +220,7 @@ class Ignite2Config(IgniteConfig):
 
     name: Literal["ignite2"] = "ignite2"  # type: ignore[assignment]
     initial_lambda: _NonNegative = 0.01
-    lambda_lr: Literal[0.0] = 0.0  # type: ignore[assignment]
+    lambda_lr: Annotated[float, Field(ge=0, le=0)] = 0.0  # λ is fixed
     rho: _Positive = 0.2
     radius: _Radius = 0.2
 
@@ -250,6 +250,7 @@ def one_line(error: ValidationError) -> str:
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "value"
         got = item.get("input")
-        hint = "unknown option; remove it or check its spelling" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
+        hint = ("unknown option; remove it or check its spelling" if item["type"] == "extra_forbidden"
+                else item["msg"].removeprefix("Value error, "))
         parts.append(f"{where}: {hint} (got {got!r})" if item["type"] != "missing" else f"{where}: required")
     return "; ".join(parts)

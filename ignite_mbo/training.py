@@ -16,14 +16,13 @@ import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from scipy.stats import spearmanr
-from torch import nn
 
-from ignite_mbo.models import gaussian_nll
+from ignite_mbo.models import StackedMLP, gaussian_nll
 from ignite_mbo.progress import SILENT, Progress
 from ignite_mbo.regularizers import Regularizer, member_norms, num_members
 from ignite_mbo.streams import Streams
@@ -38,7 +37,7 @@ MetricLogger = Callable[[dict[str, float], int], None]
 
 
 class Loss(Protocol):
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+    def __call__(self, model: Any, x: torch.Tensor, y: torch.Tensor,
                  weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-member weighted loss (members,), and G (members,), the mean prediction on the clean
         batch, when the same forward pass gives it (None otherwise: the regularizer recomputes it).
@@ -114,7 +113,7 @@ def draw_splits(num_rows: int, num_members: int, validation_size: int, streams: 
     return Splits(rows[:, :validation_size], rows[:, validation_size:], weights, order_seeds)
 
 
-def gradient_norms(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def gradient_norms(model: StackedMLP, x: torch.Tensor) -> torch.Tensor:
     """‖∇_β G(β)‖ of each member, G the member's mean prediction on ``x``; shape (members,)."""
     params = [p for p in model.parameters() if p.requires_grad]
     with torch.enable_grad():
@@ -132,7 +131,7 @@ class _Step:
     """One optimizer step on a minibatch, accumulating the epoch's loss, finiteness and sharpness on
     the device (nothing here waits for the device)."""
 
-    def __init__(self, model: nn.Module, loss: Loss, regularizer: Regularizer, optimizer: torch.optim.Optimizer,
+    def __init__(self, model: StackedMLP, loss: Loss, regularizer: Regularizer, optimizer: torch.optim.Optimizer,
                  members: int, device: torch.device) -> None:
         self.model, self.loss, self.regularizer, self.optimizer = model, loss, regularizer, optimizer
         self.loss_sum = torch.zeros(members, device=device)
@@ -180,8 +179,8 @@ class _GraphedStep:
         return getattr(self.step, name)
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor) -> None:
-        if self.graph is not None and all(a.shape == b.shape for a, b in zip(self.inputs, (xb, yb, wb))):
-            for static, value in zip(self.inputs, (xb, yb, wb)):
+        if self.graph is not None and all(a.shape == b.shape for a, b in zip(self.inputs, (xb, yb, wb), strict=True)):
+            for static, value in zip(self.inputs, (xb, yb, wb), strict=True):
                 static.copy_(value)
             self.graph.replay()
             return
@@ -214,7 +213,7 @@ def cuda_graphs_enabled(device: torch.device, loss: Loss) -> bool:
     return device.type == "cuda" and loss is gaussian_nll and os.environ.get("IGNITE_MBO_CUDA_GRAPHS", "1") != "0"
 
 
-def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, splits: Splits, regularizer: Regularizer,
+def fit(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, splits: Splits, regularizer: Regularizer,
         settings: FitSettings, loss: Loss, *, log: MetricLogger | None = None, prefix: str = "",
         progress: Progress = SILENT) -> list[dict[str, float]]:
     """Train every member of ``model`` on (x, y) with Adam, ``regularizer.backward`` replacing backward.
@@ -238,9 +237,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, splits: Splits, regu
     graphed = cuda_graphs_enabled(device, loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, eps=KERAS_ADAM_EPSILON,
                                  capturable=graphed)
-    step: _Step | _GraphedStep = _Step(model, loss, regularizer, optimizer, members, device)
-    if graphed:
-        step = _GraphedStep(step)
+    plain = _Step(model, loss, regularizer, optimizer, members, device)
+    step: _Step | _GraphedStep = _GraphedStep(plain) if graphed else plain
     size, batch = training.shape[1], settings.batch_size
 
     history = []
@@ -273,7 +271,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, splits: Splits, regu
 
 
 @torch.no_grad()
-def _epoch_metrics(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor, validation: torch.Tensor,
+def _epoch_metrics(model: StackedMLP, loss: Loss, x: torch.Tensor, y: torch.Tensor, validation: torch.Tensor,
                    shared: bool, probe: torch.Tensor, *, train_loss: torch.Tensor, regularizer: Regularizer,
                    constraint: torch.Tensor | None) -> list[dict[str, float]]:
     """Each member's end-of-epoch metrics (the one place an epoch reads values back from the device)."""

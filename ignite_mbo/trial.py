@@ -47,8 +47,7 @@ def run_trial(
     streams = Streams(config.seed)
     if task is None:
         task = make(config.task, data_dir, **config.task_options)
-    if hasattr(task, "subsample"):
-        task = task.subsample(streams.numpy("task/subsample"))
+    task = task.subsample(streams.numpy("task/subsample"))
     ctx = Context(streams=streams, device=resolve_device(device), regularizer=config.regularizer,
                   log=log or (lambda metrics, step: None), progress=progress)
     proposal = load(config.baseline).propose(task, config.baseline_settings(), ctx)

@@ -20,7 +20,8 @@ def small_model(seed: int = 0) -> nn.Module:
 
 def batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(32, 5, generator=generator, dtype=torch.float64), torch.randn(32, 1, generator=generator, dtype=torch.float64)
+    return (torch.randn(32, 5, generator=generator, dtype=torch.float64),
+            torch.randn(32, 1, generator=generator, dtype=torch.float64))
 
 
 def regularized_grads(model: nn.Module, regularizer, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, dict]:

@@ -10,11 +10,10 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from ignite_mbo import checkpoints
 from ignite_mbo.design_space import DesignSpace, TargetScaler
-from ignite_mbo.models import GaussianEnsemble, gaussian_nll
+from ignite_mbo.models import GaussianEnsemble, StackedMLP, gaussian_nll
 from ignite_mbo.progress import SILENT, Progress
 from ignite_mbo.regularizers import NoneConfig, Regularizer, RegularizerConfig
 from ignite_mbo.streams import Streams
@@ -46,7 +45,7 @@ class BaselineSettings(BaseModel):
 class TrainedSurrogate:
     """A trained (possibly stacked) regularized model, the space its inputs live in, and its record."""
 
-    model: nn.Module
+    model: StackedMLP
     space: DesignSpace
     regularizer: Regularizer
     history: list[dict[str, float]]  # per epoch, averaged over the model's members
@@ -85,7 +84,7 @@ class Context:
         """``count`` generators from streams ``{name}/0`` .. ``{name}/{count-1}`` (e.g. per-member init)."""
         return [self.streams.torch(f"{name}/{index}") for index in range(count)]
 
-    def fit(self, name: str, model: nn.Module, space: DesignSpace, x: torch.Tensor, y: torch.Tensor,
+    def fit(self, name: str, model: StackedMLP, space: DesignSpace, x: torch.Tensor, y: torch.Tensor,
             settings: FitSettings, splits: Splits, loss: Loss = gaussian_nll) -> TrainedSurrogate:
         """Train ``model`` (all its members) under a fresh regularizer; metrics are logged as ``{name}/...``.
 

@@ -33,7 +33,7 @@ from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import GammaPrior
 from pydantic import model_validator
 
-from ignite_mbo.baselines.base import Context, Count, Proposal, Rate, Size
+from ignite_mbo.baselines.base import Context, Count, Proposal, Rate
 from ignite_mbo.baselines.ensemble import ENSEMBLE_QUICK, EnsembleSettings, ensemble_mean, train_ensemble
 from ignite_mbo.design_space import DesignSpace, TargetScaler
 from ignite_mbo.tasks import Task
@@ -126,7 +126,7 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
         observed = label(candidates) + settings.bo_noise_se * torch.randn(len(candidates), 1, generator=noise,
                                                                           dtype=torch.float64)
         history_x, history_y = torch.cat([history_x, candidates]), torch.cat([history_y, observed])
-        acquisition_value, rounds = float(value), iteration + 1
+        acquisition_value, rounds = float(torch.as_tensor(value).max()), iteration + 1
         ctx.log({"bo/acquisition_value": acquisition_value, "bo/best_label": float(history_y.max()),
                  "bo/best_ensemble_score": float(label(history_x).max())}, iteration)
         ctx.progress.advance()

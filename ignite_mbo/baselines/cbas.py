@@ -31,8 +31,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from ignite_mbo.baselines.base import Context, Count, Proposal, Rate, Scale, Size, TrainedSurrogate
 from ignite_mbo.baselines.ensemble import ENSEMBLE_QUICK, EnsembleSettings, token_space, train_ensemble
-from ignite_mbo.design_space import DesignSpace
-from ignite_mbo.models import keras_init
+from ignite_mbo.models import GaussianEnsemble, keras_init
 from ignite_mbo.progress import SILENT, Progress
 from ignite_mbo.tasks import Task
 from ignite_mbo.training import KERAS_ADAM_EPSILON, MetricLogger
@@ -137,6 +136,7 @@ def sample(distribution: Distribution, generator: torch.Generator) -> torch.Tens
         probs = base.probs.reshape(-1, base.probs.shape[-1])
         draws = torch.multinomial(probs.to(generator.device), 1, generator=generator)
         return draws.reshape(base.batch_shape).to(probs.device)
+    assert isinstance(base, Normal)
     noise = torch.randn(base.loc.shape, generator=generator, device=generator.device).to(base.loc.device)
     return base.loc + base.scale * noise
 
@@ -174,6 +174,7 @@ def fit_vae(vae: DesignVAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, w
 
 def ensemble_predictive(surrogate: TrainedSurrogate, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each member's Gaussian mean and std on designs ``x``, both (n, num_models)."""
+    assert isinstance(surrogate.model, GaussianEnsemble)
     mean, logstd = surrogate.model.distribution(x)
     return mean[..., 0].T, logstd[..., 0].T.exp()
 

@@ -55,7 +55,7 @@ def search(runs: list[cma.CMAEvolutionStrategy], predict: Score, iterations: int
             features = torch.as_tensor(flat, dtype=torch.float32, device=ctx.device)
             fitness = (-predict(features)[:, 0]).cpu().numpy().astype(np.float64)
         offset = 0
-        for run, population in zip(active, populations):
+        for run, population in zip(active, populations, strict=True):
             run.tell(population, fitness[offset:offset + len(population)].tolist())
             offset += len(population)
         ctx.log({"search/best_predicted": float(np.mean([-run.result.fbest for run in runs])),

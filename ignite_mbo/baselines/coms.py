@@ -27,13 +27,20 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
 from ignite_mbo.baselines.base import (
-    BaselineSettings, Context, Count, Proposal, Rate, Scale, Size, ValidationSize, gradient_ascent,
-    solver_learning_rate, top_designs,
+    BaselineSettings,
+    Context,
+    Count,
+    Proposal,
+    Rate,
+    Scale,
+    Size,
+    ValidationSize,
+    gradient_ascent,
+    solver_learning_rate,
+    top_designs,
 )
 from ignite_mbo.design_space import DesignSpace, TargetScaler
 from ignite_mbo.models import StackedMLP
@@ -82,12 +89,12 @@ class ConservativeLoss:
     def alpha(self) -> float:
         return float(self.log_alpha.detach().exp())
 
-    def adversarial_designs(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def adversarial_designs(self, model: StackedMLP, x: torch.Tensor) -> torch.Tensor:
         """x⁻: gradient ascent on the model's prediction from x (detached)."""
         with torch.enable_grad():
             return gradient_ascent(lambda z: model(z)[0], x, steps=self.particle_steps, learning_rate=self.particle_lr)
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+    def __call__(self, model: StackedMLP, x: torch.Tensor, y: torch.Tensor,
                  weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.log_alpha.device != x.device:
             self.log_alpha.data = self.log_alpha.data.to(x.device)

@@ -50,7 +50,7 @@ def token_space(task: Task) -> DesignSpace:
 def train_ensemble(task: Task, space: DesignSpace, ctx: Context, settings: EnsembleSettings) -> TrainedSurrogate:
     """Fit the bootstrap ensemble on ``space``'s encoding of the task (one shared data pipeline)."""
     x, y = space.encode(task.x), TargetScaler.fit(task.y).transform(task.y)
-    embedding = (task.num_classes, settings.embedding_size) if isinstance(space, TokenSpace) else None
+    embedding = (int(task.num_classes or 0), settings.embedding_size) if isinstance(space, TokenSpace) else None
     model = GaussianEnsemble(space.num_features, settings.hidden_size, settings.num_layers, embedding=embedding,
                              generators=ctx.generators("ensemble/init", settings.num_models))
     fit = FitSettings(settings.epochs, settings.batch_size, settings.learning_rate, settings.validation_size)

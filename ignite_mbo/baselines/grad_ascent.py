@@ -16,7 +16,16 @@ from collections.abc import Callable
 import torch
 
 from ignite_mbo.baselines.base import (
-    BaselineSettings, Context, Count, Layers, Proposal, Rate, Size, ValidationSize, gradient_ascent, solver_learning_rate,
+    BaselineSettings,
+    Context,
+    Count,
+    Layers,
+    Proposal,
+    Rate,
+    Size,
+    ValidationSize,
+    gradient_ascent,
+    solver_learning_rate,
     top_designs,
 )
 from ignite_mbo.design_space import DesignSpace

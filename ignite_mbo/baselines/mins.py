@@ -37,7 +37,14 @@ from pydantic import Field
 from torch import nn
 
 from ignite_mbo.baselines.base import (
-    BaselineSettings, Context, Count, Proposal, Rate, Scale, Size, ValidationSize,
+    BaselineSettings,
+    Context,
+    Count,
+    Proposal,
+    Rate,
+    Scale,
+    Size,
+    ValidationSize,
 )
 from ignite_mbo.design_space import DesignSpace, TargetScaler
 from ignite_mbo.models import GaussianEnsemble, gaussian_nll, keras_init
@@ -257,12 +264,12 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
     # The regularized forward model: trained and measured, never queried by the search.
     noise = ctx.streams.torch("mins/forward/input_noise", ctx.device)
 
-    def noisy_nll(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
-                  wb: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def noisy_nll(model: GaussianEnsemble, x: torch.Tensor, y: torch.Tensor,
+                  weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The NLL on softened one-hot inputs; G is left to the regularizer, on the clean batch."""
         if task.is_discrete:
-            xb = soften(xb.reshape(len(xb), *gan_shape), settings.keep, FORWARD_NOISE_TEMP, noise).flatten(1)
-        return gaussian_nll(model, xb, yb, wb)[0], None
+            x = soften(x.reshape(len(x), *gan_shape), settings.keep, FORWARD_NOISE_TEMP, noise).flatten(1)
+        return gaussian_nll(model, x, y, weights)[0], None
 
     model = GaussianEnsemble(space.num_features, settings.hidden_size, settings.num_layers,
                              generators=ctx.generators("mins/forward/init", 1))

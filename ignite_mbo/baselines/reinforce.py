@@ -57,7 +57,7 @@ class Policy:
 
 def categorical_policy(task: Task, best: np.ndarray, device: torch.device) -> Policy:
     """One categorical per position, started at the token frequencies of ``best`` (unseen tokens: never drawn)."""
-    counts = np.stack([np.bincount(column, minlength=task.num_classes) for column in best.T])
+    counts = np.stack([np.bincount(column, minlength=int(task.num_classes or 0)) for column in best.T])
     frequencies = torch.as_tensor(counts / len(best), dtype=torch.float32, device=device)
     logits = torch.nn.Parameter(frequencies.log().clamp_min(torch.finfo(torch.float32).min))
 

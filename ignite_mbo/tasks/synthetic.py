@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from ignite_mbo.tasks.base import Task
 
@@ -12,6 +13,15 @@ DIM = 60
 BOUND = 5.0  # designs live in [-BOUND, BOUND]^DIM
 NUM_SAMPLES = 10_000
 TRAINING_FRACTION = 0.4  # keep the worst 40 %, as Design-Bench does for its morphology tasks
+
+
+class SyntheticOptions(BaseModel):
+    """Options of ``Synthetic-Ackley60-v0``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    data_seed: int = Field(
+        0, ge=0, lt=2**32, strict=True, description="seed of the 10,000 random designs (an integer in [0, 2**32))"
+    )
 
 
 def negative_ackley(x: np.ndarray) -> np.ndarray:
@@ -40,5 +50,6 @@ def make_synthetic(data_dir: str | os.PathLike[str] | None = None, data_seed: in
         oracle=negative_ackley,
         y_min=float(y_all.min()),
         y_max=float(y_all.max()),
-        info={"full_dataset_rows": NUM_SAMPLES, "data_seed": data_seed, "bounds": [-BOUND, BOUND]},
+        info={"full_dataset_rows": NUM_SAMPLES, "training_pool_rows": len(rows), "training_rows": len(rows),
+              "data_seed": data_seed, "bounds": [-BOUND, BOUND]},
     )

@@ -169,10 +169,7 @@ def command_run(args: argparse.Namespace) -> int:
         from ignite_mbo.mlflow_store import check_tracking_uri
 
         uri = check_tracking_uri(args.tracking_uri)
-    try:
-        task = tasks.make(config.task, args.data_dir, **config.checked_task_options())
-    except TypeError as error:  # an option the task's builder does not take
-        raise UserError(f"--task-option: {error}; see the task's options in ignite_mbo/tasks") from None
+    task = tasks.make(config.task, args.data_dir, **config.checked_task_options())
 
     progress = None if args.quiet else ProgressBar()
     extra: dict[str, Any] = {}

@@ -64,11 +64,8 @@ class TrialConfig(BaseModel):
         return config
 
     def checked_task_options(self) -> dict[str, Any]:
-        """``task_options`` validated against the task's own typed options (no disk access)."""
-        validate = getattr(tasks, "validate_options", None)  # provided by ignite_mbo.tasks on main
-        if validate is None:
-            return dict(self.task_options)
-        return dict(validate(self.task, dict(self.task_options)))
+        """``task_options`` validated against the task's own typed options (no disk access), defaults filled in."""
+        return tasks.validate_options(self.task, dict(self.task_options))
 
     def baseline_settings(self) -> BaselineSettings:
         """The baseline's settings: full-fidelity defaults, the QUICK overrides if asked, then ``baseline_options``."""

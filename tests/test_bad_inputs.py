@@ -61,6 +61,9 @@ RUN = [
     (["run", "--baseline", "reinforce", "--set", "batch_size=-1"], "batch_size"),
     (["run", "--task-option", "bogus=1"], "bogus"),
     (["run", "--task-option", "novalue"], "KEY=VALUE"),
+    (["run", "--task", "TFBind10-Exact-v0", "--task-option", "max_samples=-5"], "max_samples"),
+    (["run", "--task", "TFBind10-Exact-v0", "--task-option", "max_samples=many"], "max_samples"),
+    (["run", "--task", "Synthetic-Ackley60-v0", "--task-option", f"data_seed={2**32}"], "data_seed"),
     (["run", "--device", "bogus"], "unknown device"),
     (["run", "--device", "cuda"], "--device cuda"),
     (["run", "--device", "cuda:7"], "--device cuda:7"),
@@ -158,7 +161,7 @@ REPORT = [
 DATA = [
     (["data", "bogus"], "invalid choice"),
     (["data", "verify", "--task", "nope"], "invalid choice"),
-    (["data", "verify", "--data-dir", "{empty}"], "incomplete"),
+    (["data", "verify", "--data-dir", "{empty}"], "missing"),
     (["data", "verify", "--task", "tf_bind_8", "--data-dir", "{empty}"], "tf_bind_8"),
     (["data"], "the following arguments are required"),
 ]

@@ -122,7 +122,7 @@ def test_report_command_replaces_the_parent_runs_report(finished_sweep):
     for _ in range(2):
         completed = subprocess.run(["ignite-mbo", "report", "out/two_trials"], cwd=folder,
                                    capture_output=True, text=True, check=True)
-    assert "| grad-ascent + none |" in completed.stdout
+    assert "| grad-ascent + none" in completed.stdout
     assert "Reproduction check" in completed.stdout and "Wilcoxon p" in completed.stdout
     for name in ("gain_table.md", "gain_table.csv", "gain_table.png"):
         assert (folder / "out" / "two_trials" / name).is_file()

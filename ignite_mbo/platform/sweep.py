@@ -176,10 +176,7 @@ def load_tasks(configs: list[TrialConfig], data_dir: str | None) -> dict[str, ta
     for config in configs:
         key = task_key(config)
         if key not in built:
-            try:
-                built[key] = task_registry.make(config.task, data_dir, **config.checked_task_options())
-            except TypeError as error:  # an option the task's builder does not take
-                raise UserError(f"task_options of {config.task}: {error}; see ignite_mbo/tasks") from None
+            built[key] = task_registry.make(config.task, data_dir, **config.checked_task_options())
     return built
 
 

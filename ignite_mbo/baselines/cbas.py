@@ -34,7 +34,7 @@ from ignite_mbo.baselines.ensemble import ENSEMBLE_QUICK, EnsembleSettings, toke
 from ignite_mbo.models import GaussianEnsemble, keras_init
 from ignite_mbo.progress import SILENT, Progress
 from ignite_mbo.tasks import Task
-from ignite_mbo.training import KERAS_ADAM_EPSILON, MetricLogger
+from ignite_mbo.training import MetricLogger, keras_adam
 
 
 class Settings(EnsembleSettings):
@@ -187,8 +187,7 @@ class CbAS:
         self.surrogate, self.settings, self.ctx = surrogate, settings, ctx
         self.prior = prior.eval()
         self.search = copy.deepcopy(prior)
-        self.optimizer = torch.optim.Adam(self.search.parameters(), lr=settings.vae_learning_rate,
-                                          eps=KERAS_ADAM_EPSILON)
+        self.optimizer = keras_adam(self.search.parameters(), settings.vae_learning_rate)
         self.generator = generator
 
     @torch.no_grad()
@@ -238,7 +237,7 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
     if offline_epochs is None:
         offline_epochs = 100 if task.task_id.startswith("TFBind10") else 200
     ctx.progress.phase("prior VAE epochs", offline_epochs)
-    fit_vae(prior, torch.optim.Adam(prior.parameters(), lr=settings.vae_learning_rate, eps=KERAS_ADAM_EPSILON), x,
+    fit_vae(prior, keras_adam(prior.parameters(), settings.vae_learning_rate), x,
             torch.ones(len(x), device=ctx.device), epochs=offline_epochs, batch_size=settings.vae_batch_size,
             validation_size=settings.validation_size, generator=ctx.streams.torch("cbas/prior", ctx.device), log=ctx.log,
             prefix="prior_vae/", progress=ctx.progress)

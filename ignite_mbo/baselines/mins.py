@@ -49,7 +49,7 @@ from ignite_mbo.baselines.base import (
 from ignite_mbo.design_space import DesignSpace, TargetScaler
 from ignite_mbo.models import GaussianEnsemble, gaussian_nll, keras_init
 from ignite_mbo.tasks import Task
-from ignite_mbo.training import KERAS_ADAM_EPSILON, FitSettings, draw_splits
+from ignite_mbo.training import FitSettings, draw_splits, keras_adam
 
 HISTOGRAM_BINS = 20
 MAX_WEIGHT = 5.0
@@ -205,10 +205,8 @@ def train_inverse_model(
     critic = keras_init(Critic(design_shape, settings.gan_hidden_size),
                         ctx.streams.torch("mins/gan/init/critic")).to(ctx.device)
     betas = (settings.adam_beta_1, settings.adam_beta_2)
-    generator_opt = torch.optim.Adam(generator.parameters(), lr=settings.generator_lr, betas=betas,
-                                     eps=KERAS_ADAM_EPSILON)
-    critic_opt = torch.optim.Adam(critic.parameters(), lr=settings.discriminator_lr, betas=betas,
-                                  eps=KERAS_ADAM_EPSILON)
+    generator_opt = keras_adam(generator.parameters(), settings.generator_lr, betas)
+    critic_opt = keras_adam(critic.parameters(), settings.discriminator_lr, betas)
     rng = ctx.streams.torch("mins/gan/noise", ctx.device)
     order = torch.randperm(len(x), generator=ctx.streams.torch("mins/gan/split"))
     batches = order[settings.validation_size:].to(ctx.device).split(settings.gan_batch_size)  # one shuffle, kept

@@ -191,8 +191,10 @@ def reinforce_batch() -> tuple[torch.Tensor, torch.Tensor]:
 def test_reinforce_default_loss_is_the_reference_broadcast() -> None:
     """``reduce_mean(-log_probs[:, tf.newaxis] * advantages)`` with advantages (batch, 1): (batch, batch, length)."""
     log_probs, advantage = reinforce_batch()
-    product = -log_probs[:, None, :] * advantage[:, None]  # (6, 1, 4) * (6, 1): every design meets every advantage
+    advantages = advantage[:, None]  # (6, 1): the ensemble's predictions keep their last axis
+    product = -log_probs[:, None, :] * advantages  # (6, 1, 4) * (6, 1): every design meets every advantage
     assert product.shape == (6, 6, 4)
+    assert (log_probs[:, None, :] * advantages[:, None]).shape == (6, 1, 4)  # one more axis: not the reference
     loss = reinforce.policy_loss(log_probs, advantage, per_design_credit=False)
     torch.testing.assert_close(loss, product.mean())
     (expected,) = torch.autograd.grad(product.mean(), log_probs)

@@ -30,7 +30,8 @@ def test_ensemble_is_one_stacked_model_of_five_members(tf_bind_8: Task) -> None:
     model = surrogate.model
     assert isinstance(model, GaussianEnsemble) and model.num_members == 5
     assert model.embedding.shape == (5, 4, 8)  # each member embeds the 4 tokens with its own table
-    assert [tuple(kernel.shape) for kernel in model.kernels] == [(5, 8 * 8, 16), (5, 16, 2)]  # one hidden layer
+    assert [tuple(kernel.shape) for kernel in model.kernels] == [(5, 8 * 8, 16), (5, 2, 16)]  # one hidden layer
+    # (after an embedding the first kernel is stored (in, out) per member, the others (out, in))
     assert len(surrogate.regularizer.lambdas()) == 5
     x = space.encode(tf_bind_8.x[:64])
     with torch.no_grad():

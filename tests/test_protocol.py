@@ -274,7 +274,7 @@ def test_gaussian_ensemble_is_keras_initialised() -> None:
     model = GaussianEnsemble(24, 512, 2, generators=generators, embedding=None)
     sizes = [24, 512, 512, 2]
     for kernel, bias, (fan_in, fan_out) in zip(model.kernels, model.biases, zip(sizes[:-1], sizes[1:]), strict=True):
-        assert kernel.shape == (3, fan_in, fan_out)
+        assert kernel.shape == (3, fan_out, fan_in)  # stored as nn.Linear stores them: (members, out, in)
         for member in kernel:
             assert_uniform(member.detach(), glorot_bound(fan_in, fan_out))
         assert torch.count_nonzero(bias) == 0
@@ -375,9 +375,7 @@ def test_each_baseline_weights_its_rows_as_the_reference(smoke, baseline: str) -
 # ---- 7. TF-Bind-10's training subsample ---------------------------------------------------------------
 
 
-@pytest.mark.skip(reason="the per-seed TF-Bind-10 subsample lands from another branch")
-def test_tf_bind_10_subsample_differs_across_seeds_and_repeats_for_one() -> None:
-    """run_trial draws a fresh 10,000-row subsample from each trial's stream (the reference's unseeded draw)."""
+# tests/test_tasks.py::test_each_trial_draws_its_own_tf_bind_10_training_set pins it through run_trial.
 
 
 # ---- 8. BO-qEI's GP ------------------------------------------------------------------------------------

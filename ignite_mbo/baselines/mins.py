@@ -45,6 +45,7 @@ from ignite_mbo.baselines.base import (
     Scale,
     Size,
     ValidationSize,
+    epochs_per_task,
 )
 from ignite_mbo.design_space import DesignSpace, TargetScaler
 from ignite_mbo.models import GaussianEnsemble, gaussian_nll, keras_init
@@ -183,11 +184,13 @@ class Critic(nn.Module):
         return (1.0 - grad.flatten(1).norm(dim=1, keepdim=True)) ** 2
 
 
+PER_TASK_DEFAULTS = {"gan_epochs": epochs_per_task}
+"""Settings whose paper value depends on the task (their default None means that value)."""
+
+
 def gan_epochs(task: Task, settings: Settings) -> int:
     """``settings.gan_epochs``, else the reference's ``initial_epochs``: 100 on TF-Bind-10, 200 elsewhere."""
-    if settings.gan_epochs is not None:
-        return settings.gan_epochs
-    return 100 if task.task_id.startswith("TFBind10") else 200
+    return settings.gan_epochs if settings.gan_epochs is not None else epochs_per_task(task.task_id)
 
 
 def train_inverse_model(

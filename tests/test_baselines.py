@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from baseline_checks import NUM_MEMBERS, SMOKE, assert_valid
 
 from ignite_mbo.baselines import BASELINES
 from ignite_mbo.tasks import Task
+
+from baseline_checks import NUM_MEMBERS, SMOKE, assert_valid
 
 REGULARIZERS = ("none", "ignite", "ignite2")
 

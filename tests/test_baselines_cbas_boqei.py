@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from baseline_checks import Logged, series
 
 from ignite_mbo.baselines import bo_qei, cbas
 from ignite_mbo.baselines.base import Context
@@ -18,6 +17,8 @@ from ignite_mbo.config import TrialConfig
 from ignite_mbo.streams import Streams
 from ignite_mbo.tasks import Task
 from ignite_mbo.trial import run_trial
+
+from baseline_checks import Logged, series
 
 SMALL_ENSEMBLE = {"hidden_size": 16, "embedding_size": 8, "epochs": 2, "batch_size": 1000}
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from baseline_checks import series
 
 from ignite_mbo.baselines import load
 from ignite_mbo.baselines.base import Context
@@ -17,6 +16,8 @@ from ignite_mbo.models import GaussianEnsemble
 from ignite_mbo.regularizers import IgniteConfig
 from ignite_mbo.streams import Streams
 from ignite_mbo.tasks import Task
+
+from baseline_checks import series
 
 ENSEMBLE_GA = {"hidden_size": 64, "epochs": 2, "batch_size": 512}  # small surrogates, the full 200-step search
 SMALL_ENSEMBLE = {"hidden_size": 16, "embedding_size": 8, "epochs": 2, "batch_size": 1000}

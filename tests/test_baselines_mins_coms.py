@@ -8,11 +8,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from baseline_checks import SMOKE
 
 from ignite_mbo.baselines import coms, mins
 from ignite_mbo.models import StackedMLP
 from ignite_mbo.tasks import Task
+
+from baseline_checks import SMOKE
 
 REGULARIZERS = ("none", "ignite", "ignite2")
 MINS_SMALL = {**SMOKE["mins"], "forward_epochs": 2, "gan_epochs": 3}

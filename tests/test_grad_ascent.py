@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from baseline_checks import series
 
 from ignite_mbo.baselines import grad_ascent
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.errors import UserError
 from ignite_mbo.evaluation import nearest_rank
+
+from baseline_checks import series
 
 SMALL = {"hidden_size": 64, "epochs": 2, "batch_size": 1024, "solver_lr": 0.1}  # small and fast, yet the designs move
 

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from baseline_checks import SMOKE
 from torch import nn
 
 from ignite_mbo.baselines import BASELINES, bo_qei, coms, grad_ascent, load, mins, reinforce
@@ -30,6 +29,8 @@ from ignite_mbo.streams import Streams
 from ignite_mbo.tasks import Task
 from ignite_mbo.tasks.tfbind import make_tf_bind_10
 from ignite_mbo.training import FitSettings, Splits, draw_splits
+
+from baseline_checks import SMOKE
 
 DATASET_BEST = 0.439  # TF-Bind-8: the best normalised score among the training designs
 

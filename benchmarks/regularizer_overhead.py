@@ -25,7 +25,7 @@ import torch
 
 from ignite_mbo.models import GaussianEnsemble, gaussian_nll
 from ignite_mbo.regularizers import build
-from ignite_mbo.training import KERAS_ADAM_EPSILON, _GraphedStep, _Step
+from ignite_mbo.training import _GraphedStep, _Step, keras_adam
 
 VARIANTS = {
     "none": ("none", {}),
@@ -39,7 +39,7 @@ def make_step(name: str, options: dict, args: argparse.Namespace, graphed: bool)
     """A step closure over fresh model, optimizer and data for one variant (warmed up)."""
     device = torch.device(args.device)
     model = GaussianEnsemble(24, args.hidden, 2, generators=[torch.Generator().manual_seed(0)]).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4, eps=KERAS_ADAM_EPSILON, capturable=graphed)
+    optimizer = keras_adam(model.parameters(), 3e-4, capturable=graphed)
     step: _Step | _GraphedStep = _Step(model, gaussian_nll, build(name, **options), optimizer, 1, device)
     if graphed:
         step = _GraphedStep(step)

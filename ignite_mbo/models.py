@@ -42,28 +42,28 @@ def keras_init(module: ModuleT, generator: torch.Generator) -> ModuleT:
     return module
 
 
-def stacked_layers(x: torch.Tensor, kernels: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+def stacked_layers(h: torch.Tensor, kernels: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
                    activate: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """An MLP per member: x (batch, in) shared or (members, batch, in) -> (members, batch, out).
+    """An MLP per member on transposed activations: h (in, batch) shared or (members, in, batch) ->
+    (members, out, batch).
 
-    Each layer is ``activate(h @ kernel + bias)`` (none after the last); kernels are (members, in,
-    out), biases (members, 1, out). The activations are kept transposed, (members, features,
-    batch), so that every matrix product has the batch as its wide dimension: CPU GEMM libraries
-    are slow on the narrow (2-wide) head and on batched products of one member, and a shared input
-    makes the first layer one plain GEMM over all members.
+    Each layer is ``activate(kernel @ h + bias)`` (none after the last), kernels (members, out, in)
+    and biases (members, out, 1) as ``nn.Linear`` stores them. Keeping the batch as the last, wide
+    dimension suits the GEMM libraries (they are slow on the 2-wide Gaussian head), gives contiguous
+    gradients (Adam's fast path), makes one member a plain GEMM and a shared input one GEMM over all
+    members.
     """
-    h = x.transpose(-1, -2)
     last = len(kernels) - 1
     for index, (kernel, bias) in enumerate(zip(kernels, biases, strict=True)):
         if kernel.shape[0] == 1:
-            flat = h.reshape(kernel.shape[1], -1) if h.dim() == 2 else h[0]
-            h = torch.addmm(bias[0].T, kernel[0].T, flat).unsqueeze(0)
+            h = torch.addmm(bias[0], kernel[0], h if h.dim() == 2 else h[0]).unsqueeze(0)
+        elif h.dim() == 2:
+            h = torch.matmul(kernel, h) + bias  # (members · out, in) @ (in, batch) as one GEMM
         else:
-            h = torch.baddbmm(bias.transpose(1, 2), kernel.transpose(1, 2), h) if h.dim() == 3 \
-                else torch.matmul(kernel.transpose(1, 2), h) + bias.transpose(1, 2)
+            h = torch.baddbmm(bias, kernel, h)
         if index < last:
             h = activate(h)
-    return h.transpose(1, 2)
+    return h
 
 
 class StackedMLP(nn.Module):
@@ -74,8 +74,9 @@ class StackedMLP(nn.Module):
     (batch, input_size), or one batch per member, (num_members, batch, input_size); outputs are
     (num_members, batch, output_size). Inputs are flat float features, or, with ``embedding=(classes,
     size)``, integer tokens (``input_size`` positions) that each member embeds with its own table
-    before the first layer (Keras' ``Embedding`` → ``Flatten``, as design-baselines' discrete forward
-    models). Each member's embedding table and kernels come from its own generator (Keras' init).
+    before the first layer (Keras' ``Embedding`` → ``Flatten`` → ``Dense``, as design-baselines'
+    discrete forward models). Each member's embedding table and kernels come from its own generator
+    (Keras' init: kernels drawn as (in, out) Glorot-uniform, stored transposed).
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, output_size: int, *,
@@ -95,22 +96,42 @@ class StackedMLP(nn.Module):
         sizes = [width] + [hidden_size] * num_layers + [output_size]
         kernels = [[glorot_uniform(fan_in, fan_out, g) for g in generators]
                    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True)]
-        self.kernels = nn.ParameterList([nn.Parameter(torch.stack(layer)) for layer in kernels])
-        self.biases = nn.ParameterList([nn.Parameter(torch.zeros(self.num_members, 1, size)) for size in sizes[1:]])
-
-    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens (batch, positions) or (members, batch, positions) -> (members, batch, positions · size)."""
-        assert self.embedding is not None
-        members = torch.arange(self.num_members, device=tokens.device).view(-1, 1, 1)
-        tables = self.embedding[members, tokens if tokens.dim() == 3 else tokens.unsqueeze(0)]
-        return tables.flatten(2)
+        # (members, out, in), except after an embedding: (members, positions · size, out), see _embedded_first_layer
+        stored = [torch.stack(layer) if index == 0 and embedding is not None else torch.stack([k.T for k in layer])
+                  for index, layer in enumerate(kernels)]
+        self.kernels = nn.ParameterList([nn.Parameter(kernel.contiguous()) for kernel in stored])
+        self.biases = nn.ParameterList([nn.Parameter(torch.zeros(self.num_members, size, 1)) for size in sizes[1:]])
 
     def _activate(self, h: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(h, LEAKY_RELU_SLOPE) if self.activation == "leaky_relu" else F.relu(h)
 
+    def _embedded_first_layer(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The first layer on embedded tokens, (members, hidden, batch), before its activation.
+
+        Dense(Flatten(Embedding(x))) = Σ_positions (table · kernel_position)[x_position]: each
+        member's per-position products (classes × hidden) are formed once per step and summed by
+        token, which is the same function (and gradient) for a fraction of the arithmetic.
+        """
+        assert self.embedding is not None
+        members, classes, size = self.embedding.shape
+        positions = self.input_size
+        kernel, bias = self.kernels[0], self.biases[0]  # kernel (members, positions · size, hidden)
+        tables = self.embedding.unsqueeze(1).expand(members, positions, classes, size)
+        products = torch.bmm(tables.reshape(-1, classes, size), kernel.view(members * positions, size, -1))
+        tokens = tokens if tokens.dim() == 3 else tokens.unsqueeze(0).expand(members, -1, -1)
+        offsets = classes * torch.arange(members * positions, device=tokens.device).view(members, 1, -1)
+        summed = F.embedding_bag((tokens + offsets).reshape(-1, positions), products.reshape(-1, kernel.shape[-1]),
+                                 mode="sum")  # (members · batch, hidden)
+        return summed.view(members, -1, kernel.shape[-1]).transpose(1, 2) + bias
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self._embed(x) if self.embedding is not None else x
-        return stacked_layers(h, list(self.kernels), list(self.biases), self._activate)
+        """Inputs -> (num_members, batch, output_size)."""
+        kernels, biases = list(self.kernels), list(self.biases)
+        if self.embedding is not None:
+            h = stacked_layers(self._activate(self._embedded_first_layer(x)), kernels[1:], biases[1:], self._activate)
+        else:
+            h = stacked_layers(x.transpose(-1, -2), kernels, biases, self._activate)
+        return h.transpose(1, 2)
 
     def predict_mean(self, x: torch.Tensor) -> torch.Tensor:
         """The prediction (num_members, batch, 1) of a one-output MLP."""

@@ -12,14 +12,17 @@ from typing import Any
 
 from ignite_mbo.baselines import load
 from ignite_mbo.config import TrialConfig
+from ignite_mbo.tasks import validate_options
 
 
 def protocol_deviations(config: TrialConfig) -> list[str]:
     """``name=value`` for each setting of ``config`` that differs from the paper's protocol."""
     deviations = ["fidelity=quick"] if config.fidelity == "quick" else []
-    paper = load(config.baseline).Settings()
+    module = load(config.baseline)
+    paper, per_task = module.Settings(), getattr(module, "PER_TASK_DEFAULTS", {})
     for name, value in config.baseline_options.items():
-        if getattr(paper, name, object()) != value:
+        default = per_task[name](config.task) if name in per_task else getattr(paper, name, object())
+        if value != default and not (name in per_task and value is None):
             deviations.append(f"{name}={value}")
     regularizer = config.regularizer
     published = type(regularizer)()
@@ -27,5 +30,7 @@ def protocol_deviations(config: TrialConfig) -> list[str]:
         setting: Any = getattr(regularizer, name)
         if setting != getattr(published, name):
             deviations.append(f"regularizer.{name}={setting}")
-    deviations += [f"task.{name}={value}" for name, value in sorted(config.task_options.items())]
+    task_defaults = validate_options(config.task, {})
+    deviations += [f"task.{name}={value}" for name, value in sorted(config.task_options.items())
+                   if value != task_defaults.get(name)]
     return deviations

@@ -37,8 +37,8 @@ def num_members(model: nn.Module) -> int:
 
 def member_norms(tensors: list[torch.Tensor], members: int) -> torch.Tensor:
     """The global L2 norm of each member's slice of ``tensors``, shape (members,)."""
-    squares = torch.stack([t.reshape(members, -1).pow(2).sum(dim=1) for t in tensors])
-    return squares.sum(dim=0).sqrt()
+    norms = torch.stack([torch.linalg.vector_norm(t.reshape(members, -1), dim=1) for t in tensors])
+    return torch.linalg.vector_norm(norms, dim=0)
 
 
 def per_member(values: torch.Tensor, like: torch.Tensor, members: int) -> torch.Tensor:
@@ -132,11 +132,11 @@ class SharpnessConstraint:
         else:
             penalty = self._finite_difference_penalty(used_params, [t.detach() for t in g], step, members, mean_prediction)
 
-        for i, p in enumerate(params):  # uses λ before this step's update, as the reference does
+        for i, p in enumerate(params):  # ∇L + λ·penalty, with λ before this step's update, as the reference
             total = loss_grads[i]
             if i in used:
-                term = per_member(lam, p, members) * penalty[used.index(i)]
-                total = term if total is None else total + term
+                term = penalty[used.index(i)].mul_(per_member(lam, p, members))
+                total = term if total is None else term.add_(total)
             if total is not None:
                 p.grad = total if p.grad is None else p.grad + total
 
@@ -151,14 +151,16 @@ class SharpnessConstraint:
         """(ρ/r)(∇G(β + r·g/‖g‖) − g) per parameter: the paper's finite-difference ρ·H·g/‖g‖."""
         with torch.no_grad():
             saved = torch._foreach_mul(params, 1.0)  # copies, to restore β bit for bit
-            torch._foreach_add_(params, [gi * per_member(step, p, members) for gi, p in zip(g, params, strict=True)])
+            for p, gi in zip(params, g, strict=True):
+                p.addcmul_(gi, per_member(step, p, members))
         try:
             g_hat = torch.autograd.grad(mean_prediction().sum(), params, allow_unused=True)
         finally:
             with torch.no_grad():
                 torch._foreach_copy_(params, saved)
         scale = self.rho / self.radius
-        return [scale * ((gh if gh is not None else torch.zeros_like(gi)) - gi) for gh, gi in zip(g_hat, g, strict=True)]
+        return [(gh if gh is not None else torch.zeros_like(gi)).sub_(gi).mul_(scale)
+                for gh, gi in zip(g_hat, g, strict=True)]
 
     def _exact_penalty(self, params: list[torch.Tensor], g: list[torch.Tensor], inverse_norm: torch.Tensor,
                        members: int) -> list[torch.Tensor]:

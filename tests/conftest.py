@@ -79,24 +79,28 @@ def ackley() -> Task:
 
 @pytest.fixture(scope="session")
 def quick_run(tf_bind_8: Task) -> Callable[..., QuickRun]:
-    """``quick_run(baseline, regularizer="none", task=None, seed=0, fresh=False) -> (TrialResult, logged)``.
+    """``quick_run(baseline, regularizer="none", task=None, seed=0, options=None, fresh=False)``
+    -> ``(TrialResult, logged)``.
 
-    A quick-fidelity trial on ``task`` (TF-Bind-8 unless told), memoised for the session per
-    (baseline, regularizer, task, seed) unless ``fresh``; ``logged`` is every ``(step, metrics)`` it logged.
+    A quick-fidelity trial on ``task`` (TF-Bind-8 unless told), with ``options`` as baseline options
+    on top of the baseline's ``QUICK`` (e.g. ``baseline_checks.SMOKE[baseline]``). Memoised for the
+    session per (baseline, regularizer, task, seed, options) unless ``fresh``; ``logged`` is every
+    ``(step, metrics)`` the trial logged.
     """
     from ignite_mbo.config import TrialConfig
     from ignite_mbo.trial import run_trial
 
-    cache: dict[tuple[str, str, str, int], QuickRun] = {}
+    cache: dict[tuple, QuickRun] = {}
 
     def _run(baseline: str, regularizer: str = "none", task: Task | None = None, seed: int = 0,
-             fresh: bool = False) -> QuickRun:
+             options: dict | None = None, fresh: bool = False) -> QuickRun:
         task = tf_bind_8 if task is None else task
-        key = (baseline, regularizer, task.task_id, seed)
+        options = options or {}
+        key = (baseline, regularizer, task.task_id, seed, tuple(sorted(options.items())))
         if fresh or key not in cache:
             logged: list[tuple[int, dict[str, float]]] = []
             config = TrialConfig.parse(dict(task=task.task_id, baseline=baseline, regularizer={"name": regularizer},
-                                            seed=seed, fidelity="quick"))
+                                            seed=seed, fidelity="quick", baseline_options=options))
             result = run_trial(config, task=task, log=lambda metrics, step: logged.append((step, dict(metrics))))
             if fresh:
                 return result, logged

@@ -127,3 +127,17 @@ def test_cuda_graph_step_equals_the_eager_step(monkeypatch, regularizer):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
     assert graphed_reg.lambdas() == pytest.approx(eager_reg.lambdas(), rel=1e-4)
     assert graphed_history[-1]["train_loss"] == pytest.approx(eager_history[-1]["train_loss"], rel=1e-4)
+
+
+def test_embedded_first_layer_is_embedding_flatten_dense():
+    """The per-position product tables compute Keras' Dense(Flatten(Embedding(tokens))) and its gradients."""
+    model = ensemble([0, 1], embedding=(4, 3)).double()
+    tokens = TOKENS[:16]
+    fast = model._embedded_first_layer(tokens)  # (members, hidden, batch)
+    (d_table, d_kernel) = torch.autograd.grad(fast.square().sum(), [model.embedding, model.kernels[0]])
+    embedded = model.embedding[torch.arange(2).view(2, 1, 1), tokens.unsqueeze(0)].flatten(2)  # (members, batch, 15)
+    naive = (embedded @ model.kernels[0] + model.biases[0].transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(fast, naive)
+    (n_table, n_kernel) = torch.autograd.grad(naive.square().sum(), [model.embedding, model.kernels[0]])
+    torch.testing.assert_close(d_table, n_table)
+    torch.testing.assert_close(d_kernel, n_kernel)

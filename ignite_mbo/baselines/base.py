@@ -116,6 +116,11 @@ class Context:
         return self.fit(name, model, space, x, y, settings, splits)
 
 
+def epochs_per_task(task_id: str) -> int:
+    """The reference's per-task epochs of MINs' GAN and CbAS' prior VAE: 100 on TF-Bind-10, else 200."""
+    return 100 if task_id.startswith("TFBind10") else 200
+
+
 def top_designs(task: Task, count: int) -> np.ndarray:
     """The ``count`` highest-scoring training designs (best first): the usual starting points."""
     return task.x[np.argsort(-task.y[:, 0], kind="stable")[:count]]

@@ -29,12 +29,12 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-from ignite_mbo.baselines.base import Context, Count, Proposal, Rate, Scale, Size, TrainedSurrogate
+from ignite_mbo.baselines.base import Context, Count, Proposal, Rate, Scale, Size, TrainedSurrogate, epochs_per_task
 from ignite_mbo.baselines.ensemble import ENSEMBLE_QUICK, EnsembleSettings, token_space, train_ensemble
 from ignite_mbo.models import GaussianEnsemble, keras_init
 from ignite_mbo.progress import SILENT, Progress
 from ignite_mbo.tasks import Task
-from ignite_mbo.training import KERAS_ADAM_EPSILON, MetricLogger
+from ignite_mbo.training import MetricLogger, keras_adam
 
 
 class Settings(EnsembleSettings):
@@ -60,6 +60,9 @@ class Settings(EnsembleSettings):
             raise ValueError("online_batches * vae_batch_size must exceed validation_size")
         return self
 
+
+PER_TASK_DEFAULTS = {"offline_epochs": epochs_per_task}
+"""Settings whose paper value depends on the task (their default None means that value)."""
 
 QUICK = {**ENSEMBLE_QUICK, "latent_size": 8, "vae_hidden_size": 64, "vae_embedding_size": 32, "offline_epochs": 20,
          "online_epochs": 2, "iterations": 5}
@@ -187,8 +190,7 @@ class CbAS:
         self.surrogate, self.settings, self.ctx = surrogate, settings, ctx
         self.prior = prior.eval()
         self.search = copy.deepcopy(prior)
-        self.optimizer = torch.optim.Adam(self.search.parameters(), lr=settings.vae_learning_rate,
-                                          eps=KERAS_ADAM_EPSILON)
+        self.optimizer = keras_adam(self.search.parameters(), settings.vae_learning_rate)
         self.generator = generator
 
     @torch.no_grad()
@@ -234,11 +236,9 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
     x = space.encode(task.x).to(ctx.device)
     prior = keras_init(DesignVAE(task.design_shape, task.num_classes, settings),
                        ctx.streams.torch("cbas/vae/init")).to(ctx.device)
-    offline_epochs = settings.offline_epochs
-    if offline_epochs is None:
-        offline_epochs = 100 if task.task_id.startswith("TFBind10") else 200
+    offline_epochs = settings.offline_epochs or epochs_per_task(task.task_id)
     ctx.progress.phase("prior VAE epochs", offline_epochs)
-    fit_vae(prior, torch.optim.Adam(prior.parameters(), lr=settings.vae_learning_rate, eps=KERAS_ADAM_EPSILON), x,
+    fit_vae(prior, keras_adam(prior.parameters(), settings.vae_learning_rate), x,
             torch.ones(len(x), device=ctx.device), epochs=offline_epochs, batch_size=settings.vae_batch_size,
             validation_size=settings.validation_size, generator=ctx.streams.torch("cbas/prior", ctx.device), log=ctx.log,
             prefix="prior_vae/", progress=ctx.progress)

@@ -45,11 +45,12 @@ from ignite_mbo.baselines.base import (
     Scale,
     Size,
     ValidationSize,
+    epochs_per_task,
 )
 from ignite_mbo.design_space import DesignSpace, TargetScaler
 from ignite_mbo.models import GaussianEnsemble, gaussian_nll, keras_init
 from ignite_mbo.tasks import Task
-from ignite_mbo.training import KERAS_ADAM_EPSILON, FitSettings, draw_splits
+from ignite_mbo.training import FitSettings, draw_splits, keras_adam
 
 HISTOGRAM_BINS = 20
 MAX_WEIGHT = 5.0
@@ -183,11 +184,13 @@ class Critic(nn.Module):
         return (1.0 - grad.flatten(1).norm(dim=1, keepdim=True)) ** 2
 
 
+PER_TASK_DEFAULTS = {"gan_epochs": epochs_per_task}
+"""Settings whose paper value depends on the task (their default None means that value)."""
+
+
 def gan_epochs(task: Task, settings: Settings) -> int:
     """``settings.gan_epochs``, else the reference's ``initial_epochs``: 100 on TF-Bind-10, 200 elsewhere."""
-    if settings.gan_epochs is not None:
-        return settings.gan_epochs
-    return 100 if task.task_id.startswith("TFBind10") else 200
+    return settings.gan_epochs if settings.gan_epochs is not None else epochs_per_task(task.task_id)
 
 
 def train_inverse_model(
@@ -205,10 +208,8 @@ def train_inverse_model(
     critic = keras_init(Critic(design_shape, settings.gan_hidden_size),
                         ctx.streams.torch("mins/gan/init/critic")).to(ctx.device)
     betas = (settings.adam_beta_1, settings.adam_beta_2)
-    generator_opt = torch.optim.Adam(generator.parameters(), lr=settings.generator_lr, betas=betas,
-                                     eps=KERAS_ADAM_EPSILON)
-    critic_opt = torch.optim.Adam(critic.parameters(), lr=settings.discriminator_lr, betas=betas,
-                                  eps=KERAS_ADAM_EPSILON)
+    generator_opt = keras_adam(generator.parameters(), settings.generator_lr, betas)
+    critic_opt = keras_adam(critic.parameters(), settings.discriminator_lr, betas)
     rng = ctx.streams.torch("mins/gan/noise", ctx.device)
     order = torch.randperm(len(x), generator=ctx.streams.torch("mins/gan/split"))
     batches = order[settings.validation_size:].to(ctx.device).split(settings.gan_batch_size)  # one shuffle, kept

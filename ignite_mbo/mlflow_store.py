@@ -164,10 +164,6 @@ def run_exists(uri: str, run_id: str) -> bool:
         return False
 
 
-def run_status(uri: str, run_id: str) -> str:
-    return str(_client(uri).get_run(run_id).info.status)
-
-
 def set_run_tags(uri: str, run_id: str, tags: dict[str, Any]) -> None:
     from mlflow.entities import RunTag
 

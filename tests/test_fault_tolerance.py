@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+
 from processes import kill_marked
 
 # ---- one MLflow run per trial, across attempts -----------------------------------------------------

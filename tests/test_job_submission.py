@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+
 from processes import kill_marked
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from processes import kill_marked
 
 from ignite_mbo.cli import main
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform.spaces import OBJECTIVES, apply_overrides, load_spec, parse_spec, resolve_params
+
+from processes import kill_marked
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "search_spaces"

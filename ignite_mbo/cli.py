@@ -92,6 +92,9 @@ def build_parser() -> Parser:
     run.add_argument("--tracking-uri", help="also record the trial in this MLflow store (experiment 'runs'), "
                                             "e.g. sqlite:///mlflow.db")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="CPU threads for torch (default: torch's, one per core); 1 is far faster when other "
+                          "jobs share the cores")
 
     sweep = commands.add_parser(
         "sweep", help="run a search-space YAML as a Ray Tune sweep tracked in MLflow",
@@ -146,7 +149,6 @@ def build_parser() -> Parser:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    import inspect
     import tempfile
 
     from ignite_mbo import tasks
@@ -164,6 +166,8 @@ def command_run(args: argparse.Namespace) -> int:
         "task_options": key_values(args.task_option, "--task-option"),
     })
     check_device(args.device)
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
     uri = None
     if args.tracking_uri:
         from ignite_mbo.mlflow_store import check_tracking_uri
@@ -171,9 +175,13 @@ def command_run(args: argparse.Namespace) -> int:
         uri = check_tracking_uri(args.tracking_uri)
     task = tasks.make(config.task, args.data_dir, **config.checked_task_options())
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     progress = None if args.quiet else ProgressBar()
     extra: dict[str, Any] = {}
-    if progress is not None and "progress" in inspect.signature(run_trial).parameters:
+    if progress is not None:
         extra["progress"] = progress
     recorder = None
     if uri is not None:

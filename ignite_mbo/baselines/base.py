@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -145,8 +145,3 @@ def gradient_ascent(score: Callable[[torch.Tensor], torch.Tensor], start: torch.
 def solver_learning_rate(base_rate: float, num_features: int) -> float:
     """design-baselines scales the ascent step by √(number of features)."""
     return base_rate * float(np.sqrt(num_features))
-
-
-def settings_fields(settings: BaseModel, names: tuple[str, ...]) -> dict[str, Any]:
-    """The named fields of ``settings`` as a dict (to build a nested settings object)."""
-    return {name: getattr(settings, name) for name in names}

@@ -29,7 +29,7 @@ from ignite_mbo.baselines.base import Context, Count, Proposal, Rate, Size, top_
 from ignite_mbo.baselines.ensemble import ENSEMBLE_QUICK, EnsembleSettings, ensemble_mean, token_space, train_ensemble
 from ignite_mbo.design_space import DesignSpace
 from ignite_mbo.tasks import Task
-from ignite_mbo.training import KERAS_ADAM_EPSILON
+from ignite_mbo.training import keras_adam
 
 
 class Settings(EnsembleSettings):
@@ -110,7 +110,7 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
     else:
         policy = gaussian_policy(space, best, settings.exploration_std, ctx.device)
         batch_size = settings.policy_batch_size_continuous
-    optimizer = torch.optim.Adam([policy.parameter], lr=settings.policy_lr, eps=KERAS_ADAM_EPSILON)
+    optimizer = keras_adam([policy.parameter], settings.policy_lr)
     generator = ctx.streams.torch("reinforce/policy_samples")
 
     ctx.progress.phase("policy iterations", settings.iterations)

@@ -11,7 +11,9 @@ Synthetic inputs: no data needed. On CUDA it also times the captured-graph step.
 
 The floor: a plain step is F + B (B ≈ 2F) = 3 units; finite-difference IGNITE with a shared forward
 is F + 2B for ∇L and ∇G plus F + B at the perturbed weights = 8 units, so ≈ 2.7 before fixed costs
-(Adam, Python), which pull the measured ratio down.
+(Adam, Python), which pull the measured ratio down. The last line measures that floor in the same
+run: the hidden layer's matrix products alone, timed for both steps, and the best ratio possible
+when IGNITE costs nothing beyond its products and the plain step's own other costs.
 """
 
 from __future__ import annotations
@@ -40,9 +42,8 @@ def make_step(name: str, options: dict, args: argparse.Namespace, graphed: bool)
     device = torch.device(args.device)
     model = GaussianEnsemble(24, args.hidden, 2, generators=[torch.Generator().manual_seed(0)]).to(device)
     optimizer = keras_adam(model.parameters(), 3e-4, capturable=graphed)
-    step: _Step | _GraphedStep = _Step(model, gaussian_nll, build(name, **options), optimizer, 1, device)
-    if graphed:
-        step = _GraphedStep(step)
+    plain = _Step(model, gaussian_nll, build(name, **options), optimizer, 1, device)
+    step: _Step | _GraphedStep = _GraphedStep(plain) if graphed else plain
     x = torch.randn(8, 128, 24, device=device)
     y = torch.randn(8, 128, 1, device=device)
     w = torch.ones(1, 128, device=device)
@@ -61,6 +62,30 @@ def seconds_per_step(run: Callable[[int], None], batches: int) -> float:
     start = time.perf_counter()
     run(batches)
     return (time.perf_counter() - start) / batches
+
+
+def gemm_floor(hidden: int, device: torch.device, repeats: int) -> tuple[float, float]:
+    """Measured time of the hidden×hidden layer's matrix products alone, at batch 128: a plain step
+    needs forward + grad-input + grad-weight (F + Bi + Bw); finite-difference IGNITE with a shared
+    forward needs 2F + 3Bi + 3Bw (∇L and ∇G at β, ∇G at the perturbed β̂). Returns both, in seconds."""
+    activations = torch.randn(128, hidden, device=device)
+    weight = torch.randn(hidden, hidden, device=device)
+    products = {"F": lambda: activations @ weight, "Bi": lambda: activations @ weight.T,
+                "Bw": lambda: activations.T @ activations}
+    seconds = {}
+    for name, product in products.items():
+        product()
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(10):
+                product()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            runs.append((time.perf_counter() - start) / 10)
+        seconds[name] = statistics.median(runs)
+    plain = seconds["F"] + seconds["Bi"] + seconds["Bw"]
+    return plain, 2 * seconds["F"] + 3 * seconds["Bi"] + 3 * seconds["Bw"]
 
 
 def main() -> None:
@@ -85,6 +110,11 @@ def main() -> None:
             seconds = statistics.median(values)
             mode = "graph" if graphed else "eager"
             print(f"{mode} {label:>20}: {1000 * seconds:8.3f} ms/step  ratio to none {seconds / base:5.2f}", flush=True)
+        plain, ignite = gemm_floor(args.hidden, torch.device(args.device), args.repeats)
+        best = (ignite + base - plain) / base  # IGNITE's products plus no more than the plain step's other costs
+        print(f"{mode} floor: the {args.hidden}x{args.hidden} layer's products alone take {1000 * plain:.3f} ms (plain), "
+              f"{1000 * ignite:.3f} ms (ignite), ratio {ignite / plain:.2f}; with the plain step's other "
+              f"{1000 * (base - plain):.3f} ms added to both, the best possible ratio is {best:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def main() -> None:
     started = time.time()
     context = mp.get_context("spawn")
     with context.Pool(args.workers, maxtasksperchild=1) as pool:
-        pending = []
+        pending: list[Any] = []
         for job in jobs:
             while len(pending) >= args.workers:
                 pending = _collect(pending, args.out)

@@ -18,11 +18,22 @@ TRUST_NOTE = ("--resume unpickles Ray Tune's state (tuner.pkl) from the sweep fo
               "keep that location writable only by you")
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to an option's help unless the help already says its default or X is
+    None or an empty list (unset: the help says what happens then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        if "default" in help_text or action.default is None or action.default == []:
+            return help_text
+        return super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse whose errors are one line with a pointer to --help, exit status 2; help shows defaults."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
@@ -81,9 +92,11 @@ def build_parser() -> Parser:
     hyper.add_argument("--lambda-lr", type=float, help="η_λ, the dual-ascent step of λ (IGNITE)")
     hyper.add_argument("--rho", type=float, help="ρ, the sharpness scale")
     hyper.add_argument("--radius", type=float, help="r, the finite-difference perturbation radius")
-    hyper.add_argument("--hvp", choices=["finite_difference", "exact"], help="Hessian-vector product")
+    hyper.add_argument("--hvp", choices=["finite_difference", "exact"],
+                       help="Hessian-vector product (default: finite_difference, as the paper)")
     hyper.add_argument("--project-lambda", action=argparse.BooleanOptionalAction, default=None,
-                       help="keep λ ≥ 0 (the default); --no-project-lambda reproduces the official code")
+                       help="keep λ ≥ 0, as a constraint's multiplier must be (default: off: λ may go "
+                            "negative, as in the official code)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a baseline setting, e.g. --set epochs=10 (repeatable)")
     run.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",

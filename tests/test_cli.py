@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ignite_mbo.cli import main
+from ignite_mbo.regularizers import IgniteConfig
 
 
 @pytest.fixture
@@ -41,6 +43,17 @@ def test_help(command, capsys):
     assert "usage: ignite-mbo" in out
     if command in (["run"], ["sweep"], ["data"]):
         assert "(default:" in out, "help shows defaults"
+    flat = " ".join(out.split())
+    assert "(default: None)" not in flat and "(default: [])" not in flat, "unset options say what happens instead"
+    assert not re.search(r"default[^()]*\) \(default:", flat), "a help that names its default gets no second one"
+
+
+def test_help_states_the_regularizer_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    flat = " ".join(capsys.readouterr().out.split())
+    assert IgniteConfig().project_lambda is False and "(default: off" in flat.split("--no-project-lambda keep λ")[1]
+    assert IgniteConfig().hvp == "finite_difference" and "(default: finite_difference" in flat
 
 
 def test_version(capsys):

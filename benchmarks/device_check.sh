@@ -12,6 +12,8 @@
 #   5. packing throughput at 1, 2, 4, 8 trials per GPU (benchmarks/gpu_packing.sh);
 #   6. full-fidelity unregularized trials of the baselines over seeds 0-7 (as many as fit), summarised.
 # Needs TF-Bind-8 under $IGNITE_MBO_DATA_DIR; no Ray or MLflow. Results also go to OUT_DIR.
+# SECTIONS="4 6" runs only those; SWEEP="ens-mean mins" and WORKERS=N choose section 6's baselines and
+# concurrency (the defaults put the baselines without a full-fidelity measurement yet first).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-$(mktemp -d /tmp/device_check.XXXXXX)}}
@@ -23,11 +25,14 @@ section() { echo; echo "== $1 ($(( $(date +%s) - started )) s)"; }
 
 if "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     cuda=1; STEPS=200; ENSEMBLE_EPOCHS=3; GA_LIMIT=150; PACKINGS="1 2 4 8"; PACK_EPOCHS=5; PACK_LIMIT=120
-    WORKERS=${WORKERS:-14}; SWEEP="mins ens-min ens-mean grad-ascent coms cbas reinforce cma-es bo-qei"; FIDELITY=full
+    WORKERS=${WORKERS:-8}; SWEEP=${SWEEP:-"ens-mean mins ens-min grad-ascent coms cbas reinforce cma-es bo-qei"}
+    FIDELITY=full
 else
     cuda=0; STEPS=10; ENSEMBLE_EPOCHS=1; GA_LIMIT=120; PACKINGS=""; PACK_EPOCHS=1; PACK_LIMIT=0
-    WORKERS=2; SWEEP="cma-es grad-ascent"; FIDELITY=quick
+    WORKERS=${WORKERS:-2}; SWEEP=${SWEEP:-"cma-es grad-ascent"}; FIDELITY=quick
 fi
+SECTIONS=" ${SECTIONS:-1 2 3 4 5 6} "
+wanted() { [[ "$SECTIONS" == *" $1 "* ]]; }
 BUDGET=${BUDGET:-540}       # seconds for the whole script; section 6 gets what the others leave
 TAIL=${TAIL:-170}           # section 6 starts no trial later than this many seconds before the budget ends
 
@@ -36,41 +41,52 @@ nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
 torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu', 'threads', torch.get_num_threads())"
 
-section "1. equality of the fast paths (tests/test_training.py, tests/test_regularizers.py)"
-graphs=0
-if timeout 90 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_training.py tests/test_regularizers.py \
-        > "$OUT/equality.log" 2>&1; then
-    graphs=$cuda
+graphs=$cuda
+if wanted 1; then
+    section "1. equality of the fast paths (tests/test_training.py, tests/test_regularizers.py)"
+    graphs=0
+    if timeout 90 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_training.py tests/test_regularizers.py \
+            > "$OUT/equality.log" 2>&1; then
+        graphs=$cuda
+    fi
+    tail -3 "$OUT/equality.log"
 fi
-tail -3 "$OUT/equality.log"
 export IGNITE_MBO_CUDA_GRAPHS=$graphs
 echo "CUDA graphs in the trials below: $graphs"
 
-section "2. per-step time at 2x2048, batch 128"
-timeout 60 "$PYTHON" benchmarks/regularizer_overhead.py --batches "$STEPS" --repeats 3 2>&1 | tee "$OUT/steps.log"
+if wanted 2; then
+    section "2. per-step time at 2x2048, batch 128"
+    timeout 60 "$PYTHON" benchmarks/regularizer_overhead.py --batches "$STEPS" --repeats 3 2>&1 | tee "$OUT/steps.log"
+fi
 
-section "3. ensemble training, stacked vs member by member (5 x 1x256, IGNITE)"
-timeout 60 "$PYTHON" benchmarks/ensemble_vectorised.py --epochs "$ENSEMBLE_EPOCHS" 2>&1 | tee "$OUT/ensemble.log"
+if wanted 3; then
+    section "3. ensemble training, stacked vs member by member (5 x 1x256, IGNITE)"
+    timeout 60 "$PYTHON" benchmarks/ensemble_vectorised.py --epochs "$ENSEMBLE_EPOCHS" 2>&1 | tee "$OUT/ensemble.log"
+fi
 
-section "4. one full-fidelity GA trial on TF-Bind-8, plain then IGNITE"
-for regularizer in none ignite; do
-    timeout "$GA_LIMIT" "$PYTHON" benchmarks/trials.py "$OUT/ga_timing.jsonl" --baselines grad-ascent \
-        --regularizers "$regularizer" --seeds 100 --fidelity "$FIDELITY" --workers 1 --threads 1 2>&1 | grep -v "^$"
-done
+if wanted 4; then
+    section "4. one full-fidelity GA trial on TF-Bind-8, plain then IGNITE"
+    for regularizer in none ignite; do
+        timeout "$GA_LIMIT" "$PYTHON" benchmarks/trials.py "$OUT/ga_timing.jsonl" --baselines grad-ascent \
+            --regularizers "$regularizer" --seeds 100 --fidelity "$FIDELITY" --workers 1 --threads 1 2>&1 | grep -v "^$"
+    done
+fi
 
-if [ -n "$PACKINGS" ]; then
+if [ -n "$PACKINGS" ] && wanted 5; then
     section "5. packing: trials per hour at 1, 2, 4, 8 trials per GPU"
     EPOCHS=$PACK_EPOCHS PACKINGS="$PACKINGS" timeout "$PACK_LIMIT" benchmarks/gpu_packing.sh "$OUT/packing" 2>&1 | tee "$OUT/packing.log"
 fi
 
-left=$(( BUDGET - ($(date +%s) - started) - 15 ))
-start_for=$(( left - TAIL > 10 ? left - TAIL : 10 ))
-section "6. $FIDELITY-fidelity trials, seeds 0-7, regularizer none ($WORKERS at a time; new trials start for ${start_for} s, all end within ${left} s)"
-# shellcheck disable=SC2086
-timeout "$(( left > 30 ? left : 30 ))" "$PYTHON" benchmarks/trials.py "$OUT/trials.jsonl" --baselines $SWEEP --seeds 0-7 \
-    --fidelity "$FIDELITY" --workers "$WORKERS" --threads 1 --order baseline --deadline "$start_for" \
-    > "$OUT/trials.log" 2>&1
-tail -2 "$OUT/trials.log"
+if wanted 6; then
+    left=$(( BUDGET - ($(date +%s) - started) - 15 ))
+    start_for=$(( left - TAIL > 10 ? left - TAIL : 10 ))
+    section "6. $FIDELITY-fidelity trials, seeds 0-7, regularizer none ($WORKERS at a time; new trials start for ${start_for} s, all end within ${left} s)"
+    # shellcheck disable=SC2086
+    timeout "$(( left > 30 ? left : 30 ))" "$PYTHON" benchmarks/trials.py "$OUT/trials.jsonl" --baselines $SWEEP --seeds 0-7 \
+        --fidelity "$FIDELITY" --workers "$WORKERS" --threads 1 --order baseline --deadline "$start_for" \
+        > "$OUT/trials.log" 2>&1
+    tail -2 "$OUT/trials.log"
+fi
 
 section "summary"
 "$PYTHON" benchmarks/summarize_trials.py "$OUT/ga_timing.jsonl" "$OUT/trials.jsonl" 2>/dev/null | tee "$OUT/summary.txt"

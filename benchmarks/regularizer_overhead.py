@@ -98,6 +98,7 @@ def main() -> None:
     print(f"device={args.device} hidden={args.hidden} batch=128 threads={torch.get_num_threads()} "
           f"median of {args.repeats} runs of {args.batches} steps")
     modes = [False, True] if args.device.startswith("cuda") else [False]
+    plain, ignite = gemm_floor(args.hidden, torch.device(args.device), args.repeats)  # the same for both modes
     for graphed in modes:
         variants = {label: make_step(name, options, args, graphed) for label, (name, options) in VARIANTS.items()
                     if not (graphed and options.get("hvp") == "exact")}
@@ -110,7 +111,6 @@ def main() -> None:
             seconds = statistics.median(values)
             mode = "graph" if graphed else "eager"
             print(f"{mode} {label:>20}: {1000 * seconds:8.3f} ms/step  ratio to none {seconds / base:5.2f}", flush=True)
-        plain, ignite = gemm_floor(args.hidden, torch.device(args.device), args.repeats)
         best = (ignite + base - plain) / base  # IGNITE's products plus no more than the plain step's other costs
         print(f"{mode} floor: the {args.hidden}x{args.hidden} layer's products alone take {1000 * plain:.3f} ms (plain), "
               f"{1000 * ignite:.3f} ms (ignite), ratio {ignite / plain:.2f}; with the plain step's other "

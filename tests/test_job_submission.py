@@ -18,8 +18,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 import uuid
 from contextlib import closing
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from processes import kill_marked
+from processes import answers_health, kill_marked, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -82,11 +80,8 @@ def ray_head(tmp_path):
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     head = Head(f"http://127.0.0.1:{dashboard}", env)
     try:
-        deadline = time.monotonic() + 180
-        while ray_cli("job", "list", "--address", head.address, env=env).returncode != 0:
-            assert process.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the job server did not come up"
-            time.sleep(2)
+        wait_until_up(lambda: ray_cli("job", "list", "--address", head.address, env=env).returncode == 0,
+                      process, tmp_path / "head.log", "the job server", timeout_s=180, interval_s=2)
         yield head
     finally:
         with closing(log):
@@ -121,17 +116,8 @@ def mlflow_server(tmp_path):
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert process.poll() is None, (tmp_path / "mlflow.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the MLflow server did not come up"
-            time.sleep(1)
+        wait_until_up(lambda: answers_health(uri), process, tmp_path / "mlflow.log", "the MLflow server",
+                      timeout_s=120, interval_s=1)
         yield uri
     finally:
         stop(process, marker)

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from processes import answers_health, wait_until_up
+
 SPACE = """
 name: two_trials
 trial:
@@ -159,8 +161,6 @@ def mlflow_ui(finished_sweep, tmp_path):
     import signal
     import socket
     import sys
-    import time
-    import urllib.request
 
     _, uri, _, _ = finished_sweep
     with socket.socket() as sock:
@@ -173,17 +173,7 @@ def mlflow_ui(finished_sweep, tmp_path):
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, (tmp_path / "ui.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "mlflow ui did not come up"
-            time.sleep(0.5)
+        wait_until_up(lambda: answers_health(base), server, tmp_path / "ui.log", "mlflow ui", timeout_s=90)
         yield base
     finally:
         os.killpg(server.pid, signal.SIGTERM)

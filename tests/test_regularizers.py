@@ -25,8 +25,7 @@ def batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def regularized_grads(model: nn.Module, regularizer, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, dict]:
-    loss = ((model(x) - y) ** 2).mean()
-    stats = regularizer.backward(model, loss, lambda: model(x).mean())
+    stats = regularizer.backward(model, lambda: (((model(x) - y) ** 2).mean(), None), lambda: model(x).mean())
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}, stats
 
 
@@ -141,7 +140,7 @@ def test_published_defaults():
 @pytest.mark.parametrize(
     ("name", "options", "needle"),
     [
-        ("sam", {}, "unknown regularizer 'sam'"),
+        ("magic", {}, "unknown regularizer 'magic'"),
         ("ignite", {"rho": -1.0}, "rho"),
         ("ignite", {"epsilon": "big"}, "epsilon"),
         ("ignite", {"hvp": "magic"}, "hvp"),
@@ -184,12 +183,13 @@ def test_stacked_members_get_their_own_gradients_and_lambdas(hvp):
     options = dict(initial_lambda=0.5, lambda_lr=0.1, epsilon=0.01, hvp=hvp)
 
     regularizer = build("ignite", **options)
-    loss, mean = gaussian_nll(stacked, xs, ys, weights)
-    regularizer.backward(stacked, loss, lambda: stacked.predict_mean(xs).mean(dim=(1, 2)), current_mean=mean)
+    regularizer.backward(stacked, lambda: gaussian_nll(stacked, xs, ys, weights),
+                         lambda: stacked.predict_mean(xs).mean(dim=(1, 2)))
     for m, single in enumerate(singles):
         own = build("ignite", **options)
-        loss_m, mean_m = gaussian_nll(single, xs[m:m + 1], ys[m:m + 1], weights[m:m + 1])
-        own.backward(single, loss_m, lambda m=m, single=single: single.predict_mean(xs[m:m + 1]).mean(dim=(1, 2)))
+        own.backward(single, lambda m=m, single=single: (gaussian_nll(single, xs[m:m + 1], ys[m:m + 1],
+                                                                        weights[m:m + 1])[0], None),
+                     lambda m=m, single=single: single.predict_mean(xs[m:m + 1]).mean(dim=(1, 2)))
         for (name, p), q in zip(stacked.named_parameters(), single.parameters(), strict=True):
             torch.testing.assert_close(p.grad[m:m + 1], q.grad, rtol=1e-9, atol=1e-12, msg=name)
         assert regularizer.lambdas()[m] == pytest.approx(own.lambdas()[0], rel=1e-9)
@@ -203,9 +203,11 @@ def test_shared_forward_gives_the_same_gradient_as_a_second_forward():
     grads = []
     for share in (True, False):
         model = copy.deepcopy(stacked)
-        loss, mean = gaussian_nll(model, x, y, torch.ones(2, 32, dtype=torch.float64))
-        build("ignite", initial_lambda=0.5).backward(model, loss, lambda: model.predict_mean(x).mean(dim=(1, 2)),
-                                                     current_mean=mean if share else None)
+        def loss(model=model, share=share):
+            value, mean = gaussian_nll(model, x, y, torch.ones(2, 32, dtype=torch.float64))
+            return value, mean if share else None
+
+        build("ignite", initial_lambda=0.5).backward(model, loss, lambda model=model: model.predict_mean(x).mean(dim=(1, 2)))
         grads.append([p.grad for p in model.parameters()])
     for shared, separate in zip(*grads, strict=True):
         torch.testing.assert_close(shared, separate, rtol=1e-12, atol=1e-14)

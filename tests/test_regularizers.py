@@ -211,3 +211,166 @@ def test_shared_forward_gives_the_same_gradient_as_a_second_forward():
         grads.append([p.grad for p in model.parameters()])
     for shared, separate in zip(*grads, strict=True):
         torch.testing.assert_close(shared, separate, rtol=1e-12, atol=1e-14)
+
+
+# ---- SAM, L1, L2 and BOSS against independent computations (torch.func, float64) -------------------
+
+def as_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def mse_of(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    return lambda p: ((functional_call(model, p, (x,)) - y) ** 2).mean()
+
+
+def assert_grads_close(got: dict, expected: dict, **tolerance) -> None:
+    assert set(got) == set(expected)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], **(tolerance or {"rtol": 1e-9, "atol": 1e-12}), msg=name)
+
+
+def test_sam_is_the_loss_gradient_at_the_ascent_point():
+    model = small_model()
+    x, y = batch()
+    params, loss = as_dict(model), mse_of(model, x, y)
+    g = grad(loss)(params)
+    norm = torch.sqrt(sum((v**2).sum() for v in g.values()))
+    expected = grad(loss)({name: params[name] + 0.2 * g[name] / norm for name in params})
+    got, stats = regularized_grads(model, build("sam", rho=0.2), x, y)
+    assert_grads_close(got, expected)
+    assert float(stats["grad_norm"]) == pytest.approx(float(norm), rel=1e-12)
+    assert any(not torch.allclose(got[name], g[name]) for name in g)  # the ascent step matters
+    for name, p in model.named_parameters():
+        assert torch.equal(p.detach(), params[name])  # β restored bit for bit
+
+
+@pytest.mark.parametrize("name", ["l1", "l2"])
+def test_weight_penalties_add_their_gradient(name):
+    model = small_model()
+    x, y = batch()
+    params, loss = as_dict(model), mse_of(model, x, y)
+    power = 1 if name == "l1" else 2
+    expected = grad(lambda p: loss(p) + 0.3 * sum((v.abs() ** power).sum() for v in p.values()))(params)
+    got, _ = regularized_grads(model, build(name, coefficient=0.3), x, y)
+    assert_grads_close(got, expected)
+
+
+SIGMA = 0.1
+BOSS_OPTIONS = dict(lambda_=2.0, alpha=0.1, n_gamma=7, omega_mu_init=5e-4, omega_sigma_init=SIGMA,
+                    omega_sigma_upper=1.0)
+"""A strong, wide perturbation, so that the penalty moves the gradient visibly."""
+
+
+def test_boss_gradient_matches_independent_computation():
+    model = small_model()
+    x, y = batch()
+    params, loss = as_dict(model), mse_of(model, x, y)
+    regularizer = build("boss", **BOSS_OPTIONS)
+    got, _ = regularized_grads(model, regularizer, x, y)
+    gamma = 5e-4 + SIGMA * regularizer.noise[0, 0]  # step 0's draws, from ω₀ = (μ₀, σ₀)
+
+    def mean(p):
+        return functional_call(model, p, (x,)).mean()
+
+    def penalty(p):
+        s = sum(v.sum() for v in grad(mean)(p).values())
+        return torch.clamp((gamma * s / (0.1 * mean(p))) ** 2, max=1.0).mean()
+
+    expected = grad(lambda p: loss(p) + 2.0 * penalty(p))(params)
+    assert_grads_close(got, expected, rtol=1e-8, atol=1e-11)
+    plain = grad(loss)(params)
+    assert any(not torch.allclose(expected[name], plain[name]) for name in plain)
+
+
+def test_boss_omega_step_matches_an_adam_fit_of_phi():
+    """Φ takes 5 Adam steps (torch.optim.Adam here) on this step's (γ, z); ω ascends E[Φ(γ)], clipped."""
+    model = small_model()
+    x, y = batch()
+    regularizer = build("boss", **BOSS_OPTIONS)
+    regularizer._start(1, torch.device("cpu"), torch.float64)
+    phi = [t.detach().clone().requires_grad_(True) for t in regularizer.phi]
+    gamma = 5e-4 + SIGMA * regularizer.noise[0, 0]
+    s = sum(g.sum() for g in torch.autograd.grad(model(x).mean(), list(model.parameters())))
+    with torch.no_grad():
+        sensitive = ((gamma * s).abs() > (0.1 * model(x).mean()).abs()).double()
+    assert 0 < sensitive.sum() < len(sensitive)  # both classes present: Φ has something to fit
+
+    def phi_of(g):
+        return torch.sigmoid(torch.relu(g[:, None] @ phi[0][0] + phi[1][0]) @ phi[2][0] + phi[3][0])[:, 0]
+
+    adam = torch.optim.Adam(phi, lr=1e-3, eps=1e-7)
+    for _ in range(5):
+        adam.zero_grad()
+        torch.nn.functional.binary_cross_entropy(phi_of(gamma), sensitive).backward()
+        adam.step()
+    probe = gamma.clone().requires_grad_(True)
+    (slope,) = torch.autograd.grad(phi_of(probe).sum(), probe)
+    mu = min(max(5e-4 + 1e-2 * float(slope.mean()), -1e-3), 1e-3)
+    sigma = min(max(SIGMA + 1e-2 * float((slope * (gamma - 5e-4) / SIGMA).mean()), 1e-5), 1.0)
+
+    regularized_grads(model, regularizer, x, y)
+    for mine, reference in zip(regularizer.phi, phi, strict=True):
+        torch.testing.assert_close(mine.detach(), reference.detach(), rtol=1e-7, atol=1e-10)
+    assert regularizer.omegas() == [(pytest.approx(mu, rel=1e-9), pytest.approx(sigma, rel=1e-9))]
+
+
+def test_boss_state_round_trips():
+    x, y = batch()
+    first = build("boss", **BOSS_OPTIONS)
+    regularized_grads(small_model(), first, x, y)
+    second = build("boss", **BOSS_OPTIONS)
+    second.load_state_dict(first.state_dict())
+    assert second.state_dict() == first.state_dict()
+    a, _ = regularized_grads(small_model(), first, x, y)
+    b, _ = regularized_grads(small_model(), second, x, y)
+    assert_grads_close(a, b, rtol=1e-6, atol=1e-9)  # the state holds float64 values as Python floats
+
+
+@pytest.mark.parametrize("name", ["sam", "l1", "l2", "boss"])
+def test_stacked_members_get_their_own_perturbation_and_state(name):
+    """Each member of a stacked ensemble gets exactly the gradient it would get alone (BOSS: its own ω, Φ, draws)."""
+    from ignite_mbo.models import gaussian_nll
+
+    stacked, singles = stacked_pair()
+    x, y = batch()
+    xs, ys = torch.stack([x, x.flip(0)]), torch.stack([y, y.flip(0)])
+    weights = torch.rand(2, 32, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    options = BOSS_OPTIONS if name == "boss" else {}
+    regularizer = build(name, **options)
+    if name == "boss":
+        regularizer._start(2, torch.device("cpu"), torch.float64)
+        start = {"noise": regularizer.noise.clone(), "phi": [t.detach().clone() for t in regularizer.phi]}
+    regularizer.backward(stacked, lambda: gaussian_nll(stacked, xs, ys, weights),
+                         lambda: stacked.predict_mean(xs).mean(dim=(1, 2)))
+    for m, single in enumerate(singles):
+        own = build(name, **options)
+        if name == "boss":
+            own._start(1, torch.device("cpu"), torch.float64)
+            own.noise = start["noise"][:, m:m + 1].clone()
+            own.phi = [t[m:m + 1].clone().requires_grad_(True) for t in start["phi"]]
+        pick = slice(m, m + 1)
+        own.backward(single, lambda single=single, pick=pick: gaussian_nll(single, xs[pick], ys[pick], weights[pick]),
+                     lambda single=single, pick=pick: single.predict_mean(xs[pick]).mean(dim=(1, 2)))
+        for (parameter, p), q in zip(stacked.named_parameters(), single.parameters(), strict=True):
+            torch.testing.assert_close(p.grad[m:m + 1], q.grad, rtol=1e-9, atol=1e-12, msg=parameter)
+        if name == "boss":
+            assert regularizer.omegas()[m] == pytest.approx(own.omegas()[0], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "needle"),
+    [("sam", {"rho": 0.0}, "rho"), ("l1", {"coefficient": -1.0}, "coefficient"), ("l2", {"rho": 0.1}, "unknown option"),
+     ("boss", {"n_gamma": 0}, "n_gamma"), ("boss", {"omega_sigma_lower": 0.5}, "omega_sigma_lower")],
+)
+def test_new_regularizers_reject_bad_hyperparameters(name, options, needle):
+    with pytest.raises(UserError) as error:
+        build(name, **options)
+    assert needle in str(error.value) and "\n" not in str(error.value)
+
+
+def test_published_defaults_of_the_rivals():
+    sam, l1, l2, boss = (parse_config(name) for name in ("sam", "l1", "l2", "boss"))
+    assert sam.rho == 0.05 and l1.coefficient == 0.01 and l2.coefficient == 0.01
+    assert (boss.lambda_, boss.alpha, boss.n_gamma, boss.lr_omega) == (1e-3, 0.1, 100, 1e-2)
+    assert (boss.omega_mu_init, boss.omega_sigma_init, boss.omega_mu_bound) == (0.0, 1e-3, 1e-3)
+    assert (boss.omega_sigma_lower, boss.omega_sigma_upper) == (1e-5, 1e-2)

@@ -20,8 +20,8 @@ Written from the description of cuong-dm/BOSS's ``*_BOSS/trainers.py`` (``train_
 - Φ is fitted with the binary cross-entropy of z given Φ(γ) (the reference passes Keras'
   ``BinaryCrossentropy`` its arguments the other way round), and ∂/∂σ is the reparameterised
   mean_k Φ'(γ_k)·(γ_k − μ)/σ (the reference multiplies every deviation by the sum of Φ');
-- the standard normal draws come from a fixed pool drawn once per regularizer from seed 0 and
-  cycled (4096 steps of draws), so that a step captured as a CUDA graph replays new draws.
+- the standard normal draws come from a fixed pool drawn once per member (member m from seed m)
+  and cycled (4096 steps of draws), so that a step captured as a CUDA graph replays new draws.
 """
 
 from __future__ import annotations
@@ -69,36 +69,43 @@ class SurrogateSensitivity:
         self.cursor = torch.zeros((), dtype=torch.long)
 
     def _start(self, members: int, device: torch.device, dtype: torch.dtype) -> None:
-        """Initial ω, Φ (Glorot-uniform weights, zero biases, as Keras' Dense) and the noise pool."""
-        generator = torch.Generator().manual_seed(0)
-        self.omega = torch.tensor([self.omega_init] * members, dtype=dtype)
+        """Initial ω, Φ (Glorot-uniform weights, zero biases, as Keras' Dense) and the noise pool, drawn
+        in float32 whatever ``dtype`` (so a restored state draws the same); member m draws from seed m,
+        so a member's draws do not depend on how many are stacked."""
         limit = math.sqrt(6 / (1 + PHI_HIDDEN))
-        self.phi = [(torch.rand(members, 1, PHI_HIDDEN, generator=generator, dtype=dtype) * 2 - 1) * limit,
-                    torch.zeros(members, 1, PHI_HIDDEN, dtype=dtype),
-                    (torch.rand(members, PHI_HIDDEN, 1, generator=generator, dtype=dtype) * 2 - 1) * limit,
-                    torch.zeros(members, 1, 1, dtype=dtype)]
+        draws = []
+        for member in range(members):
+            generator = torch.Generator().manual_seed(member)
+            draws.append(((torch.rand(1, PHI_HIDDEN, generator=generator) * 2 - 1) * limit,
+                          (torch.rand(PHI_HIDDEN, 1, generator=generator) * 2 - 1) * limit,
+                          torch.randn(POOL_STEPS, self.n_gamma, generator=generator)))
+        w1, w2, noise = (torch.stack(parts) for parts in zip(*draws, strict=True))
+        self.omega = torch.tensor([self.omega_init] * members, dtype=torch.float64)
+        self.phi = [w1, torch.zeros(members, 1, PHI_HIDDEN), w2, torch.zeros(members, 1, 1)]
         self.moments = [torch.zeros_like(t) for t in self.phi * 2]
-        self.noise = torch.randn(POOL_STEPS, members, self.n_gamma, generator=generator, dtype=dtype)
-        self._to(device)
+        self.phi_steps = torch.zeros(())
+        self.noise = noise.transpose(0, 1).contiguous()  # (POOL_STEPS, members, n_gamma)
+        self.cursor = torch.zeros((), dtype=torch.long)
+        self._to(device, dtype)
 
-    def _to(self, device: torch.device) -> None:
+    def _to(self, device: torch.device, dtype: torch.dtype) -> None:
         assert self.omega is not None
-        self.omega = self.omega.to(device)
-        self.phi = [t.to(device).requires_grad_(True) for t in self.phi]
-        self.moments = [t.to(device) for t in self.moments]
-        self.phi_steps, self.noise, self.cursor = (self.phi_steps.to(device), self.noise.to(device),
-                                                   self.cursor.to(device))
+        self.omega = self.omega.to(device, dtype)
+        self.phi = [t.detach().to(device, dtype).requires_grad_(True) for t in self.phi]
+        self.moments = [t.to(device, dtype) for t in self.moments]
+        self.phi_steps, self.noise = self.phi_steps.to(device, dtype), self.noise.to(device, dtype)
+        self.cursor = self.cursor.to(device)
 
     def backward(self, model: nn.Module, loss: LossClosure, mean_prediction: MeanPrediction) -> dict[str, torch.Tensor]:
         members = num_members(model)
         params = trainable(model)
         if self.omega is None:
             self._start(members, params[0].device, params[0].dtype)
-        elif self.omega.device != params[0].device:
-            self._to(params[0].device)
+        elif (self.omega.device, self.omega.dtype) != (params[0].device, params[0].dtype):
+            self._to(params[0].device, params[0].dtype)
         assert self.omega is not None
         value, current_mean = loss()
-        mean = mean_prediction() if current_mean is None else current_mean  # G (members,)
+        mean = (mean_prediction() if current_mean is None else current_mean).reshape(members)  # G
         dg = torch.autograd.grad(mean.sum(), params, create_graph=True, allow_unused=True)
         s = torch.stack([d.reshape(members, -1).sum(dim=1) for d in dg if d is not None]).sum(dim=0)
         noise = self.noise.index_select(0, self.cursor.reshape(1))[0]  # (members, n_gamma)
@@ -166,7 +173,7 @@ class SurrogateSensitivity:
             self.omega = None
             return
         members = len(state["omega"]) // 2
-        self._start(members, torch.device("cpu"), torch.float32)
+        self._start(members, torch.device("cpu"), torch.float64)  # the model's dtype on the next step
         assert self.omega is not None
         with torch.no_grad():
             for target, key in [(self.omega, "omega"), (self.phi_steps, "phi_steps"),

@@ -56,8 +56,9 @@ def read_sources(sources: list[Path]) -> pd.DataFrame:
                       ignore_index=True)
     config = sorted(c for c in table.columns if c.startswith("config.") and c != SWEEP_COLUMN
                     and c.rsplit(".", 1)[-1] != "seed")
-    keys = table[["task", "baseline", "regularizer", "seed", *config]].astype(str).agg("|".join, axis=1)
-    if not (table.groupby(keys)[SWEEP_COLUMN].nunique() > 1).any():
+    keys = ["task", "baseline", "regularizer", "seed", *config]
+    as_text = table[keys].apply(lambda column: column.map(str))
+    if not (as_text.assign(_source=table[SWEEP_COLUMN]).groupby(keys)["_source"].nunique() > 1).any():
         table = table.drop(columns=SWEEP_COLUMN)
     return table
 
@@ -81,10 +82,15 @@ def read_records(path: Path) -> pd.DataFrame:
         if missing:
             raise UserError(f"{path}:{number} lacks {', '.join(missing)}; each line must be one trial record "
                             "from benchmarks/trials.py")
-        rows.append(_record_row(record, f"{path.stem}-{number}"))
+        rows.append(record)
     if not rows:
         raise UserError(f"{path} holds no trial records; run benchmarks/trials.py into it first")
-    return pd.DataFrame(rows)
+    return records_table(rows, path.stem)
+
+
+def records_table(records: list[dict[str, Any]], name: str = "record") -> pd.DataFrame:
+    """Trial records (dicts as ``benchmarks/trials.py`` writes them) as a results table of finished trials."""
+    return pd.DataFrame([_record_row(record, f"{name}-{number}") for number, record in enumerate(records, start=1)])
 
 
 def _record_row(record: dict[str, Any], trial_id: str) -> dict[str, Any]:

@@ -60,7 +60,7 @@ def render_markdown(report: Report) -> str:
     check = reproduction.render(reproduction.compare(report.results))
     if check:
         lines += [check]
-    for note in _notes(report):
+    for note in notes(report):
         lines += [note, ""]
     if claims.cells(report):
         lines += claims.render(report)
@@ -204,7 +204,7 @@ def _format_cell(cell: dict[str, Any], n_max: int) -> str:
     return text
 
 
-def _notes(report: Report) -> list[str]:
+def notes(report: Report) -> list[str]:
     n_max = report.n_max
     notes = [
         ("Cells: mean ± sample std (ddof=1) over seeds of finished trials; "

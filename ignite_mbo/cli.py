@@ -165,6 +165,8 @@ def build_parser() -> Parser:
     claims.add_argument("sweep", type=Path, nargs="+",
                         help="sweep folders (OUTPUT_DIR/<name>), results.parquet or trial-record .jsonl files")
 
+    add_record_commands(commands)
+
     data = commands.add_parser("data", help="where the Design-Bench data is, check it, download it",
                                description="path: print the data folder; verify: check every file's size and "
                                            "sha256; download: fetch missing files from the mirror, then verify.")
@@ -314,6 +316,63 @@ def command_claims(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_record_commands(commands: Any) -> None:
+    """``rerun`` (a trial again from its MLflow record) and ``spaces`` (the shipped search spaces)."""
+    rerun = commands.add_parser("rerun", help="run a recorded trial again from its MLflow record and compare its scores",
+                                description="Rebuild a trial from its MLflow run's params alone, run it in this "
+                                            "process (no Ray, nothing recorded) and print recorded and new scores; "
+                                            "exit status 1 if they differ.")
+    rerun.add_argument("run_id", help="the trial's MLflow run id (the UI, or results.parquet's mlflow_run_id)")
+    rerun.add_argument("--tracking-uri",
+                       help="the run's MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///$PWD/mlflow.db)")
+    rerun.add_argument("--data-dir", help="Design-Bench data folder (default: $IGNITE_MBO_DATA_DIR, else the user cache)")
+    rerun.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda, cuda:N, mps")
+    rerun.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's)")
+    rerun.add_argument("--quiet", action="store_true", help="no progress bar")
+    spaces = commands.add_parser("spaces", help="list the search spaces that ship with ignite-mbo",
+                                 description="List the search spaces (file, trials, description).")
+    spaces.add_argument("--dir", type=Path, help="a folder of YAML spaces (default: the repository's search_spaces/)")
+
+
+def command_rerun(args: argparse.Namespace) -> int:
+    import os
+
+    from ignite_mbo import mlflow_store as store
+    from ignite_mbo.platform.checks import check_device
+    from ignite_mbo.platform.console import ProgressBar
+    from ignite_mbo.platform.rerun import rerun
+
+    check_device(args.device)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    uri = store.check_tracking_uri(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                                   or store.default_tracking_uri(), must_exist=True)
+    progress = None if args.quiet else ProgressBar()
+    try:
+        outcome = rerun(uri, args.run_id, data_dir=args.data_dir, device=args.device,
+                        **({"progress": progress} if progress is not None else {}))
+    finally:
+        if progress is not None:
+            progress.close()
+    print(f"rerun of {args.run_id}: {json.dumps(outcome.config.model_dump(mode='json'))}")
+    for line in outcome.notes + outcome.score_lines():
+        print(f"  {line}")
+    print("same scores as the record" if outcome.same_scores else "the scores differ from the record")
+    print(json.dumps({**outcome.summary, "config": outcome.config.model_dump(mode="json")}, default=float))
+    return 0 if outcome.same_scores else 1
+
+
+def command_spaces(args: argparse.Namespace) -> int:
+    from ignite_mbo.platform.catalog import SHIPPED, format_spaces, list_spaces
+
+    print(format_spaces(list_spaces(args.dir or SHIPPED)))
+    return 0
+
+
 def command_data(args: argparse.Namespace) -> int:
     from ignite_mbo.tasks.data import data_command
 
@@ -332,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_report(args)
         if args.command == "claims":
             return command_claims(args)
+        if args.command in ("rerun", "spaces"):
+            return command_rerun(args) if args.command == "rerun" else command_spaces(args)
         return command_data(args)
     except UserError as error:
         print(f"ignite-mbo {args.command}: error: {error}", file=sys.stderr)

@@ -201,7 +201,7 @@ def command_run(args: argparse.Namespace) -> int:
         from ignite_mbo.mlflow_store import TrialRecorder
         from ignite_mbo.trainables.params import run_name
 
-        recorder = TrialRecorder(uri, "runs", config, run_name=run_name(config.model_dump(mode="json")))
+        recorder = TrialRecorder(uri, "runs", config, run_name=run_name(config))
     try:
         result = run_trial(config, task, log=recorder, device=args.device, **extra)
         if recorder is not None:
@@ -260,8 +260,8 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
 def command_report(args: argparse.Namespace) -> int:
     from ignite_mbo import mlflow_store as store
     from ignite_mbo.platform.record import RESULTS_FILE, SWEEP_FILE, SweepRecord
+    from ignite_mbo.platform.report.sweep_report import report_sweep
     from ignite_mbo.platform.results import read_table
-    from ignite_mbo.platform.sweep import report_sweep
 
     path = args.sweep / RESULTS_FILE if args.sweep.is_dir() else args.sweep
     if not path.is_file():

@@ -25,7 +25,7 @@ from ignite_mbo.platform.checks import (
 )
 from ignite_mbo.platform.record import SWEEP_FILE, SweepRecord
 from ignite_mbo.platform.spaces import MAX_TRIALS, SweepSpec, load_spec
-from ignite_mbo.trainables.mbo import task_key
+from ignite_mbo.trainables.mbo import shared_task_key
 
 STORAGE_ENV = "IGNITE_MBO_STORAGE_PATH"
 
@@ -107,7 +107,7 @@ def load_tasks(configs: list[TrialConfig], data_dir: str | None) -> dict[str, ta
     """Every task the sweep uses, built once in the driver (bad or missing data fails here, before any trial)."""
     built: dict[str, task_registry.Task] = {}
     for config in configs:
-        key = task_key(config)
+        key = shared_task_key(config)
         if key not in built:
             built[key] = task_registry.make(config.task, data_dir, **config.checked_task_options())
     return built

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +10,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ignite_mbo.atomic import atomic_write
 from ignite_mbo.baselines import BASELINES
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.errors import UserError
+from ignite_mbo.protocol import PROTOCOL_DEVIATIONS
 
 SUMMARY_COLUMNS = (
     "score_100th", "score_80th", "score_50th", "score_mean", "num_candidates", "sharpness_train",
     "sharpness_candidates", "final_lambda", "regularizer_affects_search", "wall_time_s", "mlflow_run_id",
 )
-PROTOCOL_DEVIATIONS = "protocol_deviations"
-"""Comma-separated baseline settings a trial ran that differ from the paper's protocol ("" when none)."""
 
 
 def results_table(trials: Any) -> pd.DataFrame:
@@ -73,9 +72,7 @@ def typed_column(values: list[Any]) -> pd.Series:
 def write_table(table: pd.DataFrame, path: Path) -> None:
     """Write ``table`` as Parquet atomically (a temp file renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), partial)
-    os.replace(partial, path)
+    atomic_write(path, lambda partial: pq.write_table(pa.Table.from_pandas(table, preserve_index=False), partial))
 
 
 _NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}

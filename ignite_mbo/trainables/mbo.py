@@ -35,6 +35,7 @@ from ray import tune
 from ignite_mbo.checkpoints import CheckpointStore
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.mlflow_store import TAG_PREFIX, TrialRecorder
+from ignite_mbo.progress import EpochMetrics
 from ignite_mbo.tasks import Task
 from ignite_mbo.trainables.artifacts import write_trial_artifacts
 from ignite_mbo.trainables.objectives import OBJECTIVES, Objective
@@ -46,7 +47,7 @@ NONFINITE = "nonfinite_loss"
 COMPLETED = "trial_completed"  # on the final result only (Tune's own "done" is also set on a stopped trial's last)
 
 
-def task_key(config: TrialConfig) -> str:
+def shared_task_key(config: TrialConfig) -> str:
     """Tasks are built once per sweep, keyed by id and options, and shared through the object store."""
     options = ",".join(f"{key}={value}" for key, value in sorted(config.task_options.items()))
     return f"{config.task}[{options}]"
@@ -106,7 +107,7 @@ def mbo_trainable(
 
     def log(metrics: dict[str, float], step: int) -> None:
         recorder(metrics, step)
-        if any(key.endswith("val_loss") for key in metrics):  # one surrogate epoch
+        if isinstance(metrics, EpochMetrics):  # one surrogate epoch ended
             clock["epochs"] += 1
             if goal is not None and goal.per_epoch:
                 values = [value for key, value in metrics.items() if _metric_name(key) == goal.name]
@@ -126,7 +127,7 @@ def mbo_trainable(
         store = CheckpointStore(workdir, on_save=persist)
         try:
             with store.activate():
-                result = run_trial(config, task=tasks[task_key(config)], log=store.wrap_log(log), device=str(device))
+                result = run_trial(config, task=tasks[shared_task_key(config)], log=store.wrap_log(log), device=str(device))
         except NonFiniteLossError as error:
             reason = f"NonFiniteLossError: {error}"
             recorder.set_tags({f"{TAG_PREFIX}reached": store.progress()})

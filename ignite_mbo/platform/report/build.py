@@ -27,9 +27,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
+from ignite_mbo import evaluation
 from ignite_mbo.errors import UserError
 
-PERCENTILES = ("100th", "80th", "50th")
+PERCENTILES = tuple(f"{rank}th" for rank in evaluation.PERCENTILES)
+"""The score percentiles a trial reports, as labels: ``100th``, ``80th``, ``50th``."""
 REQUIRED_COLUMNS = (
     "task", "baseline", "regularizer", "seed", "status",
     *(f"score_{p}" for p in PERCENTILES),

@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ignite_mbo.config import TrialConfig
 from ignite_mbo.platform.console import TrialTable, announce, duration
 from ignite_mbo.retries import retries_shown
+from ignite_mbo.trainables.params import TrialLookup
 
 GRID = [{"task": "TFBind8-Exact-v0", "baseline": "grad-ascent", "regularizer": {"name": name}, "seed": 0}
         for name in ("none", "ignite")]
+LOOKUP = TrialLookup([TrialConfig.parse(point) for point in GRID])
 
 
 @dataclass
@@ -32,7 +35,7 @@ def test_the_sweep_says_what_it_runs_and_where_at_once(tmp_path, monkeypatch, ca
 
 
 def test_rows_on_stdout_and_a_done_count_with_eta_on_stderr(capsys):
-    table = TrialTable(GRID)
+    table = TrialTable(LOOKUP)
     trials = [FakeTrial("a", {"trial": GRID[0]}), FakeTrial("b", {"trial": GRID[1]})]
     table.setup(total_num_samples=2)
     table.on_step_begin(0, trials)
@@ -51,7 +54,7 @@ def test_rows_on_stdout_and_a_done_count_with_eta_on_stderr(capsys):
 
 
 def test_a_resumed_sweep_says_how_much_was_done(capsys):
-    table = TrialTable(GRID, total=12)
+    table = TrialTable(LOOKUP, total=12)
     trials = [FakeTrial(str(i), {"trial": GRID[0]}, status="TERMINATED" if i < 5 else "PENDING") for i in range(12)]
     table.setup(total_num_samples=12)
     table.on_step_begin(0, trials)

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from ray import tune
 
-from ignite_mbo.trainables.params import resolve_params, short_task
+from ignite_mbo.trainables.params import TrialLookup, short_task
 
 COLUMNS = (("baseline", 12), ("regularizer", 11), ("task", 9), ("seed", 5), ("status", 11), ("epochs", 8),
            ("score_100th", 11))
@@ -47,6 +47,7 @@ def announce(folder: Path, total: int, resume: bool) -> None:
     print(f"{verb} {total} trials -> {where} (starting Ray)", file=sys.stderr, flush=True)
 
 
+
 def duration(seconds: float) -> str:
     """``42s``, ``3m05s``, ``1h02m``."""
     seconds = max(0, round(seconds))
@@ -64,9 +65,9 @@ class TrialTable(tune.Callback):
     trials run; elsewhere (a Ray job's log, a pipe) it is printed once after each row.
     """
 
-    def __init__(self, grid: list[dict[str, Any]], total: int | None = None) -> None:
-        self.grid = grid  # no stream kept: Tune pickles its callbacks with the experiment's state
-        self.total = total or len(grid)
+    def __init__(self, lookup: TrialLookup, total: int | None = None) -> None:
+        self.lookup = lookup  # no stream kept: Tune pickles its callbacks with the experiment's state
+        self.total = total or len(lookup.trials)
         self.epochs: dict[str, int] = {}
         self.printed_header = False
         self.reset()
@@ -93,14 +94,12 @@ class TrialTable(tune.Callback):
 
     def row(self, trial: Any, status: str, score: Any = None) -> None:
         self.header()
-        config = resolve_params(trial.config, self.grid)
-        regularizer = config.get("regularizer") or {}
+        config = self.lookup(trial.config)
         value = f"{float(score):.3f}" if isinstance(score, (int, float)) else "-"
         result = trial.last_result or {}
         epochs = max(self.epochs.get(trial.trial_id, 0), int(result.get("surrogate_epochs", 0) or 0))
         restored = result.get("recovered_finished_run") or result.get("restored_surrogates")
-        self._print([str(config.get("baseline", "")), str(regularizer.get("name", "none")),
-                     short_task(str(config.get("task", ""))), str(config.get("seed", 0)), status,
+        self._print([config.baseline, config.regularizer.name, short_task(config.task), str(config.seed), status,
                      "restored" if restored and not epochs else str(epochs), value])
         self.ended.add(trial.trial_id)
         self.show_status(final=True)

@@ -1,4 +1,4 @@
-"""``ignite-mbo``: run one trial, run a sweep, report a sweep, manage the data."""
+"""``ignite-mbo``: run one trial, run a sweep, report sweeps, test the paper's claims, manage the data."""
 
 from __future__ import annotations
 
@@ -142,12 +142,28 @@ def build_parser() -> Parser:
                             "a multi-node cluster needs shared storage: s3://..., gs://... or an NFS path")
     sweep.add_argument("--quiet", action="store_true", help="no table of trials while the sweep runs")
 
-    report = commands.add_parser("report", help="print and save the gain report of a finished sweep",
-                                 description="Re-build the gain report (gains with 95%% bootstrap intervals and "
-                                             "Wilcoxon p-values, the reproduction check) of a sweep, write it next "
-                                             "to its results and replace the report on the sweep's MLflow run.")
-    report.add_argument("sweep", type=Path, help="a sweep folder (OUTPUT_DIR/<name>) or its results.parquet")
+    report = commands.add_parser(
+        "report", help="print and save the gain report of finished sweeps (one or several)",
+        description="Re-build the gain report (gains paired by seed with 95% t-intervals, exact sign-flip "
+                    "p-values and n, the regularizer comparison, the reproduction check, the paper's claims). "
+                    "One sweep folder: written next to its results and logged to the sweep's MLflow run. "
+                    "Several sweeps (folders, results.parquet or benchmarks/trials.py .jsonl): one table "
+                    "over all of them, printed, and written to --output-dir if given.")
+    report.add_argument("sweep", type=Path, nargs="+",
+                        help="sweep folders (OUTPUT_DIR/<name>), results.parquet or trial-record .jsonl files")
     report.add_argument("--no-mlflow", action="store_true", help="do not log the report to the sweep's MLflow run")
+    report.add_argument("--format", choices=["markdown", "latex"], default="markdown",
+                        help="print markdown, or LaTeX tables for a paper (also written as gain_table.tex)")
+    report.add_argument("--output-dir", type=Path, help="with several sweeps: write the report files here")
+
+    claims = commands.add_parser(
+        "claims", help="the paper's five claims beside what the given sweeps measured",
+        description="For the sweeps given (folders, results.parquet or benchmarks/trials.py .jsonl), each of "
+                    "the paper's claims beside its number: improved / dropped / unchanged / cannot-change "
+                    "cells with each cell's paired gain, interval, p and n; rival regularizers; sharpness; "
+                    "sensitivity; training-time overhead.")
+    claims.add_argument("sweep", type=Path, nargs="+",
+                        help="sweep folders (OUTPUT_DIR/<name>), results.parquet or trial-record .jsonl files")
 
     add_record_commands(commands)
 
@@ -203,7 +219,7 @@ def command_run(args: argparse.Namespace) -> int:
         from ignite_mbo.mlflow_store import TrialRecorder
         from ignite_mbo.trainables.params import run_name
 
-        recorder = TrialRecorder(uri, "runs", config, run_name=run_name(config.model_dump(mode="json")))
+        recorder = TrialRecorder(uri, "runs", config, run_name=run_name(config))
     try:
         result = run_trial(config, task, log=recorder, device=args.device, **extra)
         if recorder is not None:
@@ -262,10 +278,17 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
 def command_report(args: argparse.Namespace) -> int:
     from ignite_mbo import mlflow_store as store
     from ignite_mbo.platform.record import RESULTS_FILE, SWEEP_FILE, SweepRecord
+    from ignite_mbo.platform.report.commands import latex_for, report_sources
+    from ignite_mbo.platform.report.sweep_report import report_sweep
     from ignite_mbo.platform.results import read_table
-    from ignite_mbo.platform.sweep import report_sweep
 
-    path = args.sweep / RESULTS_FILE if args.sweep.is_dir() else args.sweep
+    if len(args.sweep) > 1 or args.output_dir is not None or args.sweep[0].suffix == ".jsonl":
+        text, paths = report_sources(args.sweep, args.format, args.output_dir)
+        print(text)
+        if paths:
+            print(f"written: {', '.join(str(p) for p in paths)}")
+        return 0
+    path = args.sweep[0] / RESULTS_FILE if args.sweep[0].is_dir() else args.sweep[0]
     if not path.is_file():
         raise UserError(f"no results table at {path}; pass a sweep folder made by 'ignite-mbo sweep' or its {RESULTS_FILE}")
     folder = path.parent
@@ -278,8 +301,18 @@ def command_report(args: argparse.Namespace) -> int:
             raise UserError(f"the sweep's MLflow run {record.parent_run_id} is not in {record.tracking_uri}; "
                             "pass --no-mlflow to write the report only to the folder")
     markdown, paths = report_sweep(folder, table, record, mlflow=log)
+    if args.format == "latex":
+        paths.append(latex_for([path], folder))
+        markdown = paths[-1].read_text()
     print(markdown)
     print(f"written: {', '.join(str(p) for p in paths)}" + (" (and logged to the sweep's MLflow run)" if log else ""))
+    return 0
+
+
+def command_claims(args: argparse.Namespace) -> int:
+    from ignite_mbo.platform.report.commands import claims_text
+
+    print(claims_text(args.sweep))
     return 0
 
 
@@ -356,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_sweep(args, argv)
         if args.command == "report":
             return command_report(args)
+        if args.command == "claims":
+            return command_claims(args)
         if args.command in ("rerun", "spaces"):
             return command_rerun(args) if args.command == "rerun" else command_spaces(args)
         return command_data(args)

@@ -15,7 +15,7 @@ from ignite_mbo import checkpoints
 from ignite_mbo.design_space import DesignSpace, TargetScaler
 from ignite_mbo.models import GaussianEnsemble, StackedMLP, gaussian_nll
 from ignite_mbo.progress import SILENT, Progress
-from ignite_mbo.regularizers import NoneConfig, Regularizer, RegularizerConfig
+from ignite_mbo.regularizers import LossClosure, NoneConfig, Regularizer, RegularizerConfig
 from ignite_mbo.streams import Streams
 from ignite_mbo.tasks import Task
 from ignite_mbo.training import FitSettings, Loss, MetricLogger, Splits, draw_splits, fit
@@ -102,6 +102,17 @@ class Context:
             if store:
                 store.save_surrogate(name, key, model, regularizer, loss, history)
         return TrainedSurrogate(model.eval(), space, regularizer, history)
+
+    def step(self, model: StackedMLP, regularizer: Regularizer, optimizer: torch.optim.Optimizer,
+             loss: LossClosure, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One regularized optimizer step of an already fitted ``model`` on ``loss()`` (members,), G its
+        mean prediction on ``x``: how a method fine-tunes a surrogate after :meth:`fit` (ICT's
+        co-teaching), under the regularizer (and λ) that fit it. ``loss`` is a closure, as the
+        regularizer may evaluate it at perturbed parameters (:data:`regularizers.LossClosure`)."""
+        optimizer.zero_grad(set_to_none=True)
+        stats = regularizer.backward(model, loss, lambda: model.predict_mean(x).mean(dim=(-2, -1)).reshape(-1))
+        optimizer.step()
+        return stats
 
     def fit_gaussian_ensemble(self, name: str, task: Task, space: DesignSpace, settings: FitSettings, *,
                               num_members: int, hidden_size: int, num_layers: int, shared_data: bool,

@@ -12,7 +12,6 @@ from typing import Any, NoReturn
 
 from ignite_mbo.errors import UserError
 
-REGULARIZER_FLAGS = ("epsilon", "initial_lambda", "lambda_lr", "rho", "radius", "hvp", "project_lambda")
 INTERRUPTED_EXIT = 130
 TRUST_NOTE = ("--resume unpickles Ray Tune's state (tuner.pkl) from the sweep folder or --storage-path: "
               "keep that location writable only by you")
@@ -66,9 +65,11 @@ def key_values(pairs: list[str], flag: str) -> dict[str, Any]:
 
 
 def build_parser() -> Parser:
-    from ignite_mbo.baselines import BASELINES
+    from ignite_mbo import baselines
+    from ignite_mbo.config import TrialConfig
     from ignite_mbo.platform.spaces import MAX_TRIALS
     from ignite_mbo.regularizers import CONFIGS
+    from ignite_mbo.settings_cli import add_model_flags, add_regularizer_flags
     from ignite_mbo.tasks import REGISTRY
     from ignite_mbo.tasks.data import REPO_ID, REVISION, TASK_FOLDERS
 
@@ -79,26 +80,14 @@ def build_parser() -> Parser:
     run = commands.add_parser("run", help="run one trial in this process (no Ray) and print its summary as JSON",
                               description="Run one trial in this process (no Ray). A progress bar goes to "
                                           "stderr; the summary is the last line of stdout, as JSON.")
-    run.add_argument("--task", default="TFBind8-Exact-v0", help=f"one of {', '.join(REGISTRY)}")
-    run.add_argument("--baseline", default="grad-ascent", help=f"one of {', '.join(BASELINES)}")
-    run.add_argument("--regularizer", default="none", help=f"one of {', '.join(CONFIGS)}")
-    run.add_argument("--seed", type=int, default=0, help="trial seed, 0 <= seed < 2**32")
-    run.add_argument("--fidelity", choices=["quick", "full"], default="full",
-                     help="full: the published settings; quick: small models for smoke tests")
+    trial_flags = add_model_flags(run, TrialConfig, skip=("task_options", "baseline_options"),
+                                  choices={"task": REGISTRY, "baseline": baselines.names(), "regularizer": CONFIGS})
     run.add_argument("--data-dir", help="Design-Bench data folder (default: $IGNITE_MBO_DATA_DIR, else the user cache)")
     hyper = run.add_argument_group("regularizer hyperparameters (default: the published settings)")
-    hyper.add_argument("--epsilon", type=float, help="ε, the sharpness bound (IGNITE)")
-    hyper.add_argument("--initial-lambda", type=float, help="λ₀ (IGNITE) or the fixed λ (IGNITE-2)")
-    hyper.add_argument("--lambda-lr", type=float, help="η_λ, the dual-ascent step of λ (IGNITE)")
-    hyper.add_argument("--rho", type=float, help="ρ, the sharpness scale")
-    hyper.add_argument("--radius", type=float, help="r, the finite-difference perturbation radius")
-    hyper.add_argument("--hvp", choices=["finite_difference", "exact"],
-                       help="Hessian-vector product (default: finite_difference, as the paper)")
-    hyper.add_argument("--project-lambda", action=argparse.BooleanOptionalAction, default=None,
-                       help="keep λ ≥ 0, as a constraint's multiplier must be (default: off: λ may go "
-                            "negative, as in the official code)")
+    run.set_defaults(trial_flags=trial_flags, regularizer_flags=add_regularizer_flags(hyper, CONFIGS))
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a baseline setting, e.g. --set epochs=10 (repeatable)")
+                     help="override a baseline setting, e.g. --set epochs=10 (repeatable; "
+                          "'ignite-mbo baselines NAME' lists them)")
     run.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                      help="task option, e.g. --task-option max_samples=5000 (repeatable)")
     run.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda, cuda:N, mps")
@@ -142,6 +131,12 @@ def build_parser() -> Parser:
                             "a multi-node cluster needs shared storage: s3://..., gs://... or an NFS path")
     sweep.add_argument("--quiet", action="store_true", help="no table of trials while the sweep runs")
 
+    listing = commands.add_parser("baselines", help="list each baseline's settings for --set",
+                                  description="List a baseline's settings (all baselines' without NAME): each "
+                                              "one's default, its quick-fidelity value and what it means, and the "
+                                              "per-task defaults.")
+    listing.add_argument("name", nargs="?", help=f"one of {', '.join(baselines.names())}")
+
     report = commands.add_parser("report", help="print and save the gain report of a finished sweep",
                                  description="Re-build the gain report (gains with 95%% bootstrap intervals and "
                                              "Wilcoxon p-values, the reproduction check) of a sweep, write it next "
@@ -168,16 +163,16 @@ def command_run(args: argparse.Namespace) -> int:
     from ignite_mbo.config import TrialConfig
     from ignite_mbo.platform.checks import check_device
     from ignite_mbo.platform.console import ProgressBar
+    from ignite_mbo.settings_cli import given
     from ignite_mbo.training import NonFiniteLossError
     from ignite_mbo.trial import run_trial
 
-    hyperparameters = {k: getattr(args, k) for k in REGULARIZER_FLAGS if getattr(args, k) is not None}
-    config = TrialConfig.parse({
-        "task": args.task, "baseline": args.baseline, "seed": args.seed, "fidelity": args.fidelity,
-        "regularizer": {"name": args.regularizer, **hyperparameters},
-        "baseline_options": key_values(args.set, "--set"),
-        "task_options": key_values(args.task_option, "--task-option"),
-    })
+    trial = given(args, args.trial_flags)
+    hyperparameters = given(args, args.regularizer_flags)
+    if hyperparameters:
+        trial["regularizer"] = {"name": trial.get("regularizer", "none"), **hyperparameters}
+    config = TrialConfig.parse({**trial, "baseline_options": key_values(args.set, "--set"),
+                                "task_options": key_values(args.task_option, "--task-option")})  # checks all, once
     check_device(args.device)
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
@@ -186,7 +181,7 @@ def command_run(args: argparse.Namespace) -> int:
         from ignite_mbo.mlflow_store import check_tracking_uri
 
         uri = check_tracking_uri(args.tracking_uri)
-    task = tasks.make(config.task, args.data_dir, **config.checked_task_options())
+    task = tasks.build(config.task, config.task_options, args.data_dir)
 
     if args.threads is not None:
         import torch
@@ -281,6 +276,16 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_baselines(args: argparse.Namespace) -> int:
+    from ignite_mbo import baselines
+    from ignite_mbo.settings_cli import describe_baseline
+    from ignite_mbo.tasks import REGISTRY
+
+    chosen = [baselines.load(args.name)] if args.name else list(baselines.registry().values())
+    print("\n\n".join(describe_baseline(baseline, REGISTRY) for baseline in chosen))
+    return 0
+
+
 def command_data(args: argparse.Namespace) -> int:
     from ignite_mbo.tasks.data import data_command
 
@@ -297,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_sweep(args, argv)
         if args.command == "report":
             return command_report(args)
+        if args.command == "baselines":
+            return command_baselines(args)
         return command_data(args)
     except UserError as error:
         print(f"ignite-mbo {args.command}: error: {error}", file=sys.stderr)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ignite_mbo.baselines import BASELINES
+from ignite_mbo.baselines import names
 from ignite_mbo.tasks import Task
 
 from baseline_checks import NUM_MEMBERS, SMOKE, assert_valid
@@ -23,25 +23,25 @@ def smoke_run(quick_run, baseline: str, regularizer: str = "none", **kwargs):
 
 
 def test_every_baseline_is_covered() -> None:
-    assert set(NUM_MEMBERS) == set(SMOKE) == set(BASELINES)
+    assert set(NUM_MEMBERS) == set(SMOKE) == set(names())
 
 
 @pytest.mark.parametrize("regularizer", REGULARIZERS)
-@pytest.mark.parametrize("baseline", BASELINES)
+@pytest.mark.parametrize("baseline", names())
 def test_tf_bind_8_every_regularizer(quick_run, tf_bind_8: Task, baseline: str, regularizer: str) -> None:
     result, _ = smoke_run(quick_run, baseline, regularizer)
     assert_valid(result, tf_bind_8, baseline)
 
 
 @pytest.mark.parametrize("task", ["tf_bind_10", "ackley"])
-@pytest.mark.parametrize("baseline", BASELINES)
+@pytest.mark.parametrize("baseline", names())
 def test_other_tasks(quick_run, request: pytest.FixtureRequest, baseline: str, task: str) -> None:
     """TF-Bind-10 (discrete, 4^10 designs) and Synthetic-Ackley60 (continuous)."""
     task_: Task = request.getfixturevalue(task)
     assert_valid(smoke_run(quick_run, baseline, "ignite", task=task_)[0], task_, baseline)
 
 
-@pytest.mark.parametrize("baseline", BASELINES)
+@pytest.mark.parametrize("baseline", names())
 def test_same_seed_same_run(quick_run, baseline: str) -> None:
     first, first_logged = smoke_run(quick_run, baseline, "ignite")
     again, again_logged = smoke_run(quick_run, baseline, "ignite", fresh=True)
@@ -57,7 +57,7 @@ def test_other_seed_other_designs(quick_run, baseline: str) -> None:
     assert not np.array_equal(seed_0.proposal.designs, seed_1.proposal.designs)
 
 
-@pytest.mark.parametrize("baseline", BASELINES)
+@pytest.mark.parametrize("baseline", names())
 def test_regularizer_reaches_every_member(quick_run, baseline: str) -> None:
     plain, ignite, ignite2 = (smoke_run(quick_run, baseline, regularizer)[0] for regularizer in REGULARIZERS)
     members = NUM_MEMBERS[baseline]

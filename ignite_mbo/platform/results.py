@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ignite_mbo.baselines import BASELINES
+from ignite_mbo import baselines
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.errors import UserError
 
@@ -44,7 +44,7 @@ def results_table(results: Any) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     config_columns = [c for c in table.columns if c.startswith("config.")]
     table[config_columns] = table[config_columns].astype(str)  # mixed-type params stay readable in Parquet
-    baseline_order = {name: index for index, name in enumerate(BASELINES)}  # the paper's order, not alphabetical
+    baseline_order = {name: index for index, name in enumerate(baselines.names())}  # the paper's order, not alphabetical
     order = table.assign(_baseline=table["baseline"].map(baseline_order))
     order = order.sort_values(["task", "_baseline", "regularizer", "seed"], kind="stable")
     return table.loc[order.index].reset_index(drop=True)

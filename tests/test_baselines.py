@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
-from ignite_mbo.baselines import names
+from ignite_mbo.baselines import Baseline, grad_ascent, load, names
 from ignite_mbo.tasks import Task
 
 from baseline_checks import NUM_MEMBERS, SMOKE, assert_valid
@@ -24,6 +25,36 @@ def smoke_run(quick_run, baseline: str, regularizer: str = "none", **kwargs):
 
 def test_every_baseline_is_covered() -> None:
     assert set(NUM_MEMBERS) == set(SMOKE) == set(names())
+
+
+def test_every_setting_has_a_description() -> None:
+    for name in names():
+        fields = load(name).settings_type.model_fields
+        assert not [setting for setting, field in fields.items() if not field.description], name
+
+
+def test_a_new_module_is_a_new_baseline(tmp_path, monkeypatch) -> None:
+    """A module that declares ``BASELINE`` is found with no list to edit; its quick values are checked on import."""
+    import ignite_mbo.baselines as package
+
+    (tmp_path / "toy_search.py").write_text(
+        "from ignite_mbo.baselines import grad_ascent\n"
+        "from ignite_mbo.baselines.base import Baseline\n"
+        "BASELINE = Baseline('toy-search', grad_ascent.Settings, grad_ascent.propose, order=100, quick={'epochs': 1})\n")
+    monkeypatch.setattr(package, "__path__", [*package.__path__, str(tmp_path)])
+    package.registry.cache_clear()
+    try:
+        assert names()[-1] == "toy-search" and names()[:-1] == list(NUM_MEMBERS)
+        assert load("toy-search").settings("quick").epochs == 1
+    finally:
+        package.registry.cache_clear()
+
+
+def test_a_declaration_with_a_typo_fails_on_import() -> None:
+    with pytest.raises(ValidationError, match="epoch"):
+        Baseline("typo", grad_ascent.Settings, grad_ascent.propose, order=100, quick={"epoch": 1})
+    with pytest.raises(TypeError, match="per-task default 'epochs'"):
+        Baseline("typo", grad_ascent.Settings, grad_ascent.propose, order=100, per_task_defaults={"epochs": len})
 
 
 @pytest.mark.parametrize("regularizer", REGULARIZERS)

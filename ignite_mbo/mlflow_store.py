@@ -235,8 +235,12 @@ class TrialRecorder:
         if parent_run_id:
             tags[SWEEP_RUN_TAG] = parent_run_id
         exp_id = experiment_id(self.client, experiment)
+        from ignite_mbo.provenance import trial_record
+
+        record = trial_record(config)
+        tags.update(record["tags"])
         run = _retry(lambda: self.client.create_run(exp_id, run_name=run_name, tags={**tags, **given, **extra_tags}))
-        params = [Param(key, str(value)) for key, value in config.flat().items()]
+        params = [Param(key, str(value)) for key, value in record["params"].items()]
         for start in range(0, len(params), 100):
             _retry(partial(self.client.log_batch, run.info.run_id, params=params[start:start + 100]))
         return str(run.info.run_id)
@@ -272,7 +276,9 @@ class TrialRecorder:
             with tempfile.TemporaryDirectory() as folder:
                 path = self.client.download_artifacts(self.run_id, "summary.json", folder)
                 loaded = json.loads(Path(path).read_text())
-                return loaded if isinstance(loaded, dict) else None
+                if not isinstance(loaded, dict):
+                    return None
+                return {key: value for key, value in loaded.items() if key not in ("params", "tags")}
         except Exception:  # noqa: BLE001 - no artifact: the trial runs again
             return None
 
@@ -304,7 +310,10 @@ class TrialRecorder:
         self.flush()
         if PROTOCOL_DEVIATIONS in summary:
             self.set_tags({f"{TAG_PREFIX}{PROTOCOL_DEVIATIONS}": summary[PROTOCOL_DEVIATIONS] or "none"})
-        (artifacts / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+        from ignite_mbo.provenance import trial_record
+
+        record = {**summary, **trial_record(self.config)}  # reproducible from the record: ignite-mbo rerun
+        (artifacts / "summary.json").write_text(json.dumps(record, indent=2, default=float))
         _retry(lambda: self.client.log_artifacts(self.run_id, str(artifacts)))
         _retry(lambda: self.client.set_terminated(self.run_id, "FINISHED"))
 
@@ -314,6 +323,15 @@ class TrialRecorder:
         if reason:
             _retry(lambda: self.client.set_tag(self.run_id, f"{TAG_PREFIX}{tag}", reason[:5000]))
         _retry(lambda: self.client.set_terminated(self.run_id, status))
+
+
+def run_record(uri: str, run_id: str) -> tuple[dict[str, str], dict[str, str], dict[str, float]]:
+    """The params, tags and latest metrics of run ``run_id``; a one-line UserError if there is none."""
+    try:
+        run = _client(uri).get_run(run_id)
+    except Exception:  # noqa: BLE001 - MlflowException: no such run
+        raise UserError(f"no run {run_id!r} in {uri}; pass a trial run's id and its --tracking-uri") from None
+    return dict(run.data.params), dict(run.data.tags), dict(run.data.metrics)
 
 
 def find_trial_run(client: Any, experiment: str, parent_run_id: str, trial_id: str) -> Any:

@@ -1,4 +1,4 @@
-"""Command-line flags and listings made from pydantic settings, so each setting is declared once.
+"""The command line's argparse pieces, and its flags and listings made from pydantic settings.
 
 A trial's flags (``--task``, ``--seed``, ...) come from :class:`~ignite_mbo.config.TrialConfig`'s
 fields, the regularizer hyperparameter flags (``--epsilon``, ...) from every registered regularizer
@@ -12,12 +12,55 @@ import argparse
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from ignite_mbo.baselines import Baseline
+from ignite_mbo.errors import UserError
+
+if TYPE_CHECKING:
+    from ignite_mbo.baselines import Baseline
+
+
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to an option's help unless the help already says its default or X is
+    None or an empty list (unset: the help says what happens then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        if "default" in help_text or action.default is None or action.default == []:
+            return help_text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line with a pointer to --help, exit status 2; help shows defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def key_values(pairs: list[str], flag: str) -> dict[str, Any]:
+    """``["epochs=5", "hidden_size=64"]`` -> ``{"epochs": 5, "hidden_size": 64}`` (values read as YAML scalars)."""
+    from ignite_mbo.platform.spaces import read_yaml
+
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        if key in parsed:
+            raise UserError(f"{flag} {key} is given twice; give each key once")
+        try:
+            parsed[key] = read_yaml(value) if value else ""
+        except Exception:  # noqa: BLE001 - any YAML problem is the user's value
+            raise UserError(f"{flag} {key}: {value!r} is not a YAML value") from None
+    return parsed
 
 
 def _scalar_type(annotation: Any) -> Any:

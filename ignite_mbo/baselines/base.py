@@ -80,7 +80,7 @@ class Baseline(Generic[SettingsT]):
         if unknown:
             close = difflib.get_close_matches(unknown[0], list(fields), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise UserError(f"baseline {self.name!r} has no setting {unknown[0]!r}; {hint}its settings are "
+            raise UserError(f"unknown option {unknown[0]!r} for baseline {self.name!r}; {hint}its settings are "
                             f"{', '.join(fields)} (see 'ignite-mbo baselines {self.name}')")
         try:
             return self.settings_type(**{**(self.quick if fidelity == "quick" else {}), **options})

@@ -12,14 +12,14 @@ import json
 import os
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ignite_mbo.errors import UserError
+from ignite_mbo.progress import EpochMetrics
+from ignite_mbo.protocol import PROTOCOL_DEVIATIONS
 
 TAG_PREFIX = "ignite_mbo."
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -28,7 +28,6 @@ MODEL_TRAINING = "custom_model_development"
 SWEEP_RUN_TAG = "ignite_mbo.sweep_run_id"
 """A trial run's sweep (its parent run's id). Not ``mlflow.parentRunId``: the UI would fold the trials
 under the parent, and the experiment page must list them."""
-PROTOCOL_DEVIATIONS = "protocol_deviations"
 _BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 _STREAM_EVERY_S = 5.0  # buffered metrics reach MLflow at least this often, and at every epoch's end
 T = TypeVar("T")
@@ -52,7 +51,7 @@ def check_tracking_uri(uri: str, *, must_exist: bool = False, timeout_s: float =
     """The tracking URI, validated and made absolute; bad ones raise a one-line UserError.
 
     ``sqlite:///mlflow.db`` is resolved against the working folder; its folder must exist and be
-    writable (``must_exist``: the file too). ``http(s)://`` must answer MLflow's ``/health`` within
+    writable (``must_exist``: the file too). ``http(s)://`` must answer an MLflow API call within
     ``timeout_s``. Nothing is created.
     """
     hint = "use sqlite:///PATH/mlflow.db or http(s)://HOST:PORT of an MLflow server"
@@ -70,17 +69,9 @@ def check_tracking_uri(uri: str, *, must_exist: bool = False, timeout_s: float =
             raise UserError(f"tracking URI {uri!r}: {path} is not writable; pick a path you can write")
         return f"sqlite:///{path}"
     if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
-                if response.status == 200:
-                    return uri.rstrip("/")
-        except urllib.error.HTTPError as error:
-            raise UserError(f"tracking server {uri} answered HTTP {error.code} on /health; "
-                            "check the URL (and its credentials)") from None
-        except (OSError, ValueError):
-            pass
-        raise UserError(f"no MLflow server answers at {uri} within {timeout_s:g} s; start it "
-                        f"(mlflow server --host 127.0.0.1 --port PORT) or check the URL")
+        from ignite_mbo.platform.checks import check_tracking_server  # a real API call, not only /health
+
+        return check_tracking_server(uri, timeout_s)
     raise UserError(f"unsupported tracking URI {uri!r}; {hint}")
 
 
@@ -91,6 +82,8 @@ def _client(uri: str) -> Any:
 
     for name in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..." and the like
         logging.getLogger(name).setLevel(logging.WARNING)
+    for quiet in ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
+        os.environ.setdefault(quiet, "true" if "SUPPRESS" in quiet else "false")  # no "View run" lines, no bars
     return MlflowClient(uri)
 
 
@@ -291,7 +284,7 @@ class TrialRecorder:
         timestamp = int(time.time() * 1000)
         self.metrics += [Metric(key.replace("/", "."), float(value), timestamp, step)
                          for key, value in metrics.items() if math.isfinite(float(value))]
-        epoch_done = any(key.endswith("val_loss") for key in metrics)
+        epoch_done = isinstance(metrics, EpochMetrics)
         if epoch_done or time.monotonic() - self._last_flush > _STREAM_EVERY_S:
             self.flush()
 

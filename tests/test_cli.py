@@ -86,7 +86,8 @@ def test_flags_come_from_the_pydantic_fields(capsys, monkeypatch):
 def test_unknown_setting_names_the_valid_ones(capsys, workdir):
     from ignite_mbo.baselines import grad_ascent
 
-    err = fails_cleanly(capsys, workdir, ["run", "--set", "epoch=3"], "unknown option 'epoch' for baseline 'grad-ascent'; did you mean 'epochs'?")
+    err = fails_cleanly(capsys, workdir, ["run", "--set", "epoch=3"],
+                        "unknown option 'epoch' for baseline 'grad-ascent'; did you mean 'epochs'?")
     assert all(name in err for name in grad_ascent.Settings.model_fields), err
     assert "ignite-mbo baselines grad-ascent" in err
 

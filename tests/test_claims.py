@@ -187,3 +187,10 @@ def test_claims_on_a_quick_sweep(tmp_path: Path, design_bench_dir: Path) -> None
     assert "**Warning:** n=2 is too few for any conclusion" in text
     assert "| 2 | no |" in text, "n printed, and 2 seeds are never told apart from 0"
     assert "Lower with the regularizer in" in text and "wall time per trial" in text
+
+    report = subprocess.run(["ignite-mbo", "report", "out/claims_quick", "--format", "latex"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert r"\begin{tabular}" in report.stdout and (tmp_path / "out/claims_quick/gain_table.tex").is_file()
+    curves = sorted(p.name for p in (tmp_path / "out/claims_quick/curves").iterdir())
+    assert curves == ["curves_TFBind8-Exact-v0_grad-ascent_ignite.png"], "λ and sharpness across seeds, from MLflow"

@@ -219,7 +219,7 @@ def command_run(args: argparse.Namespace) -> int:
         from ignite_mbo.mlflow_store import TrialRecorder
         from ignite_mbo.trainables.params import run_name
 
-        recorder = TrialRecorder(uri, "runs", config, run_name=run_name(config.model_dump(mode="json")))
+        recorder = TrialRecorder(uri, "runs", config, run_name=run_name(config))
     try:
         result = run_trial(config, task, log=recorder, device=args.device, **extra)
         if recorder is not None:
@@ -279,8 +279,8 @@ def command_report(args: argparse.Namespace) -> int:
     from ignite_mbo import mlflow_store as store
     from ignite_mbo.platform.record import RESULTS_FILE, SWEEP_FILE, SweepRecord
     from ignite_mbo.platform.report.commands import latex_for, report_sources, write_curves
+    from ignite_mbo.platform.report.sweep_report import report_sweep
     from ignite_mbo.platform.results import read_table
-    from ignite_mbo.platform.sweep import report_sweep
 
     if len(args.sweep) > 1 or args.output_dir is not None or args.sweep[0].suffix == ".jsonl":
         text, paths = report_sources(args.sweep, args.format, args.output_dir)

@@ -1,7 +1,14 @@
-"""A trial's configuration, validated: what the CLI builds from flags and a sweep from YAML."""
+"""A trial's configuration, validated: what the CLI builds from flags and a sweep from YAML.
+
+:class:`TrialConfig` is the one record of a trial, from the search space to the report. Dotted keys
+(``regularizer.epsilon``, ``baseline_options.epochs``) reach into its nested fields
+(:func:`set_dotted`, :meth:`TrialConfig.with_values`); a regularizer given by name alone
+(``regularizer: ignite``) stands for ``{name: ignite}`` (:func:`regularizer_mapping`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -39,8 +46,7 @@ class TrialConfig(BaseModel):
     @field_validator("regularizer", mode="before")
     @classmethod
     def _known_regularizer(cls, value: Any) -> Any:
-        if isinstance(value, str):  # "ignite" is short for {"name": "ignite"}
-            value = {"name": value}
+        value = regularizer_mapping(value)
         if isinstance(value, dict) and value.get("name") not in CONFIGS:
             raise ValueError(f"unknown regularizer {value.get('name')!r}; choose one of {', '.join(CONFIGS)}")
         return value
@@ -76,12 +82,42 @@ class TrialConfig(BaseModel):
         except ValidationError as error:
             raise UserError(f"baseline {self.baseline!r} options: {one_line(error)}") from None
 
+    def with_values(self, values: Mapping[str, Any]) -> TrialConfig:
+        """A copy with ``values`` (dotted keys, e.g. sampled ``regularizer.epsilon``) set, validated."""
+        raw = self.model_dump(mode="json")
+        for key, value in values.items():
+            set_dotted(raw, key, value)
+        return TrialConfig.parse(raw)
+
     def flat(self) -> dict[str, Any]:
-        """The config as flat ``a.b`` keys (MLflow params, results-table columns)."""
+        """The config as flat ``a.b`` keys with typed values (MLflow params, results-table columns)."""
         return flatten(self.model_dump(mode="json"))
 
 
+def regularizer_mapping(value: Any) -> Any:
+    """``"ignite"`` -> ``{"name": "ignite"}``; anything else as it is."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+def set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
+    """``config["a"]["b"] = value`` for ``dotted_key="a.b"`` on a raw (JSON-like) trial config.
+
+    A regularizer given by name becomes a mapping first, so ``regularizer: ignite`` then
+    ``regularizer.epsilon: 0.1`` is ``{name: ignite, epsilon: 0.1}``.
+    """
+    *parents, leaf = dotted_key.split(".")
+    node = config
+    for part in parents:
+        if part == "regularizer":
+            node[part] = regularizer_mapping(node.get(part, "none"))
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"key {dotted_key!r} reaches into {part!r}, which is not a mapping")
+    node[leaf] = regularizer_mapping(value) if dotted_key == "regularizer" else value
+
+
 def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
     flat: dict[str, Any] = {}
     for key, value in nested.items():
         if isinstance(value, dict):

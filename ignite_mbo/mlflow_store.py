@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ignite_mbo.errors import UserError
+from ignite_mbo.progress import EpochMetrics
+from ignite_mbo.protocol import PROTOCOL_DEVIATIONS
 
 TAG_PREFIX = "ignite_mbo."
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -28,7 +30,6 @@ MODEL_TRAINING = "custom_model_development"
 SWEEP_RUN_TAG = "ignite_mbo.sweep_run_id"
 """A trial run's sweep (its parent run's id). Not ``mlflow.parentRunId``: the UI would fold the trials
 under the parent, and the experiment page must list them."""
-PROTOCOL_DEVIATIONS = "protocol_deviations"
 _BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 _STREAM_EVERY_S = 5.0  # buffered metrics reach MLflow at least this often, and at every epoch's end
 T = TypeVar("T")
@@ -291,7 +292,7 @@ class TrialRecorder:
         timestamp = int(time.time() * 1000)
         self.metrics += [Metric(key.replace("/", "."), float(value), timestamp, step)
                          for key, value in metrics.items() if math.isfinite(float(value))]
-        epoch_done = any(key.endswith("val_loss") for key in metrics)
+        epoch_done = isinstance(metrics, EpochMetrics)
         if epoch_done or time.monotonic() - self._last_flush > _STREAM_EVERY_S:
             self.flush()
 

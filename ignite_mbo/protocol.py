@@ -14,6 +14,9 @@ from ignite_mbo.baselines import load
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.tasks import validate_options
 
+PROTOCOL_DEVIATIONS = "protocol_deviations"
+"""The summary key (and results-table column, MLflow tag) holding a trial's deviations, comma-separated ("" when none)."""
+
 
 def protocol_deviations(config: TrialConfig) -> list[str]:
     """``name=value`` for each setting of ``config`` that differs from the paper's protocol."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,7 +23,7 @@ import torch
 from scipy.stats import spearmanr
 
 from ignite_mbo.models import StackedMLP, gaussian_nll
-from ignite_mbo.progress import SILENT, Progress
+from ignite_mbo.progress import SILENT, EpochMetrics, MetricLogger, Progress
 from ignite_mbo.regularizers import Regularizer, member_norms, num_members
 from ignite_mbo.streams import Streams
 
@@ -44,7 +44,6 @@ def keras_adam(parameters: Iterable[torch.Tensor], lr: float, betas: tuple[float
     return torch.optim.Adam(parameters, lr=lr, betas=betas, eps=KERAS_ADAM_EPSILON, capturable=capturable,
                             fused=True if cpu else None)
 
-MetricLogger = Callable[[dict[str, float], int], None]
 
 
 class Loss(Protocol):
@@ -273,9 +272,9 @@ def fit(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, splits: Splits, reg
         extra = loss.epoch_metrics() if hasattr(loss, "epoch_metrics") else {}
         history.append({key: float(np.mean([m[key] for m in per_member])) for key in per_member[0]} | extra)
         if log is not None:
-            log({f"{prefix}{'' if members == 1 else f'member_{m}/'}{key}": value
-                 for m, metrics in enumerate(per_member) for key, value in metrics.items()}
-                | {f"{prefix}{key}": value for key, value in extra.items()}, epoch)
+            log(EpochMetrics({f"{prefix}{'' if members == 1 else f'member_{m}/'}{key}": value
+                              for m, metrics in enumerate(per_member) for key, value in metrics.items()}
+                             | {f"{prefix}{key}": value for key, value in extra.items()}), epoch)
         progress.advance()
     return history
 

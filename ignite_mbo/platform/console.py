@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from ray import tune
 
-from ignite_mbo.trainables.params import resolve_params, short_task
+from ignite_mbo.trainables.params import TrialLookup, short_task
 
 COLUMNS = (("baseline", 12), ("regularizer", 11), ("task", 9), ("seed", 5), ("status", 11), ("epochs", 6),
            ("score_100th", 11))
@@ -40,8 +40,8 @@ def quiet_ray() -> None:
 class TrialTable(tune.Callback):
     """Prints one header, then one row per trial as it ends, and a count line at the end."""
 
-    def __init__(self, grid: list[dict[str, Any]]) -> None:
-        self.grid = grid  # no stream kept: Tune pickles its callbacks with the experiment's state
+    def __init__(self, lookup: TrialLookup) -> None:
+        self.lookup = lookup  # no stream kept: Tune pickles its callbacks with the experiment's state
         self.epochs: dict[str, int] = {}
         self.printed_header = False
 
@@ -57,11 +57,9 @@ class TrialTable(tune.Callback):
 
     def row(self, trial: Any, status: str, score: Any = None) -> None:
         self.header()
-        config = resolve_params(trial.config, self.grid)
-        regularizer = config.get("regularizer") or {}
+        config = self.lookup(trial.config)
         value = f"{float(score):.3f}" if isinstance(score, (int, float)) else "-"
-        self._print([str(config.get("baseline", "")), str(regularizer.get("name", "none")),
-                     short_task(str(config.get("task", ""))), str(config.get("seed", 0)), status,
+        self._print([config.baseline, config.regularizer.name, short_task(config.task), str(config.seed), status,
                      str(self.epochs.get(trial.trial_id, 0)), value])
 
     def setup(self, *args: Any, **info: Any) -> None:

@@ -25,10 +25,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ignite_mbo import evaluation
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform.report import stats
 
-PERCENTILES = ("100th", "80th", "50th")
+PERCENTILES = tuple(f"{rank}th" for rank in evaluation.PERCENTILES)
+"""The score percentiles a trial reports, as labels: ``100th``, ``80th``, ``50th``."""
 REQUIRED_COLUMNS = (
     "task", "baseline", "regularizer", "seed", "status",
     *(f"score_{p}" for p in PERCENTILES),

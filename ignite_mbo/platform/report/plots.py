@@ -11,7 +11,6 @@ bounds), else the measured sharpness ρ‖∇G‖ (ρ = 0.05).
 from __future__ import annotations
 
 import io
-import math
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -88,7 +87,7 @@ def _figure(title: str, per_seed: dict[object, dict[str, pd.Series]], epsilon: f
 def _epsilon(group: pd.DataFrame) -> float | None:
     if EPSILON_COLUMN not in group.columns:
         return None
-    values = {float(v) for v in pd.to_numeric(group[EPSILON_COLUMN], errors="coerce") if not math.isnan(v)}
+    values = {float(v) for v in pd.to_numeric(group[EPSILON_COLUMN], errors="coerce").dropna()}
     return values.pop() if len(values) == 1 else None
 
 

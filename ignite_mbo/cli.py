@@ -234,7 +234,7 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
 def command_report(args: argparse.Namespace) -> int:
     from ignite_mbo import mlflow_store as store
     from ignite_mbo.platform.record import RESULTS_FILE, SWEEP_FILE, SweepRecord
-    from ignite_mbo.platform.report.commands import latex_for, report_sources
+    from ignite_mbo.platform.report.commands import latex_for, report_sources, write_curves
     from ignite_mbo.platform.report.sweep_report import report_sweep
     from ignite_mbo.platform.results import read_table
 
@@ -257,6 +257,8 @@ def command_report(args: argparse.Namespace) -> int:
             raise UserError(f"the sweep's MLflow run {record.parent_run_id} is not in {record.tracking_uri}; "
                             "pass --no-mlflow to write the report only to the folder")
     markdown, paths = report_sweep(folder, table, record, mlflow=log)
+    if record is not None and not args.no_mlflow:
+        paths += write_curves(table, record.tracking_uri, folder)
     if args.format == "latex":
         paths.append(latex_for([path], folder))
         markdown = paths[-1].read_text()

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad
 
+from ignite_mbo.baselines import names as baseline_names
 from ignite_mbo.errors import UserError
 from ignite_mbo.regularizers import IgniteConfig, build, parse_config
 
@@ -256,16 +257,17 @@ def test_weight_penalties_add_their_gradient(name):
 
 
 SIGMA = 0.1
-BOSS_OPTIONS = dict(lambda_=2.0, alpha=0.1, n_gamma=7, omega_mu_init=5e-4, omega_sigma_init=SIGMA,
+BOSS_OPTIONS = dict(sensitivity_weight=2.0, alpha=0.1, n_gamma=7, omega_mu_init=5e-4, omega_sigma_init=SIGMA,
                     omega_sigma_upper=1.0)
 """A strong, wide perturbation, so that the penalty moves the gradient visibly."""
 
 
 def test_boss_gradient_matches_independent_computation():
+    """The reference differentiates the penalty exactly (double backprop): our ``hvp="exact"``."""
     model = small_model()
     x, y = batch()
     params, loss = as_dict(model), mse_of(model, x, y)
-    regularizer = build("boss", **BOSS_OPTIONS)
+    regularizer = build("boss", hvp="exact", **BOSS_OPTIONS)
     got, _ = regularized_grads(model, regularizer, x, y)
     gamma = 5e-4 + SIGMA * regularizer.noise[0, 0]  # step 0's draws, from ω₀ = (μ₀, σ₀)
 
@@ -280,6 +282,15 @@ def test_boss_gradient_matches_independent_computation():
     assert_grads_close(got, expected, rtol=1e-8, atol=1e-11)
     plain = grad(loss)(params)
     assert any(not torch.allclose(expected[name], plain[name]) for name in plain)
+
+
+def test_boss_finite_difference_approaches_exact():
+    x, y = batch()
+    exact, _ = regularized_grads(small_model(), build("boss", hvp="exact", **BOSS_OPTIONS), x, y)
+    fd, _ = regularized_grads(small_model(), build("boss", radius=1e-5, **BOSS_OPTIONS), x, y)
+    plain, _ = regularized_grads(small_model(), build("none"), x, y)
+    assert any(not torch.allclose(exact[name], plain[name]) for name in plain)
+    assert_grads_close(fd, exact, rtol=1e-3, atol=1e-6)
 
 
 def test_boss_omega_step_matches_an_adam_fit_of_phi():
@@ -326,7 +337,7 @@ def test_boss_state_round_trips():
     assert_grads_close(a, b, rtol=1e-6, atol=1e-9)  # the state holds float64 values as Python floats
 
 
-@pytest.mark.parametrize("name", ["sam", "l1", "l2", "boss"])
+@pytest.mark.parametrize("name", ["sam", "l1", "l2", "boss", "boss-exact"])
 def test_stacked_members_get_their_own_perturbation_and_state(name):
     """Each member of a stacked ensemble gets exactly the gradient it would get alone (BOSS: its own ω, Φ, draws)."""
     from ignite_mbo.models import gaussian_nll
@@ -335,7 +346,8 @@ def test_stacked_members_get_their_own_perturbation_and_state(name):
     x, y = batch()
     xs, ys = torch.stack([x, x.flip(0)]), torch.stack([y, y.flip(0)])
     weights = torch.rand(2, 32, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    options = BOSS_OPTIONS if name == "boss" else {}
+    name, options = ("boss", {**BOSS_OPTIONS, "hvp": name.removeprefix("boss-")}) if name.startswith("boss-") else (
+        name, BOSS_OPTIONS if name == "boss" else {})
     regularizer = build(name, **options)
     if name == "boss":
         regularizer._start(2, torch.device("cpu"), torch.float64)
@@ -371,6 +383,19 @@ def test_new_regularizers_reject_bad_hyperparameters(name, options, needle):
 def test_published_defaults_of_the_rivals():
     sam, l1, l2, boss = (parse_config(name) for name in ("sam", "l1", "l2", "boss"))
     assert sam.rho == 0.05 and l1.coefficient == 0.01 and l2.coefficient == 0.01
-    assert (boss.lambda_, boss.alpha, boss.n_gamma, boss.lr_omega) == (1e-3, 0.1, 100, 1e-2)
+    assert (boss.sensitivity_weight, boss.alpha, boss.n_gamma, boss.lr_omega) == (1e-3, 0.1, 100, 1e-2)
     assert (boss.omega_mu_init, boss.omega_sigma_init, boss.omega_mu_bound) == (0.0, 1e-3, 1e-3)
     assert (boss.omega_sigma_lower, boss.omega_sigma_upper) == (1e-5, 1e-2)
+
+
+# ---- every regularizer through every baseline's one door (quick fidelity, shrunk to seconds) --------
+
+@pytest.mark.parametrize("name", ["sam", "l1", "l2", "boss"])
+@pytest.mark.parametrize("baseline", baseline_names())
+def test_every_baseline_trains_under_every_rival(quick_run, tf_bind_8, baseline, name):
+    from baseline_checks import SMOKE, assert_valid
+
+    result, logged = quick_run(baseline, name, options=SMOKE[baseline])
+    assert_valid(result, tf_bind_8, baseline)
+    assert all(type(s.regularizer).__name__ == type(build(name)).__name__ for s in result.proposal.surrogates)
+    assert any(key.endswith("train_loss") for _, metrics in logged for key in metrics)

@@ -16,7 +16,7 @@ report read it from there.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, ClassVar, Protocol
 
 import torch
@@ -81,7 +81,7 @@ def per_member(values: torch.Tensor, like: torch.Tensor, members: int) -> torch.
     return values.reshape(members, *[1] * (like.dim() - 1))
 
 
-def accumulate(params: list[torch.Tensor], grads: list[torch.Tensor | None] | tuple[torch.Tensor | None, ...]) -> None:
+def accumulate(params: list[torch.Tensor], grads: Sequence[torch.Tensor | None]) -> None:
     """Add ``grads`` to the parameters' ``.grad`` (as ``backward`` would; None leaves a parameter alone)."""
     for p, g in zip(params, grads, strict=True):
         if g is not None:

@@ -38,10 +38,12 @@ from ignite_mbo.regularizers.base import (
     MeanPrediction,
     NonNegative,
     Positive,
+    Radius,
     Regularizer,
     RegularizerSettings,
     accumulate,
     num_members,
+    per_member,
     trainable,
 )
 
@@ -55,12 +57,14 @@ ADAM_BETAS, ADAM_EPSILON = (0.9, 0.999), 1e-7  # Keras' Adam, as the reference
 class SurrogateSensitivity:
     """BOSS's penalty λ·P added to the loss, with each member's perturbation distribution ω adapted."""
 
-    def __init__(self, *, lambda_: float, alpha: float, n_gamma: int, lr_omega: float, omega_mu_init: float,
+    def __init__(self, *, sensitivity_weight: float, alpha: float, n_gamma: int, lr_omega: float, omega_mu_init: float,
                  omega_sigma_init: float, omega_mu_bound: float, omega_sigma_lower: float,
-                 omega_sigma_upper: float) -> None:
-        self.lambda_, self.alpha, self.n_gamma, self.lr_omega = lambda_, alpha, n_gamma, lr_omega
+                 omega_sigma_upper: float,
+                 hvp: Literal["finite_difference", "exact"] = "finite_difference", radius: float = 0.05) -> None:
+        self.weight, self.alpha, self.n_gamma, self.lr_omega = sensitivity_weight, alpha, n_gamma, lr_omega
         self.omega_init = (omega_mu_init, omega_sigma_init)
         self.mu_bound, self.sigma_bounds = omega_mu_bound, (omega_sigma_lower, omega_sigma_upper)
+        self.hvp, self.radius = hvp, radius
         self.omega: torch.Tensor | None = None  # (members, 2): μ, σ
         self.phi: list[torch.Tensor] = []  # w1 (m,1,H), b1 (m,1,H), w2 (m,H,1), b2 (m,1,1)
         self.moments: list[torch.Tensor] = []  # Adam's first then second moments of phi
@@ -106,19 +110,52 @@ class SurrogateSensitivity:
         assert self.omega is not None
         value, current_mean = loss()
         mean = (mean_prediction() if current_mean is None else current_mean).reshape(members)  # G
-        dg = torch.autograd.grad(mean.sum(), params, create_graph=True, allow_unused=True)
-        s = torch.stack([d.reshape(members, -1).sum(dim=1) for d in dg if d is not None]).sum(dim=0)
+        loss_grads = torch.autograd.grad(value.sum(), params, retain_graph=True, allow_unused=True)
+        g_all = torch.autograd.grad(mean.sum(), params, allow_unused=True, create_graph=self.hvp == "exact")
+        used = [i for i, gi in enumerate(g_all) if gi is not None]
+        g = [g_all[i] for i in used]
+        s = torch.stack([gi.detach().reshape(members, -1).sum(dim=1) for gi in g]).sum(dim=0)
+
         noise = self.noise.index_select(0, self.cursor.reshape(1))[0]  # (members, n_gamma)
         self.cursor.add_(1).remainder_(POOL_STEPS)
-        mu, sigma = self.omega[:, :1], self.omega[:, 1:]
-        gamma = mu + sigma * noise
-        shift, bound = gamma * s[:, None], self.alpha * mean[:, None]
-        penalty = torch.minimum(torch.ones_like(shift), (shift / _nonzero(bound)) ** 2).mean(dim=1)
-        grads = torch.autograd.grad(value.sum() + self.lambda_ * penalty.sum(), params, allow_unused=True)
-        accumulate(params, grads)
+        gamma = self.omega[:, :1] + self.omega[:, 1:] * noise
+        with torch.enable_grad():  # P on the scalars s and G: its slopes per member
+            s_leaf, mean_leaf = s.requires_grad_(True), mean.detach().requires_grad_(True)
+            shift, bound = gamma * s_leaf[:, None], self.alpha * mean_leaf[:, None]
+            penalty = torch.minimum(torch.ones_like(shift), (shift / _nonzero(bound)) ** 2).mean(dim=1)
+            slope_s, slope_mean = torch.autograd.grad(penalty.sum(), [s_leaf, mean_leaf])
+        # ∇P = ∂P/∂s · H·1 + ∂P/∂G · ∇G
+        curvature = self._hessian_ones(model, [params[i] for i in used], g, slope_s, members, mean_prediction)
+        totals: list[torch.Tensor | None] = list(loss_grads)
+        for k, i in enumerate(used):
+            term = curvature[k].add_(g[k].detach() * per_member(slope_mean, params[i], members)).mul_(self.weight)
+            own = totals[i]
+            totals[i] = term if own is None else term.add_(own)
+        accumulate(params, totals)
         sensitive = (shift.detach().abs() > bound.detach().abs()).to(gamma.dtype)
-        self._update_omega(gamma.detach(), sensitive)
+        self._update_omega(gamma, sensitive)
         return {"loss": value.detach(), "sensitivity_penalty": penalty.detach()}
+
+    def _hessian_ones(self, model: nn.Module, params: list[torch.Tensor], g: list[torch.Tensor], scale: torch.Tensor,
+                      members: int, mean_prediction: MeanPrediction) -> list[torch.Tensor]:
+        """scale·H·1 per parameter, H the Hessian of G and 1 the all-ones direction of each member:
+        by double backpropagation (``exact``), or from ∇G one step ``radius`` along 1/‖1‖."""
+        if self.hvp == "exact":
+            inner = torch.stack([(gi * per_member(scale, p, members)).sum() for gi, p in zip(g, params, strict=True)])
+            hessian = torch.autograd.grad(inner.sum(), params, allow_unused=True)
+            return [h if h is not None else torch.zeros_like(p) for h, p in zip(hessian, params, strict=True)]
+        size = sum(p[0].numel() if members > 1 else p.numel() for p in params)  # entries per member
+        step = self.radius / math.sqrt(size)
+        with torch.no_grad():
+            saved = torch._foreach_mul(params, 1.0)  # copies, to restore β bit for bit
+            torch._foreach_add_(params, step)
+        try:
+            g_hat = torch.autograd.grad(mean_prediction().sum(), params, allow_unused=True)
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(params, saved)
+        return [(gh if gh is not None else torch.zeros_like(gi)).sub_(gi.detach()).mul_(per_member(scale / step, p, members))
+                for gh, gi, p in zip(g_hat, g, params, strict=True)]
 
     def _phi(self, gamma: torch.Tensor) -> torch.Tensor:
         """Φ(γ) per member: (members, n) -> (members, n, 1)."""
@@ -160,27 +197,38 @@ class SurrogateSensitivity:
         """Each member's (μ, σ) (host values; call between epochs, not per step)."""
         return [] if self.omega is None else [(float(m), float(s)) for m, s in self.omega.cpu()]
 
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        """The state, each tensor with a leading member axis (step counts repeated per member)."""
+        assert self.omega is not None
+        members = len(self.omega)
+        return {"omega": self.omega, "phi_steps": self.phi_steps.expand(members), "cursor": self.cursor.expand(members),
+                **{f"phi{i}": t for i, t in enumerate(self.phi)}, **{f"moment{i}": t for i, t in enumerate(self.moments)}}
+
     def state_dict(self) -> dict[str, list[float]]:
+        """One list per state entry, each with one value per member (so a member's state is a slice)."""
         if self.omega is None:
             return {}
-        tensors = {"omega": self.omega, "phi_steps": self.phi_steps, "cursor": self.cursor,
-                   **{f"phi{i}": t for i, t in enumerate(self.phi)},
-                   **{f"moment{i}": t for i, t in enumerate(self.moments)}}
-        return {key: [float(v) for v in t.detach().cpu().reshape(-1)] for key, t in tensors.items()}
+        state: dict[str, list[float]] = {}
+        for key, tensor in self._state_tensors().items():
+            columns = tensor.detach().cpu().reshape(len(self.omega), -1).T
+            state |= {f"{key}.{j}": [float(v) for v in column] for j, column in enumerate(columns)}
+        return state
 
     def load_state_dict(self, state: dict[str, list[float]]) -> None:
-        if not state.get("omega"):
+        if not state.get("omega.0"):
             self.omega = None
             return
-        members = len(state["omega"]) // 2
+        members = len(state["omega.0"])
         self._start(members, torch.device("cpu"), torch.float64)  # the model's dtype on the next step
-        assert self.omega is not None
         with torch.no_grad():
-            for target, key in [(self.omega, "omega"), (self.phi_steps, "phi_steps"),
-                                *[(t, f"phi{i}") for i, t in enumerate(self.phi)],
-                                *[(t, f"moment{i}") for i, t in enumerate(self.moments)]]:
-                target.copy_(torch.tensor(state[key], dtype=target.dtype).reshape(target.shape))
-        self.cursor.fill_(int(state["cursor"][0]))
+            for key, tensor in self._state_tensors().items():
+                if key in ("phi_steps", "cursor"):
+                    continue
+                width = tensor[0].numel()
+                values = torch.tensor([state[f"{key}.{j}"] for j in range(width)], dtype=tensor.dtype).T
+                tensor.copy_(values.reshape(tensor.shape))
+        self.phi_steps.fill_(state["phi_steps.0"][0])
+        self.cursor.fill_(int(state["cursor.0"][0]))
 
 
 def _nonzero(values: torch.Tensor) -> torch.Tensor:
@@ -197,7 +245,8 @@ class BossConfig(RegularizerSettings):
     λ=1e-3, α=0.1, n_γ=100, η_ω=1e-2, μ₀=0, σ₀=1e-3, μ_max=1e-3, σ ∈ [1e-5, 1e-2]."""
 
     name: Literal["boss"] = "boss"
-    lambda_: NonNegative = Field(1e-3, description="λ, the weight of the sensitivity penalty")
+    sensitivity_weight: NonNegative = Field(1e-3, description="λ, the weight of the sensitivity penalty (the "
+                                                              "reference's lambda_)")
     alpha: Positive = Field(0.1, description="α: a draw is sensitive when it moves G by more than α·G")
     n_gamma: int = Field(100, ge=1, le=100_000, description="n_γ, perturbation draws per minibatch")
     lr_omega: NonNegative = Field(1e-2, description="η_ω, the ascent step of the perturbation distribution ω")
@@ -206,6 +255,11 @@ class BossConfig(RegularizerSettings):
     omega_mu_bound: NonNegative = Field(1e-3, description="μ_max: μ stays in [−μ_max, μ_max]")
     omega_sigma_lower: _Sigma = Field(1e-5, description="σ_min, σ's lower clip")
     omega_sigma_upper: _Sigma = Field(1e-2, description="σ_max, σ's upper clip")
+
+    hvp: Literal["finite_difference", "exact"] = Field(
+        "finite_difference", description="H·1, the penalty's curvature term: a finite difference of ∇G (works "
+        "on every model), or exact double backprop (as the reference; not through token embeddings)")
+    radius: Radius = Field(0.05, description="r, the finite-difference step along 1/‖1‖ (IGNITE's published r)")
 
     @model_validator(mode="after")
     def _ordered(self) -> BossConfig:

@@ -58,7 +58,7 @@ class L1Config(RegularizerSettings):
     value, so the λ=0.01 it found universal for its own penalty (Appendix G.4.2)."""
 
     name: Literal["l1"] = "l1"
-    coefficient: NonNegative = Field(0.01, description="c, the weight of the penalty c·‖β‖₁")
+    coefficient: NonNegative = Field(0.01, description="c, the weight of the penalty (l1: c·‖β‖₁, l2: c·‖β‖²)")
 
     def build(self) -> Regularizer:
         return WeightPenalty(coefficient=self.coefficient, norm=1)
@@ -69,7 +69,7 @@ class L2Config(RegularizerSettings):
     value, so the λ=0.01 it found universal for its own penalty (Appendix G.4.2)."""
 
     name: Literal["l2"] = "l2"
-    coefficient: NonNegative = Field(0.01, description="c, the weight of the penalty c·‖β‖²")
+    coefficient: NonNegative = Field(0.01, description="c, the weight of the penalty (l1: c·‖β‖₁, l2: c·‖β‖²)")
 
     def build(self) -> Regularizer:
         return WeightPenalty(coefficient=self.coefficient, norm=2)

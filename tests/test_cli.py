@@ -35,7 +35,7 @@ def fails_cleanly(capsys, workdir: Path, argv: list[str], needle: str) -> str:
     return err
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["sweep"], ["report"], ["data"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["sweep"], ["report"], ["data"], ["baselines"]])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])

@@ -12,8 +12,6 @@ import json
 import os
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -53,7 +51,7 @@ def check_tracking_uri(uri: str, *, must_exist: bool = False, timeout_s: float =
     """The tracking URI, validated and made absolute; bad ones raise a one-line UserError.
 
     ``sqlite:///mlflow.db`` is resolved against the working folder; its folder must exist and be
-    writable (``must_exist``: the file too). ``http(s)://`` must answer MLflow's ``/health`` within
+    writable (``must_exist``: the file too). ``http(s)://`` must answer an MLflow API call within
     ``timeout_s``. Nothing is created.
     """
     hint = "use sqlite:///PATH/mlflow.db or http(s)://HOST:PORT of an MLflow server"
@@ -71,17 +69,9 @@ def check_tracking_uri(uri: str, *, must_exist: bool = False, timeout_s: float =
             raise UserError(f"tracking URI {uri!r}: {path} is not writable; pick a path you can write")
         return f"sqlite:///{path}"
     if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
-                if response.status == 200:
-                    return uri.rstrip("/")
-        except urllib.error.HTTPError as error:
-            raise UserError(f"tracking server {uri} answered HTTP {error.code} on /health; "
-                            "check the URL (and its credentials)") from None
-        except (OSError, ValueError):
-            pass
-        raise UserError(f"no MLflow server answers at {uri} within {timeout_s:g} s; start it "
-                        f"(mlflow server --host 127.0.0.1 --port PORT) or check the URL")
+        from ignite_mbo.platform.checks import check_tracking_server  # a real API call, not only /health
+
+        return check_tracking_server(uri, timeout_s)
     raise UserError(f"unsupported tracking URI {uri!r}; {hint}")
 
 
@@ -92,6 +82,8 @@ def _client(uri: str) -> Any:
 
     for name in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..." and the like
         logging.getLogger(name).setLevel(logging.WARNING)
+    for quiet in ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
+        os.environ.setdefault(quiet, "true" if "SUPPRESS" in quiet else "false")  # no "View run" lines, no bars
     return MlflowClient(uri)
 
 

@@ -123,7 +123,7 @@ def test_tf_bind_8_statistics_use_the_population_std(tf_bind_8: Task) -> None:
 
 KINDS = {"grad-ascent": "z-scored logits", "ens-mean": "z-scored logits", "ens-min": "z-scored logits",
          "bo-qei": "z-scored logits", "cma-es": "z-scored logits", "coms": "logits", "mins": "one-hot",
-         "reinforce": "tokens", "cbas": "tokens"}
+         "reinforce": "tokens", "cbas": "tokens", "roma": "z-scored logits", "ict": "z-scored logits"}
 """What each baseline's regularized model reads on TF-Bind (and its search moves in)."""
 
 
@@ -354,7 +354,7 @@ def test_draw_splits_shared_and_independent_pipelines() -> None:
 PIPELINES = {  # members, one shared pipeline (or one per member), bootstrap counts
     "grad-ascent": (1, False, True), "ens-mean": (5, False, True), "ens-min": (5, False, True),
     "reinforce": (5, True, True), "cbas": (5, True, True), "bo-qei": (5, True, True), "cma-es": (5, True, True),
-    "mins": (1, True, True), "coms": (1, True, False),
+    "mins": (1, True, True), "coms": (1, True, False), "roma": (1, True, False), "ict": (3, False, False),
 }
 
 

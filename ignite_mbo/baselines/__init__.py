@@ -23,6 +23,8 @@ BASELINES: dict[str, str] = {
     "cma-es": "cma_es",
     "mins": "mins",
     "coms": "coms",
+    "roma": "roma",
+    "ict": "ict",
 }
 """Command-line name -> module in this package (imported on first use), in the paper's order."""
 

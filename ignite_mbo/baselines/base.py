@@ -103,6 +103,16 @@ class Context:
                 store.save_surrogate(name, key, model, regularizer, loss, history)
         return TrainedSurrogate(model.eval(), space, regularizer, history)
 
+    def step(self, model: StackedMLP, regularizer: Regularizer, optimizer: torch.optim.Optimizer,
+             loss: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One regularized optimizer step of an already fitted ``model`` on ``loss`` (members,), G its
+        mean prediction on ``x``: how a method fine-tunes a surrogate after :meth:`fit` (ICT's
+        co-teaching), under the regularizer (and λ) that fit it."""
+        optimizer.zero_grad(set_to_none=True)
+        stats = regularizer.backward(model, loss, lambda: model.predict_mean(x).mean(dim=(-2, -1)).reshape(-1))
+        optimizer.step()
+        return stats
+
     def fit_gaussian_ensemble(self, name: str, task: Task, space: DesignSpace, settings: FitSettings, *,
                               num_members: int, hidden_size: int, num_layers: int, shared_data: bool,
                               bootstrap: bool = True) -> TrainedSurrogate:

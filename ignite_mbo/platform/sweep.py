@@ -176,11 +176,14 @@ def run_sweep(
     Raises :class:`SweepInterrupted` after a first SIGINT (the parent run is KILLED, the sweep can
     be resumed), UserError on bad input (before anything is written).
     """
-    from ignite_mbo.platform.console import TrialTable, quiet_ray
+    from ignite_mbo.platform.console import TrialTable, announce, quiet_ray
 
     plan = plan_sweep(spec_path, address=address, tracking_uri=tracking_uri, output_dir=output_dir,
                       gpus_per_trial=gpus_per_trial, num_cpus=num_cpus, resume=resume, max_retries=max_retries,
                       overrides=overrides, storage_path=storage_path, max_trials=max_trials)
+    total = len(plan.trials) * plan.spec.num_samples
+    if not quiet:
+        announce(plan.sweep_dir, total, resume=plan.resume is not None)
     tasks = load_tasks(plan.trials, data_dir)
     quiet_ray()
     connect(address, num_cpus)
@@ -188,7 +191,7 @@ def run_sweep(
     sweep = SweepRun(plan)
     callbacks: list[Any] = [NonFiniteNoRetry()]
     if not quiet:
-        callbacks.append(TrialTable(TrialLookup(plan.trials)))
+        callbacks.append(TrialTable(TrialLookup(plan.trials), total))
     try:
         with Interruptions(resume_hint) as interruptions:
             tuner = build_tuner(plan, sweep.record, tasks, callbacks)

@@ -415,3 +415,20 @@ def mark_interrupted(tracking_uri: str, experiment: str, parent_run_id: str, rea
 def log_report(tracking_uri: str, run_id: str, paths: Iterable[Path]) -> None:
     """Log the report's files under ``report/`` of the sweep's parent run, replacing earlier ones."""
     log_files(tracking_uri, run_id, paths, "report")
+
+
+def metric_histories(uri: str, run_id: str, names: Iterable[str]) -> dict[str, list[tuple[int, float]]]:
+    """(step, value) of every metric of ``run_id`` whose last dotted/slashed part is in ``names``
+    (``surrogate.lambda``, ``surrogate.member_3.sharpness``, ...); {} for a run the store lacks."""
+    wanted = set(names)
+    client = _client(uri)
+    try:
+        run = _retry(lambda: client.get_run(run_id))
+    except Exception:  # noqa: BLE001 - MlflowException: no such run (deleted, another store)
+        return {}
+    histories = {}
+    for key in run.data.metrics:
+        if key.replace("/", ".").rsplit(".", 1)[-1] in wanted:
+            points = _retry(partial(client.get_metric_history, run_id, key))
+            histories[key] = [(m.step, m.value) for m in points]
+    return histories

@@ -138,10 +138,10 @@ def _gains(found: list[Cell]) -> list[str]:
             told = sum(c.gain.significant for c in hits)
             parts.append(f"{len(hits)} {state}" + (f" ({told} told apart from 0)" if state in ("improved", "dropped")
                                                     else ""))
-        text = f"- **{regularizer}**: {len(mine)} cells: " + ", ".join(parts)
+        text = f"- **{regularizer}**: {_cells(len(mine))}: " + ", ".join(parts)
         if counted:
             gains = [c.gain.pct for c in counted]
-            text += (f"; over the {len(counted)} cells that can change: mean {np.mean(gains):+.2f} %, "
+            text += (f"; over the {_cells(len(counted))} that can change: mean {np.mean(gains):+.2f} %, "
                      f"best {max(gains):+.2f} %, worst {min(gains):+.2f} %")
         lines.append(text + ".")
     lines += ["", "| task | row | gain | 95% t-interval | sign-flip p | n | told apart from 0 | cell |",
@@ -175,7 +175,7 @@ def _rivals(report: Report, found: list[Cell]) -> list[str]:
                         total += 1
                         wins += test.mean > 0
                         told += test.significant and test.mean > 0
-        lines.append(f"- {CLAIMED} above {rival} in {wins} of {total} cells that can change "
+        lines.append(f"- {CLAIMED} above {rival} in {wins} of {_cells(total)} that can change "
                      f"({told} told apart by the paired test).")
     best = compare.contests(report)
     if best:
@@ -194,7 +194,7 @@ def _sharpness(found: list[Cell]) -> list[str]:
         return lines + ["Not measured: the trials record no `sharpness_candidates`.", ""]
     lowered = sum(c.sharpness[0] < c.sharpness[1] for c in measured if c.sharpness)
     told = sum(c.sharpness[2].significant and c.sharpness[0] < c.sharpness[1] for c in measured if c.sharpness)
-    lines += [f"Lower with the regularizer in {lowered} of {len(measured)} cells ({told} told apart).", "",
+    lines += [f"Lower with the regularizer in {lowered} of {_cells(len(measured))} ({told} told apart).", "",
               "| task | row | with | without | difference | sign-flip p | n |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for c in measured:
         with_, without, test = c.sharpness  # type: ignore[misc]
@@ -230,7 +230,11 @@ def _cost(found: list[Cell]) -> list[str]:
     for regularizer in dict.fromkeys(c.regularizer for c in timed):
         mine = [c.overhead.mean for c in timed if c.regularizer == regularizer and c.overhead]
         lines.append(f"- **{regularizer}**: {np.mean(mine):+.1f} % wall time per trial on average over "
-                     f"{len(mine)} cells (range {min(mine):+.1f} % .. {max(mine):+.1f} %).")
+                     f"{_cells(len(mine))} (range {min(mine):+.1f} % .. {max(mine):+.1f} %).")
     return lines + ["", "Whole-trial wall time (surrogate training, search and scoring) of regularized − none trials, "
                     "paired by seed, in % of none's mean; the training share alone is larger. Timings of trials "
                     "that shared a busy machine are noisy.", ""]
+
+
+def _cells(count: int) -> str:
+    return f"{count} cell" + ("" if count == 1 else "s")

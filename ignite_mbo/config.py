@@ -10,6 +10,7 @@ from ignite_mbo import tasks
 from ignite_mbo.baselines import BASELINES, load
 from ignite_mbo.baselines.base import BaselineSettings
 from ignite_mbo.errors import UserError
+from ignite_mbo.limits import refuse_trial_booleans
 from ignite_mbo.regularizers import CONFIGS, NoneConfig, RegularizerConfig, one_line
 from ignite_mbo.tasks import REGISTRY
 
@@ -55,6 +56,7 @@ class TrialConfig(BaseModel):
     @classmethod
     def parse(cls, values: dict[str, Any]) -> TrialConfig:
         """Validate ``values``; bad input raises a one-line UserError naming the field."""
+        refuse_trial_booleans(values)
         try:
             config = cls(**values)
         except ValidationError as error:

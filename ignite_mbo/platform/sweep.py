@@ -25,10 +25,12 @@ from typing import Any
 import pandas as pd
 from ray import tune
 
+from ignite_mbo import limits
 from ignite_mbo import mlflow_store as store
 from ignite_mbo import tasks as task_registry
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.errors import UserError
+from ignite_mbo.platform import local_ray
 from ignite_mbo.platform import report as reporting
 from ignite_mbo.platform.checks import (
     check_local_resources,
@@ -153,8 +155,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Join the cluster at ``address`` (``auto`` inside a Ray job), or start an embedded local Ray.
 
     ``address="local"`` always starts a fresh instance, so a stale session file from an earlier
-    crash cannot break ``num_cpus``; it binds to 127.0.0.1 and needs no token (nothing else on the
-    machine joins it).
+    crash cannot break ``num_cpus``; it requires a per-sweep token (:mod:`local_ray`).
     """
     import logging
 
@@ -165,9 +166,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
     else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+        local_ray.start(num_cpus)
 
 
 def load_tasks(configs: list[TrialConfig], data_dir: str | None) -> dict[str, task_registry.Task]:
@@ -177,6 +176,7 @@ def load_tasks(configs: list[TrialConfig], data_dir: str | None) -> dict[str, ta
         key = task_key(config)
         if key not in built:
             built[key] = task_registry.make(config.task, data_dir, **config.checked_task_options())
+        limits.check_trial(config, built[key])
     return built
 
 

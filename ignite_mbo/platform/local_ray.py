@@ -26,7 +26,7 @@ def start(num_cpus: int | None = None) -> None:
     chose it); otherwise a new one is made.
     """
     import ray
-    from ray._raylet import AuthenticationTokenLoader, Config
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
     os.environ[AUTH_MODE_ENV] = "token"
     if not os.environ.get(TOKEN_ENV):

@@ -28,7 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
-MetricLogger = Callable[[dict[str, float], int], None]
+from ignite_mbo.atomic import atomic_write
+from ignite_mbo.progress import EpochMetrics, MetricLogger
+
 STATE_FILE = "state.json"
 
 _ACTIVE: ContextVar[CheckpointStore | None] = ContextVar("ignite_mbo_checkpoint_store", default=None)
@@ -49,18 +51,6 @@ def _is_function(loss: Any) -> bool:
     return isinstance(loss, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    torch.save(obj, partial)
-    os.replace(partial, path)
-
-
-def _atomic_json(obj: Any, path: Path) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(obj, indent=1, default=float))
-    os.replace(partial, path)
-
-
 class CheckpointStore:
     """One trial's checkpoint folder; ``on_save`` persists it (e.g. ``tune.report(checkpoint=...)``)."""
 
@@ -75,7 +65,7 @@ class CheckpointStore:
         self.calls = 0  # surrogate fits reached so far in this attempt
         self.restored = 0
         self.trained = 0
-        self._recording: list[tuple[dict[str, float], int]] | None = None
+        self._recording: list[tuple[dict[str, float], int, bool]] | None = None
         self._log: MetricLogger = lambda metrics, step: None
 
     # -- activation and the trial's logger ------------------------------------------------------
@@ -92,7 +82,8 @@ class CheckpointStore:
 
         def wrapped(metrics: dict[str, float], step: int) -> None:
             if self._recording is not None:
-                self._recording.append(({key: float(value) for key, value in metrics.items()}, step))
+                self._recording.append(({key: float(value) for key, value in metrics.items()}, step,
+                                        isinstance(metrics, EpochMetrics)))
             if any(key.startswith("search/") for key in metrics):
                 self.state["search"] = {"last_logged_step": step, "surrogates_trained": self.calls}
             log(metrics, step)
@@ -115,8 +106,8 @@ class CheckpointStore:
         regularizer.load_state_dict(entry["regularizer"])
         if "loss" in tensors:
             loss.load_state_dict(tensors["loss"])
-        for metrics, step in entry["logged"]:  # exactly what the trial logged the first time
-            self._log(metrics, step)
+        for metrics, step, epoch_end in entry["logged"]:  # exactly what the trial logged the first time
+            self._log(EpochMetrics(metrics) if epoch_end else metrics, step)
         self.restored += 1
         return [dict(epoch) for epoch in entry["history"]]
 
@@ -131,7 +122,7 @@ class CheckpointStore:
         tensors: dict[str, Any] = {"model": {key: value.detach().cpu() for key, value in model.state_dict().items()}}
         if not _is_function(loss):
             tensors["loss"] = loss.state_dict()
-        _atomic_save(tensors, self.directory / file)
+        atomic_write(self.directory / file, lambda partial: torch.save(tensors, partial))
         self.state["surrogates"][name] = {
             "file": file, "fingerprint": json.loads(json.dumps(fingerprint, default=str)),
             "regularizer": regularizer.state_dict(), "history": history, "logged": logged,
@@ -142,7 +133,8 @@ class CheckpointStore:
     def save(self, reason: str, **state: Any) -> None:
         """Write ``state.json`` (with ``state`` merged in) and hand the folder to ``on_save``."""
         self.state.update(state)
-        _atomic_json(self.state, self.directory / STATE_FILE)
+        text = json.dumps(self.state, indent=1, default=float)
+        atomic_write(self.directory / STATE_FILE, lambda partial: partial.write_text(text))
         if self.on_save is not None:
             self.on_save(reason)
 

@@ -1,4 +1,4 @@
-"""``ignite-mbo``: run one trial, run a sweep, report a sweep, manage the data."""
+"""``ignite-mbo``: run one trial, run a sweep, report sweeps, test the paper's claims, manage the data."""
 
 from __future__ import annotations
 
@@ -8,36 +8,14 @@ import shlex
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from ignite_mbo.errors import UserError
+from ignite_mbo.settings_cli import Parser, key_values
 
-REGULARIZER_FLAGS = ("epsilon", "initial_lambda", "lambda_lr", "rho", "radius", "hvp", "project_lambda")
 INTERRUPTED_EXIT = 130
 TRUST_NOTE = ("--resume unpickles Ray Tune's state (tuner.pkl) from the sweep folder or --storage-path: "
               "keep that location writable only by you")
-
-
-class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends "(default: X)" to an option's help unless the help already says its default or X is
-    None or an empty list (unset: the help says what happens then)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        help_text = action.help or ""
-        if "default" in help_text or action.default is None or action.default == []:
-            return help_text
-        return super()._get_help_string(action)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line with a pointer to --help, exit status 2; help shows defaults."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", DefaultsFormatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def package_version() -> str:
@@ -47,28 +25,12 @@ def package_version() -> str:
         return "unknown"
 
 
-def key_values(pairs: list[str], flag: str) -> dict[str, Any]:
-    """``["epochs=5", "hidden_size=64"]`` -> ``{"epochs": 5, "hidden_size": 64}`` (values read as YAML scalars)."""
-    from ignite_mbo.platform.spaces import read_yaml
-
-    parsed = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"{flag} expects KEY=VALUE, got {pair!r}")
-        if key in parsed:
-            raise UserError(f"{flag} {key} is given twice; give each key once")
-        try:
-            parsed[key] = read_yaml(value) if value else ""
-        except Exception:  # noqa: BLE001 - any YAML problem is the user's value
-            raise UserError(f"{flag} {key}: {value!r} is not a YAML value") from None
-    return parsed
-
-
 def build_parser() -> Parser:
-    from ignite_mbo.baselines import BASELINES
+    from ignite_mbo import baselines
+    from ignite_mbo.config import TrialConfig
     from ignite_mbo.platform.spaces import MAX_TRIALS
     from ignite_mbo.regularizers import CONFIGS
+    from ignite_mbo.settings_cli import add_model_flags, add_regularizer_flags
     from ignite_mbo.tasks import REGISTRY
     from ignite_mbo.tasks.data import REPO_ID, REVISION, TASK_FOLDERS
 
@@ -79,26 +41,14 @@ def build_parser() -> Parser:
     run = commands.add_parser("run", help="run one trial in this process (no Ray) and print its summary as JSON",
                               description="Run one trial in this process (no Ray). A progress bar goes to "
                                           "stderr; the summary is the last line of stdout, as JSON.")
-    run.add_argument("--task", default="TFBind8-Exact-v0", help=f"one of {', '.join(REGISTRY)}")
-    run.add_argument("--baseline", default="grad-ascent", help=f"one of {', '.join(BASELINES)}")
-    run.add_argument("--regularizer", default="none", help=f"one of {', '.join(CONFIGS)}")
-    run.add_argument("--seed", type=int, default=0, help="trial seed, 0 <= seed < 2**32")
-    run.add_argument("--fidelity", choices=["quick", "full"], default="full",
-                     help="full: the published settings; quick: small models for smoke tests")
+    trial_flags = add_model_flags(run, TrialConfig, skip=("task_options", "baseline_options"),
+                                  choices={"task": REGISTRY, "baseline": baselines.names(), "regularizer": CONFIGS})
     run.add_argument("--data-dir", help="Design-Bench data folder (default: $IGNITE_MBO_DATA_DIR, else the user cache)")
     hyper = run.add_argument_group("regularizer hyperparameters (default: the published settings)")
-    hyper.add_argument("--epsilon", type=float, help="ε, the sharpness bound (IGNITE)")
-    hyper.add_argument("--initial-lambda", type=float, help="λ₀ (IGNITE) or the fixed λ (IGNITE-2)")
-    hyper.add_argument("--lambda-lr", type=float, help="η_λ, the dual-ascent step of λ (IGNITE)")
-    hyper.add_argument("--rho", type=float, help="ρ, the sharpness scale")
-    hyper.add_argument("--radius", type=float, help="r, the finite-difference perturbation radius")
-    hyper.add_argument("--hvp", choices=["finite_difference", "exact"],
-                       help="Hessian-vector product (default: finite_difference, as the paper)")
-    hyper.add_argument("--project-lambda", action=argparse.BooleanOptionalAction, default=None,
-                       help="keep λ ≥ 0, as a constraint's multiplier must be (default: off: λ may go "
-                            "negative, as in the official code)")
+    run.set_defaults(trial_flags=trial_flags, regularizer_flags=add_regularizer_flags(hyper, CONFIGS))
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a baseline setting, e.g. --set epochs=10 (repeatable)")
+                     help="override a baseline setting, e.g. --set epochs=10 (repeatable; "
+                          "'ignite-mbo baselines NAME' lists them)")
     run.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                      help="task option, e.g. --task-option max_samples=5000 (repeatable)")
     run.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda, cuda:N, mps")
@@ -142,12 +92,36 @@ def build_parser() -> Parser:
                             "a multi-node cluster needs shared storage: s3://..., gs://... or an NFS path")
     sweep.add_argument("--quiet", action="store_true", help="no table of trials while the sweep runs")
 
-    report = commands.add_parser("report", help="print and save the gain report of a finished sweep",
-                                 description="Re-build the gain report (gains with 95%% bootstrap intervals and "
-                                             "Wilcoxon p-values, the reproduction check) of a sweep, write it next "
-                                             "to its results and replace the report on the sweep's MLflow run.")
-    report.add_argument("sweep", type=Path, help="a sweep folder (OUTPUT_DIR/<name>) or its results.parquet")
+    listing = commands.add_parser("baselines", help="list each baseline's settings for --set",
+                                  description="List a baseline's settings (all baselines' without NAME): each "
+                                              "one's default, its quick-fidelity value and what it means, and the "
+                                              "per-task defaults.")
+    listing.add_argument("name", nargs="?", help=f"one of {', '.join(baselines.names())}")
+
+    report = commands.add_parser(
+        "report", help="print and save the gain report of finished sweeps (one or several)",
+        description="Re-build the gain report (gains paired by seed with 95% t-intervals, exact sign-flip "
+                    "p-values and n, the regularizer comparison, the reproduction check, the paper's claims). "
+                    "One sweep folder: written next to its results and logged to the sweep's MLflow run. "
+                    "Several sweeps (folders, results.parquet or benchmarks/trials.py .jsonl): one table "
+                    "over all of them, printed, and written to --output-dir if given.")
+    report.add_argument("sweep", type=Path, nargs="+",
+                        help="sweep folders (OUTPUT_DIR/<name>), results.parquet or trial-record .jsonl files")
     report.add_argument("--no-mlflow", action="store_true", help="do not log the report to the sweep's MLflow run")
+    report.add_argument("--format", choices=["markdown", "latex"], default="markdown",
+                        help="print markdown, or LaTeX tables for a paper (also written as gain_table.tex)")
+    report.add_argument("--output-dir", type=Path, help="with several sweeps: write the report files here")
+
+    claims = commands.add_parser(
+        "claims", help="the paper's five claims beside what the given sweeps measured",
+        description="For the sweeps given (folders, results.parquet or benchmarks/trials.py .jsonl), each of "
+                    "the paper's claims beside its number: improved / dropped / unchanged / cannot-change "
+                    "cells with each cell's paired gain, interval, p and n; rival regularizers; sharpness; "
+                    "sensitivity; training-time overhead.")
+    claims.add_argument("sweep", type=Path, nargs="+",
+                        help="sweep folders (OUTPUT_DIR/<name>), results.parquet or trial-record .jsonl files")
+
+    add_record_commands(commands)
 
     data = commands.add_parser("data", help="where the Design-Bench data is, check it, download it",
                                description="path: print the data folder; verify: check every file's size and "
@@ -168,16 +142,16 @@ def command_run(args: argparse.Namespace) -> int:
     from ignite_mbo.config import TrialConfig
     from ignite_mbo.platform.checks import check_device
     from ignite_mbo.platform.console import ProgressBar
+    from ignite_mbo.settings_cli import given
     from ignite_mbo.training import NonFiniteLossError
     from ignite_mbo.trial import run_trial
 
-    hyperparameters = {k: getattr(args, k) for k in REGULARIZER_FLAGS if getattr(args, k) is not None}
-    config = TrialConfig.parse({
-        "task": args.task, "baseline": args.baseline, "seed": args.seed, "fidelity": args.fidelity,
-        "regularizer": {"name": args.regularizer, **hyperparameters},
-        "baseline_options": key_values(args.set, "--set"),
-        "task_options": key_values(args.task_option, "--task-option"),
-    })
+    trial = given(args, args.trial_flags)
+    hyperparameters = given(args, args.regularizer_flags)
+    if hyperparameters:
+        trial["regularizer"] = {"name": trial.get("regularizer", "none"), **hyperparameters}
+    config = TrialConfig.parse({**trial, "baseline_options": key_values(args.set, "--set"),
+                                "task_options": key_values(args.task_option, "--task-option")})  # checks all, once
     check_device(args.device)
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
@@ -187,7 +161,7 @@ def command_run(args: argparse.Namespace) -> int:
         from ignite_mbo.mlflow_store import check_tracking_uri
 
         uri = check_tracking_uri(args.tracking_uri)
-    task = tasks.make(config.task, args.data_dir, **config.checked_task_options())
+    task = tasks.build(config.task, config.task_options, args.data_dir)
     limits.check_trial(config, task, device=args.device)
 
     if args.threads is not None:
@@ -203,7 +177,7 @@ def command_run(args: argparse.Namespace) -> int:
         from ignite_mbo.mlflow_store import TrialRecorder
         from ignite_mbo.trainables.params import run_name
 
-        recorder = TrialRecorder(uri, "runs", config, run_name=run_name(config.model_dump(mode="json")))
+        recorder = TrialRecorder(uri, "runs", config, run_name=run_name(config))
     try:
         result = run_trial(config, task, log=recorder, device=args.device, **extra)
         if recorder is not None:
@@ -262,10 +236,17 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
 def command_report(args: argparse.Namespace) -> int:
     from ignite_mbo import mlflow_store as store
     from ignite_mbo.platform.record import RESULTS_FILE, SWEEP_FILE, SweepRecord
+    from ignite_mbo.platform.report.commands import latex_for, report_sources, write_curves
+    from ignite_mbo.platform.report.sweep_report import report_sweep
     from ignite_mbo.platform.results import read_table
-    from ignite_mbo.platform.sweep import report_sweep
 
-    path = args.sweep / RESULTS_FILE if args.sweep.is_dir() else args.sweep
+    if len(args.sweep) > 1 or args.output_dir is not None or args.sweep[0].suffix == ".jsonl":
+        text, paths = report_sources(args.sweep, args.format, args.output_dir)
+        print(text)
+        if paths:
+            print(f"written: {', '.join(str(p) for p in paths)}")
+        return 0
+    path = args.sweep[0] / RESULTS_FILE if args.sweep[0].is_dir() else args.sweep[0]
     if not path.is_file():
         raise UserError(f"no results table at {path}; pass a sweep folder made by 'ignite-mbo sweep' or its {RESULTS_FILE}")
     folder = path.parent
@@ -278,8 +259,90 @@ def command_report(args: argparse.Namespace) -> int:
             raise UserError(f"the sweep's MLflow run {record.parent_run_id} is not in {record.tracking_uri}; "
                             "pass --no-mlflow to write the report only to the folder")
     markdown, paths = report_sweep(folder, table, record, mlflow=log)
+    if record is not None and not args.no_mlflow:
+        paths += write_curves(table, record.tracking_uri, folder)
+    if args.format == "latex":
+        paths.append(latex_for([path], folder))
+        markdown = paths[-1].read_text()
     print(markdown)
     print(f"written: {', '.join(str(p) for p in paths)}" + (" (and logged to the sweep's MLflow run)" if log else ""))
+    return 0
+
+
+def command_baselines(args: argparse.Namespace) -> int:
+    from ignite_mbo import baselines
+    from ignite_mbo.settings_cli import describe_baseline
+    from ignite_mbo.tasks import REGISTRY
+
+    chosen = [baselines.load(args.name)] if args.name else list(baselines.registry().values())
+    print("\n\n".join(describe_baseline(baseline, REGISTRY) for baseline in chosen))
+    return 0
+
+
+def command_claims(args: argparse.Namespace) -> int:
+    from ignite_mbo.platform.report.commands import claims_text
+
+    print(claims_text(args.sweep))
+    return 0
+
+
+def add_record_commands(commands: Any) -> None:
+    """``rerun`` (a trial again from its MLflow record) and ``spaces`` (the shipped search spaces)."""
+    rerun = commands.add_parser("rerun", help="run a recorded trial again from its MLflow record and compare its scores",
+                                description="Rebuild a trial from its MLflow run's params alone, run it in this "
+                                            "process (no Ray, nothing recorded) and print recorded and new scores; "
+                                            "exit status 1 if they differ.")
+    rerun.add_argument("run_id", help="the trial's MLflow run id (the UI, or results.parquet's mlflow_run_id)")
+    rerun.add_argument("--tracking-uri",
+                       help="the run's MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///$PWD/mlflow.db)")
+    rerun.add_argument("--data-dir", help="Design-Bench data folder (default: $IGNITE_MBO_DATA_DIR, else the user cache)")
+    rerun.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda, cuda:N, mps")
+    rerun.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's)")
+    rerun.add_argument("--quiet", action="store_true", help="no progress bar")
+    spaces = commands.add_parser("spaces", help="list the search spaces that ship with ignite-mbo",
+                                 description="List the search spaces (file, trials, description).")
+    spaces.add_argument("--dir", type=Path, help="a folder of YAML spaces (default: the repository's search_spaces/)")
+
+
+def command_rerun(args: argparse.Namespace) -> int:
+    import os
+
+    from ignite_mbo import mlflow_store as store
+    from ignite_mbo.platform.checks import check_device
+    from ignite_mbo.platform.console import ProgressBar
+    from ignite_mbo.platform.rerun import rerun
+
+    check_device(args.device)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {args.threads}")
+        from ignite_mbo.limits import check_threads
+
+        check_threads(args.threads)
+        import torch
+
+        torch.set_num_threads(args.threads)
+    uri = store.check_tracking_uri(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                                   or store.default_tracking_uri(), must_exist=True)
+    progress = None if args.quiet else ProgressBar()
+    try:
+        outcome = rerun(uri, args.run_id, data_dir=args.data_dir, device=args.device,
+                        **({"progress": progress} if progress is not None else {}))
+    finally:
+        if progress is not None:
+            progress.close()
+    print(f"rerun of {args.run_id}: {json.dumps(outcome.config.model_dump(mode='json'))}")
+    for line in outcome.notes + outcome.score_lines():
+        print(f"  {line}")
+    print("same scores as the record" if outcome.same_scores else "the scores differ from the record")
+    print(json.dumps({**outcome.summary, "config": outcome.config.model_dump(mode="json")}, default=float))
+    return 0 if outcome.same_scores else 1
+
+
+def command_spaces(args: argparse.Namespace) -> int:
+    from ignite_mbo.platform.catalog import SHIPPED, format_spaces, list_spaces
+
+    print(format_spaces(list_spaces(args.dir or SHIPPED)))
     return 0
 
 
@@ -299,6 +362,12 @@ def main(argv: list[str] | None = None) -> int:
             return command_sweep(args, argv)
         if args.command == "report":
             return command_report(args)
+        if args.command == "claims":
+            return command_claims(args)
+        if args.command in ("rerun", "spaces"):
+            return command_rerun(args) if args.command == "rerun" else command_spaces(args)
+        if args.command == "baselines":
+            return command_baselines(args)
         return command_data(args)
     except UserError as error:
         print(f"ignite-mbo {args.command}: error: {error}", file=sys.stderr)

@@ -1,13 +1,19 @@
-"""A trial's configuration, validated: what the CLI builds from flags and a sweep from YAML."""
+"""A trial's configuration, validated: what the CLI builds from flags and a sweep from YAML.
+
+:class:`TrialConfig` is the one record of a trial, from the search space to the report. Dotted keys
+(``regularizer.epsilon``, ``baseline_options.epochs``) reach into its nested fields
+(:func:`set_dotted`, :meth:`TrialConfig.with_values`); a regularizer given by name alone
+(``regularizer: ignite``) stands for ``{name: ignite}`` (:func:`regularizer_mapping`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ignite_mbo import tasks
-from ignite_mbo.baselines import BASELINES, load
+from ignite_mbo import baselines, tasks
 from ignite_mbo.baselines.base import BaselineSettings
 from ignite_mbo.errors import UserError
 from ignite_mbo.limits import refuse_trial_booleans
@@ -22,13 +28,15 @@ class TrialConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    task: str = "TFBind8-Exact-v0"
-    baseline: str = "grad-ascent"
-    regularizer: RegularizerConfig = Field(default_factory=NoneConfig)
-    seed: int = Field(default=0, ge=0, lt=2**32)
-    fidelity: Fidelity = "full"
-    task_options: dict[str, Any] = Field(default_factory=dict)
-    baseline_options: dict[str, Any] = Field(default_factory=dict)
+    task: str = Field("TFBind8-Exact-v0", description="the offline MBO task")
+    baseline: str = Field("grad-ascent", description="the search method (see 'ignite-mbo baselines')")
+    regularizer: RegularizerConfig = Field(default_factory=NoneConfig, description="how the surrogates are "
+                                           "regularized, with its hyperparameters")
+    seed: int = Field(default=0, ge=0, lt=2**32, description="trial seed, 0 <= seed < 2**32")
+    fidelity: Fidelity = Field("full", description="full: the published settings; quick: small models for smoke tests")
+    task_options: dict[str, Any] = Field(default_factory=dict, description="the task's options")
+    baseline_options: dict[str, Any] = Field(default_factory=dict, description="the baseline's settings that "
+                                             "differ from its defaults (and quick values)")
 
     @field_validator("task")
     @classmethod
@@ -40,8 +48,7 @@ class TrialConfig(BaseModel):
     @field_validator("regularizer", mode="before")
     @classmethod
     def _known_regularizer(cls, value: Any) -> Any:
-        if isinstance(value, str):  # "ignite" is short for {"name": "ignite"}
-            value = {"name": value}
+        value = regularizer_mapping(value)
         if isinstance(value, dict) and value.get("name") not in CONFIGS:
             raise ValueError(f"unknown regularizer {value.get('name')!r}; choose one of {', '.join(CONFIGS)}")
         return value
@@ -49,8 +56,8 @@ class TrialConfig(BaseModel):
     @field_validator("baseline")
     @classmethod
     def _known_baseline(cls, baseline: str) -> str:
-        if baseline not in BASELINES:
-            raise ValueError(f"unknown baseline; choose one of {', '.join(BASELINES)}")
+        if baseline not in baselines.names():
+            raise ValueError(f"unknown baseline; choose one of {', '.join(baselines.names())}")
         return baseline
 
     @classmethod
@@ -71,19 +78,44 @@ class TrialConfig(BaseModel):
 
     def baseline_settings(self) -> BaselineSettings:
         """The baseline's settings: full-fidelity defaults, the QUICK overrides if asked, then ``baseline_options``."""
-        module = load(self.baseline)
-        overrides = {**(module.QUICK if self.fidelity == "quick" else {}), **self.baseline_options}
-        try:
-            return module.Settings(**overrides)
-        except ValidationError as error:
-            raise UserError(f"baseline {self.baseline!r} options: {one_line(error)}") from None
+        return baselines.load(self.baseline).settings(self.fidelity, self.baseline_options)
+
+    def with_values(self, values: Mapping[str, Any]) -> TrialConfig:
+        """A copy with ``values`` (dotted keys, e.g. sampled ``regularizer.epsilon``) set, validated."""
+        raw = self.model_dump(mode="json")
+        for key, value in values.items():
+            set_dotted(raw, key, value)
+        return TrialConfig.parse(raw)
 
     def flat(self) -> dict[str, Any]:
-        """The config as flat ``a.b`` keys (MLflow params, results-table columns)."""
+        """The config as flat ``a.b`` keys with typed values (MLflow params, results-table columns)."""
         return flatten(self.model_dump(mode="json"))
 
 
+def regularizer_mapping(value: Any) -> Any:
+    """``"ignite"`` -> ``{"name": "ignite"}``; anything else as it is."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+def set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
+    """``config["a"]["b"] = value`` for ``dotted_key="a.b"`` on a raw (JSON-like) trial config.
+
+    A regularizer given by name becomes a mapping first, so ``regularizer: ignite`` then
+    ``regularizer.epsilon: 0.1`` is ``{name: ignite, epsilon: 0.1}``.
+    """
+    *parents, leaf = dotted_key.split(".")
+    node = config
+    for part in parents:
+        if part == "regularizer":
+            node[part] = regularizer_mapping(node.get(part, "none"))
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"key {dotted_key!r} reaches into {part!r}, which is not a mapping")
+    node[leaf] = regularizer_mapping(value) if dotted_key == "regularizer" else value
+
+
 def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
     flat: dict[str, Any] = {}
     for key, value in nested.items():
         if isinstance(value, dict):

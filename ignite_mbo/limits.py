@@ -66,16 +66,16 @@ def refuse_booleans(model: type[BaseModel], values: dict[str, Any], where: str =
 def refuse_trial_booleans(values: dict[str, Any]) -> None:
     """:func:`refuse_booleans` for a raw trial config: its own fields, the baseline's settings and the
     regularizer's hyperparameters."""
-    from ignite_mbo.baselines import BASELINES, load
+    from ignite_mbo.baselines import registry
     from ignite_mbo.regularizers import CONFIGS
 
     for key in ("seed",):
         if isinstance(values.get(key), bool):
             raise UserError(f"{key}: {str(values[key]).lower()} is a YAML boolean where a number is expected; "
                             "write the number")
-    baseline, options = values.get("baseline", "grad-ascent"), values.get("baseline_options")
-    if baseline in BASELINES and isinstance(options, dict):
-        refuse_booleans(load(baseline).Settings, options, "baseline_options.")
+    baseline, options = registry().get(values.get("baseline", "grad-ascent")), values.get("baseline_options")
+    if baseline is not None and isinstance(options, dict):
+        refuse_booleans(baseline.settings_type, options, "baseline_options.")
     regularizer = values.get("regularizer")
     if isinstance(regularizer, dict) and regularizer.get("name") in CONFIGS:
         refuse_booleans(CONFIGS[regularizer["name"]], regularizer, "regularizer.")

@@ -12,14 +12,14 @@ import json
 import os
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ignite_mbo.errors import UserError
+from ignite_mbo.progress import EpochMetrics
+from ignite_mbo.protocol import PROTOCOL_DEVIATIONS
 
 TAG_PREFIX = "ignite_mbo."
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -28,7 +28,6 @@ MODEL_TRAINING = "custom_model_development"
 SWEEP_RUN_TAG = "ignite_mbo.sweep_run_id"
 """A trial run's sweep (its parent run's id). Not ``mlflow.parentRunId``: the UI would fold the trials
 under the parent, and the experiment page must list them."""
-PROTOCOL_DEVIATIONS = "protocol_deviations"
 _BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 _STREAM_EVERY_S = 5.0  # buffered metrics reach MLflow at least this often, and at every epoch's end
 T = TypeVar("T")
@@ -52,7 +51,7 @@ def check_tracking_uri(uri: str, *, must_exist: bool = False, timeout_s: float =
     """The tracking URI, validated and made absolute; bad ones raise a one-line UserError.
 
     ``sqlite:///mlflow.db`` is resolved against the working folder; its folder must exist and be
-    writable (``must_exist``: the file too). ``http(s)://`` must answer MLflow's ``/health`` within
+    writable (``must_exist``: the file too). ``http(s)://`` must answer an MLflow API call within
     ``timeout_s``. Nothing is created.
     """
     hint = "use sqlite:///PATH/mlflow.db or http(s)://HOST:PORT of an MLflow server"
@@ -70,17 +69,9 @@ def check_tracking_uri(uri: str, *, must_exist: bool = False, timeout_s: float =
             raise UserError(f"tracking URI {uri!r}: {path} is not writable; pick a path you can write")
         return f"sqlite:///{path}"
     if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
-                if response.status == 200:
-                    return uri.rstrip("/")
-        except urllib.error.HTTPError as error:
-            raise UserError(f"tracking server {uri} answered HTTP {error.code} on /health; "
-                            "check the URL (and its credentials)") from None
-        except (OSError, ValueError):
-            pass
-        raise UserError(f"no MLflow server answers at {uri} within {timeout_s:g} s; start it "
-                        f"(mlflow server --host 127.0.0.1 --port PORT) or check the URL")
+        from ignite_mbo.platform.checks import check_tracking_server  # a real API call, not only /health
+
+        return check_tracking_server(uri, timeout_s)
     raise UserError(f"unsupported tracking URI {uri!r}; {hint}")
 
 
@@ -91,6 +82,8 @@ def _client(uri: str) -> Any:
 
     for name in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..." and the like
         logging.getLogger(name).setLevel(logging.WARNING)
+    for quiet in ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
+        os.environ.setdefault(quiet, "true" if "SUPPRESS" in quiet else "false")  # no "View run" lines, no bars
     return MlflowClient(uri)
 
 
@@ -235,8 +228,12 @@ class TrialRecorder:
         if parent_run_id:
             tags[SWEEP_RUN_TAG] = parent_run_id
         exp_id = experiment_id(self.client, experiment)
+        from ignite_mbo.provenance import trial_record
+
+        record = trial_record(config)
+        tags.update(record["tags"])
         run = _retry(lambda: self.client.create_run(exp_id, run_name=run_name, tags={**tags, **given, **extra_tags}))
-        params = [Param(key, str(value)) for key, value in config.flat().items()]
+        params = [Param(key, str(value)) for key, value in record["params"].items()]
         for start in range(0, len(params), 100):
             _retry(partial(self.client.log_batch, run.info.run_id, params=params[start:start + 100]))
         return str(run.info.run_id)
@@ -272,7 +269,9 @@ class TrialRecorder:
             with tempfile.TemporaryDirectory() as folder:
                 path = self.client.download_artifacts(self.run_id, "summary.json", folder)
                 loaded = json.loads(Path(path).read_text())
-                return loaded if isinstance(loaded, dict) else None
+                if not isinstance(loaded, dict):
+                    return None
+                return {key: value for key, value in loaded.items() if key not in ("params", "tags")}
         except Exception:  # noqa: BLE001 - no artifact: the trial runs again
             return None
 
@@ -285,7 +284,7 @@ class TrialRecorder:
         timestamp = int(time.time() * 1000)
         self.metrics += [Metric(key.replace("/", "."), float(value), timestamp, step)
                          for key, value in metrics.items() if math.isfinite(float(value))]
-        epoch_done = any(key.endswith("val_loss") for key in metrics)
+        epoch_done = isinstance(metrics, EpochMetrics)
         if epoch_done or time.monotonic() - self._last_flush > _STREAM_EVERY_S:
             self.flush()
 
@@ -304,7 +303,10 @@ class TrialRecorder:
         self.flush()
         if PROTOCOL_DEVIATIONS in summary:
             self.set_tags({f"{TAG_PREFIX}{PROTOCOL_DEVIATIONS}": summary[PROTOCOL_DEVIATIONS] or "none"})
-        (artifacts / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+        from ignite_mbo.provenance import trial_record
+
+        record = {**summary, **trial_record(self.config)}  # reproducible from the record: ignite-mbo rerun
+        (artifacts / "summary.json").write_text(json.dumps(record, indent=2, default=float))
         _retry(lambda: self.client.log_artifacts(self.run_id, str(artifacts)))
         _retry(lambda: self.client.set_terminated(self.run_id, "FINISHED"))
 
@@ -314,6 +316,15 @@ class TrialRecorder:
         if reason:
             _retry(lambda: self.client.set_tag(self.run_id, f"{TAG_PREFIX}{tag}", reason[:5000]))
         _retry(lambda: self.client.set_terminated(self.run_id, status))
+
+
+def run_record(uri: str, run_id: str) -> tuple[dict[str, str], dict[str, str], dict[str, float]]:
+    """The params, tags and latest metrics of run ``run_id``; a one-line UserError if there is none."""
+    try:
+        run = _client(uri).get_run(run_id)
+    except Exception:  # noqa: BLE001 - MlflowException: no such run
+        raise UserError(f"no run {run_id!r} in {uri}; pass a trial run's id and its --tracking-uri") from None
+    return dict(run.data.params), dict(run.data.tags), dict(run.data.metrics)
 
 
 def find_trial_run(client: Any, experiment: str, parent_run_id: str, trial_id: str) -> Any:
@@ -404,3 +415,20 @@ def mark_interrupted(tracking_uri: str, experiment: str, parent_run_id: str, rea
 def log_report(tracking_uri: str, run_id: str, paths: Iterable[Path]) -> None:
     """Log the report's files under ``report/`` of the sweep's parent run, replacing earlier ones."""
     log_files(tracking_uri, run_id, paths, "report")
+
+
+def metric_histories(uri: str, run_id: str, names: Iterable[str]) -> dict[str, list[tuple[int, float]]]:
+    """(step, value) of every metric of ``run_id`` whose last dotted/slashed part is in ``names``
+    (``surrogate.lambda``, ``surrogate.member_3.sharpness``, ...); {} for a run the store lacks."""
+    wanted = set(names)
+    client = _client(uri)
+    try:
+        run = _retry(lambda: client.get_run(run_id))
+    except Exception:  # noqa: BLE001 - MlflowException: no such run (deleted, another store)
+        return {}
+    histories = {}
+    for key in run.data.metrics:
+        if key.replace("/", ".").rsplit(".", 1)[-1] in wanted:
+            points = _retry(partial(client.get_metric_history, run_id, key))
+            histories[key] = [(m.step, m.value) for m in points]
+    return histories

@@ -103,6 +103,8 @@ class StackedMLP(nn.Module):
         self.biases = nn.ParameterList([nn.Parameter(torch.zeros(self.num_members, size, 1)) for size in sizes[1:]])
 
     def _activate(self, h: torch.Tensor) -> torch.Tensor:
+        if self.activation == "softplus":  # RoMA's forward model
+            return F.softplus(h)
         return F.leaky_relu(h, LEAKY_RELU_SLOPE) if self.activation == "leaky_relu" else F.relu(h)
 
     def _embedded_first_layer(self, tokens: torch.Tensor) -> torch.Tensor:

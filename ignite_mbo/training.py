@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,7 +23,7 @@ import torch
 from scipy.stats import spearmanr
 
 from ignite_mbo.models import StackedMLP, gaussian_nll
-from ignite_mbo.progress import SILENT, Progress
+from ignite_mbo.progress import SILENT, EpochMetrics, MetricLogger, Progress
 from ignite_mbo.regularizers import Regularizer, member_norms, num_members
 from ignite_mbo.streams import Streams
 
@@ -44,7 +44,6 @@ def keras_adam(parameters: Iterable[torch.Tensor], lr: float, betas: tuple[float
     return torch.optim.Adam(parameters, lr=lr, betas=betas, eps=KERAS_ADAM_EPSILON, capturable=capturable,
                             fused=True if cpu else None)
 
-MetricLogger = Callable[[dict[str, float], int], None]
 
 
 class Loss(Protocol):
@@ -69,6 +68,10 @@ class FitSettings:
     batch_size: int = 128
     learning_rate: float = 3e-4
     validation_size: int = 200
+    clip_norm: float | None = None
+    """Clip each parameter's gradient (per member) to this norm before the step (``tf.clip_by_norm``; RoMA)."""
+    cosine_schedule: bool = False
+    """Learning rate lr·(1 + cos(π·epoch/epochs))/2, set at the start of each epoch (ICT's proxies)."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ class _Step:
         self.sharpness_sum = torch.zeros(members, device=device)
         self.finite = torch.ones((), dtype=torch.bool, device=device)
         self.constrained = False
+        self.clip_norm: float | None = None
 
     def reset(self) -> None:
         self.loss_sum.zero_()
@@ -162,12 +166,22 @@ class _Step:
         stats = self.regularizer.backward(model, batch_loss,
                                           lambda: model.predict_mean(xb).mean(dim=(-2, -1)).reshape(-1),
                                           current_mean=mean)
+        if self.clip_norm is not None:
+            _clip_per_member(model, self.clip_norm)
         self.optimizer.step()
         self.loss_sum.add_(batch_loss.detach())
         self.finite.logical_and_(torch.isfinite(batch_loss.detach()).all())
         if "sharpness" in stats:
             self.sharpness_sum.add_(stats["sharpness"])
             self.constrained = True
+
+
+def _clip_per_member(model: StackedMLP, max_norm: float) -> None:
+    """Scale each member's gradient of each parameter down to norm ``max_norm`` where it is larger."""
+    for p in model.parameters():
+        if p.grad is not None:
+            norms = p.grad.flatten(1).norm(dim=1).view(-1, *([1] * (p.grad.dim() - 1)))
+            p.grad.mul_((max_norm / norms.clamp_min(1e-12)).clamp_max(1.0))
 
 
 class _GraphedStep:
@@ -245,15 +259,19 @@ def fit(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, splits: Splits, reg
     validation = splits.validation.to(device)
     orders = [torch.Generator().manual_seed(seed) for seed in splits.order_seeds[: 1 if shared else members]]
     probe = _rows(x, training[:, : settings.batch_size], shared)
-    graphed = cuda_graphs_enabled(device, loss)
+    graphed = cuda_graphs_enabled(device, loss) and not settings.cosine_schedule  # a graph bakes the lr in
     optimizer = keras_adam(model.parameters(), settings.learning_rate, capturable=graphed)
     plain = _Step(model, loss, regularizer, optimizer, members, device)
+    plain.clip_norm = settings.clip_norm
     step: _Step | _GraphedStep = _GraphedStep(plain) if graphed else plain
     size, batch = training.shape[1], settings.batch_size
 
     history = []
     progress.phase(f"{prefix or 'surrogate '}epochs".strip(), settings.epochs)
     for epoch in range(settings.epochs):
+        if settings.cosine_schedule:
+            for group in optimizer.param_groups:
+                group["lr"] = settings.learning_rate * (1 + np.cos(np.pi * epoch / settings.epochs)) / 2
         model.train()
         step.reset()
         order = torch.stack([torch.randperm(size, generator=g) for g in orders]).to(device)
@@ -273,9 +291,9 @@ def fit(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, splits: Splits, reg
         extra = loss.epoch_metrics() if hasattr(loss, "epoch_metrics") else {}
         history.append({key: float(np.mean([m[key] for m in per_member])) for key in per_member[0]} | extra)
         if log is not None:
-            log({f"{prefix}{'' if members == 1 else f'member_{m}/'}{key}": value
-                 for m, metrics in enumerate(per_member) for key, value in metrics.items()}
-                | {f"{prefix}{key}": value for key, value in extra.items()}, epoch)
+            log(EpochMetrics({f"{prefix}{'' if members == 1 else f'member_{m}/'}{key}": value
+                              for m, metrics in enumerate(per_member) for key, value in metrics.items()}
+                             | {f"{prefix}{key}": value for key, value in extra.items()}), epoch)
         progress.advance()
     return history
 

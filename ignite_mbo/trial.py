@@ -12,11 +12,10 @@ from ignite_mbo.baselines import load
 from ignite_mbo.baselines.base import Context, Proposal
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.evaluation import evaluate
-from ignite_mbo.progress import SILENT, Progress
-from ignite_mbo.protocol import protocol_deviations
+from ignite_mbo.progress import SILENT, MetricLogger, Progress
+from ignite_mbo.protocol import PROTOCOL_DEVIATIONS, protocol_deviations
 from ignite_mbo.streams import Streams
 from ignite_mbo.tasks import Task, make
-from ignite_mbo.training import MetricLogger
 
 
 @dataclass
@@ -54,6 +53,6 @@ def run_trial(
     summary, scores = evaluate(task, proposal)
     summary.update(proposal.metrics)
     summary["regularizer_affects_search"] = proposal.regularizer_affects_search
-    summary["protocol_deviations"] = ",".join(protocol_deviations(config))
+    summary[PROTOCOL_DEVIATIONS] = ",".join(protocol_deviations(config))
     summary["wall_time_s"] = time.perf_counter() - started
     return TrialResult(summary=summary, proposal=proposal, scores=scores)

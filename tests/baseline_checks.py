@@ -17,7 +17,7 @@ SUMMARY_KEYS = ("score_100th", "score_80th", "score_50th", "score_mean", "sharpn
 
 NUM_MEMBERS = {
     "grad-ascent": 1, "ens-mean": 5, "ens-min": 5, "reinforce": 5, "cbas": 5, "bo-qei": 5, "cma-es": 5,
-    "mins": 1, "coms": 1,
+    "mins": 1, "coms": 1, "roma": 1, "ict": 3,
 }
 """Members of the one regularized (stacked) model each baseline trains; each member has its own λ."""
 
@@ -38,6 +38,8 @@ SMOKE: dict[str, dict[str, Any]] = {
              "gan_epochs": 2, "gan_batch_size": 1024},
     "coms": {"hidden_size": 32, "batch_size": 1024, "particle_train_gradient_steps": 2,
              "particle_evaluate_gradient_steps": 10},  # epochs and validation_size stay the paper's
+    "roma": {"hidden_size": 16, "epochs": 1, "batch_size": 1024, "updates": 5},
+    "ict": {"hidden_size": 32, "epochs": 1, "batch_size": 1024, "search_steps": 5, "neighbours": 16},
 }
 """Baseline options on top of ``QUICK`` that make a run take seconds: for checks of wiring, validity
 and determinism, not of how well a method searches (those use ``QUICK`` as it is)."""

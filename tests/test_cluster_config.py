@@ -69,6 +69,7 @@ def test_head_starts_ray_with_token_auth_and_an_mlflow_server_on_its_private_add
     mlflow = next(c for c in prepared["head_start_ray_commands"] if "mlflow server" in c)
     assert "--host $(hostname -I | cut -d\" \" -f1)" in mlflow, "bound to the private address, not 0.0.0.0"
     assert "--artifacts-destination" in mlflow and "--backend-store-uri sqlite:///" in mlflow
+    assert '--allowed-hosts "$(hostname -I | cut -d" " -f1):5000,' in mlflow, "MLflow's host check: any address"
     worker = " && ".join(prepared["worker_start_ray_commands"])
     assert "RAY_AUTH_MODE=token ray start --address=$RAY_HEAD_IP:6379" in worker
     mounts = prepared["file_mounts"]

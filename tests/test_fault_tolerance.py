@@ -32,6 +32,7 @@ from processes import kill_marked
 def test_a_trial_has_one_live_run_across_attempts_and_its_curves_stream(tmp_path):
     from ignite_mbo.config import TrialConfig
     from ignite_mbo.mlflow_store import TrialRecorder, start_sweep_run, sweep_trial_runs
+    from ignite_mbo.progress import EpochMetrics
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     parent = start_sweep_run(uri, "attempts", "sweep:attempts", {"name": "attempts"})
@@ -49,7 +50,7 @@ def test_a_trial_has_one_live_run_across_attempts_and_its_curves_stream(tmp_path
     assert run.data.tags["ignite_mbo.previous_error"] == "RuntimeError: before any epoch"
     assert "ignite_mbo.error" not in run.data.tags
 
-    second({"model_0/val_loss": 1.0, "model_0/lambda": 0.5}, 0)  # an epoch ends: it reaches MLflow at once
+    second(EpochMetrics({"model_0/val_loss": 1.0, "model_0/lambda": 0.5}), 0)  # an epoch ends: it reaches MLflow at once
     assert [m.value for m in second.client.get_metric_history(second.run_id, "model_0.lambda")] == [0.5]
     second.close("FAILED", "RuntimeError: boom")
     third = attempt()  # the retry logs the restored epoch again: a fresh run, so no metric twice

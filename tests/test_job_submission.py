@@ -123,6 +123,39 @@ def mlflow_server(tmp_path):
         stop(process, marker)
 
 
+def start_mlflow_server(tmp_path: Path, host: str, *extra: str) -> tuple[subprocess.Popen, str, str]:
+    """`mlflow server` on ``host`` and a free port with a sqlite store: the process, its URL, its marker."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port = sock.getsockname()[1]
+    marker = uuid.uuid4().hex
+    env = {**os.environ, MARKER: marker, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command = [str(BIN / "mlflow") if (BIN / "mlflow").exists() else "mlflow", "server", "--host", host,
+               "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+               "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1", *extra]
+    with (tmp_path / "mlflow.log").open("w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return process, f"http://{host}:{port}", marker
+
+
+def test_the_precheck_names_allowed_hosts_when_mlflow_refuses_the_address(tmp_path, capsys):
+    """127.0.0.2 is a loopback address but neither localhost nor RFC 1918: MLflow's default host check
+    refuses it as it refuses a public IP. /health still answers; the pre-check's API call does not."""
+    from ignite_mbo.cli import main
+
+    process, uri, marker = start_mlflow_server(tmp_path, "127.0.0.2")
+    try:
+        wait_until_up(lambda: answers_health(uri), process, tmp_path / "mlflow.log", "the MLflow server",
+                      timeout_s=120, interval_s=1)
+        assert main(["run", "--tracking-uri", uri, "--quiet"]) == 2
+        error = capsys.readouterr().err.strip()
+        host = uri.removeprefix("http://")
+        assert error.splitlines() == [error] and "refuses requests addressed to" in error
+        assert f"--allowed-hosts 127.0.0.2,{host}" in error, error
+    finally:
+        stop(process, marker)
+
+
 @pytest.mark.slow
 def test_quick_sweep_as_a_ray_job_with_token_auth(ray_head, mlflow_server, tmp_path, design_bench_dir):
     no_token = {key: value for key, value in ray_head.env.items() if key != "RAY_AUTH_MODE"}

@@ -109,10 +109,12 @@ def test_markdown_cells_and_footnotes(results: pd.DataFrame) -> None:
     assert "Objective: oracle (benchmark mode)" in md
     assert f"| baseline + regularizer | {TASK_A} | {TASK_B} |" in md
     assert "| grad-ascent + none | 0.800 ± 0.010 | 0.600 ± 0.010 |" in md
-    # every seed gains exactly the offset, so every bootstrap interval excludes 0 (*)
-    assert "| grad-ascent + ignite | 0.820 ± 0.010 (+2.5%*) | 0.615 ± 0.007 [n=2] (+3.4%*) |" in md
-    assert "| mins + ignite † | 0.720 ± 0.010 (+2.9%*) | 0.520 ± 0.010 (+4.0%*) |" in md
-    assert "| grad-ascent + ignite | 0.620 ± 0.010 (+3.3%*) |" in md  # 50th percentile
+    # every seed gains exactly the offset, yet 3 seeds cannot reach p < 0.05: no mark, and a warning
+    assert "| grad-ascent + ignite | 0.820 ± 0.010 (+2.5%) | 0.615 ± 0.007 [n=2] (+3.4%) |" in md
+    assert "| mins + ignite † | 0.720 ± 0.010 (+2.9%) | 0.520 ± 0.010 (+4.0%) |" in md
+    assert "| grad-ascent + ignite | 0.620 ± 0.010 (+3.3%) |" in md  # 50th percentile
+    assert "%*" not in md and "% *" not in md
+    assert "**Warning:** n=2 is too few for any conclusion" in md
     assert "sample std (ddof=1)" in md
     assert "1 trial(s) that did not finish" in md
     assert "† the regularized model does not feed this baseline's search" in md
@@ -212,25 +214,34 @@ def test_plot_sensitivity(tmp_path: Path) -> None:
 
 # ---- gains with their uncertainty --------------------------------------------------------------------
 
-def test_paired_gain_has_a_reproducible_bootstrap_interval_and_a_wilcoxon_p_value() -> None:
+def test_paired_gain_has_a_t_interval_and_an_exact_sign_flip_p_value() -> None:
     seeds = pd.Index(range(8))
     none = pd.Series([0.80, 0.82, 0.78, 0.81, 0.79, 0.80, 0.83, 0.77], index=seeds)
     noisy = none + pd.Series([0.05, -0.04, 0.06, -0.05, 0.04, -0.03, 0.05, -0.02], index=seeds)
     gain = paired_gain(noisy, none)
     assert gain.n == 8 and gain.pct == pytest.approx(100 * 0.0075 / none.mean())
-    assert gain.low < 0 < gain.high and not gain.excludes_zero, "+0.9% over noisy seeds: the interval spans 0"
-    assert paired_gain(noisy, none) == gain, "fixed RNG seed: the same interval every time"
+    assert gain.low < 0 < gain.high and not gain.significant, "+0.9% over noisy seeds: the interval spans 0"
     assert 0.2 < gain.p_value <= 1.0
     better = paired_gain(none + 0.02 + 0.001 * pd.Series(range(8), index=seeds), none)
-    assert better.excludes_zero and better.low > 0 and better.p_value == pytest.approx(2 / 2**8)
+    assert better.significant and better.low > 0 and better.p_value == pytest.approx(2 / 2**8)
     assert math.isnan(paired_gain(none.iloc[:1], none).low), "one seed: no interval"
+    four = paired_gain(none.iloc[:4] + 0.05, none.iloc[:4])
+    assert four.low > 0 and four.p_value == pytest.approx(2 / 2**4) and not four.significant
 
 
 def test_report_lists_gains_with_interval_p_and_n(results: pd.DataFrame) -> None:
     md = render_markdown(build_report(results))
     assert "### Gains over none, 100th percentile (paired by seed)" in md
-    assert "| grad-ascent + ignite | TFBind8-Exact-v0 | +2.5% * | +2.5% .. +2.5% | 0.25 | 3 |" in md
-    assert "| grad-ascent + ignite | AntMorphology-Exact-v0 | +3.4% * | +3.3% .. +3.4% | 0.5 | 2 |" in md
+    assert "| grad-ascent + ignite | TFBind8-Exact-v0 | +2.5% | +2.5% .. +2.5% | 0.25 | 3 |" in md
+    assert "| grad-ascent + ignite | AntMorphology-Exact-v0 | +3.4% | +3.4% .. +3.4% | 0.5 | 2 |" in md
+
+
+def test_a_clear_effect_over_enough_seeds_is_marked() -> None:
+    trials = [_trial(TASK_A, "grad-ascent", reg, seed, 0.8 + 0.001 * (seed % 5) + OFFSET[reg] + 0.002 * (seed % 3))
+              for reg in ("none", "ignite") for seed in range(8)]
+    md = render_markdown(build_report(pd.DataFrame(trials)))
+    assert "| grad-ascent + ignite | TFBind8-Exact-v0 | +2.5% * |" in md and "0.00781 | 8 |" in md
+    assert "Warning" not in md.split("## The paper's claims")[0]
 
 
 # ---- protocol deviations and the reproduction check ---------------------------------------------------
@@ -241,14 +252,16 @@ def test_rows_with_protocol_deviations_are_marked_with_a_footnote(results: pd.Da
     report = build_report(table)
     md = render_markdown(report)
     assert "| mins + none † ‡ |" in md and "| grad-ascent + none |" in md
-    assert "‡ mins + none †: ran settings that differ from the paper's protocol: pytorch_init, true_mean." in md
+    note = ("‡ ran settings that differ from the paper's protocol: mins + none †, mins + ignite †, mins + ignite2 †: "
+            "pytorch_init, true_mean.")
+    assert note in md and md.count("‡ ran settings") == 1, "one footnote for all marked rows"
     assert set(report.long.loc[report.long["baseline"] == "grad-ascent", "protocol_deviations"]) == {""}
     assert "‡" not in render_markdown(build_report(results)), "a missing column means the paper's protocol"
 
 
 def test_reproduction_check_against_published_design_bench_numbers(tmp_path: Path) -> None:
     scores = {"grad-ascent": [0.97, 0.98, 0.99], "coms": [0.90, 0.88, 0.89], "cbas": [0.70, 0.72, 0.71]}
-    table = pd.DataFrame([_trial(TASK_A, baseline, "none", seed, score)
+    table = pd.DataFrame([_trial(TASK_A, baseline, "none", seed, score, **{"config.fidelity": "full"})
                           for baseline, values in scores.items() for seed, score in enumerate(values)])
     md = render_markdown(build_report(table))
     assert "### Reproduction check: TF-Bind-8, regularizer none, 100th percentile" in md
@@ -260,3 +273,68 @@ def test_reproduction_check_against_published_design_bench_numbers(tmp_path: Pat
     check = pd.read_csv(tmp_path / "reproduction_check.csv")
     assert tmp_path / "reproduction_check.csv" in paths
     assert list(check["verdict"]) == ["within 1σ", "off", "within 2σ"]  # in the published table's order
+
+
+def test_reproduction_check_compares_only_full_fidelity_at_the_papers_protocol() -> None:
+    trials = [_trial(TASK_A, "coms", "none", seed, 0.7, **{"config.fidelity": "quick"}) for seed in range(3)]
+    trials += [_trial(TASK_A, "cbas", "none", seed, 0.7, protocol_deviations="epochs", **{"config.fidelity": "full"})
+               for seed in range(3)]
+    trials += [_trial(TASK_A, "cbas", "none", seed + 3, 0.9, **{"config.fidelity": "full"}) for seed in range(2)]
+    md = render_markdown(build_report(pd.DataFrame(trials)))
+    assert "| coms (COMs) | 0.700 ± 0.000, n=3 | 0.945 ± 0.033, n=8 | — | not comparable: quick fidelity |" in md
+    assert "| cbas (CbAS) | 0.900 ± 0.000, n=2 | 0.927 ± 0.051, n=8 | 0.5σ | within 1σ |" in md, \
+        "only the full-fidelity trials at the protocol are compared"
+    only_deviating = render_markdown(build_report(pd.DataFrame(trials[3:6])))
+    assert "not comparable: settings differ from the paper's protocol (epochs)" in only_deviating
+
+
+# ---- training curves across seeds ---------------------------------------------------------------------
+
+def test_curves_average_members_and_plot_one_file_per_regularized_row(tmp_path: Path) -> None:
+    from ignite_mbo.platform.report import plots
+
+    histories = {"surrogate.member_0.lambda": [(0, 1.0), (1, 3.0)], "surrogate.member_1.lambda": [(0, 3.0), (1, 5.0)],
+                 "surrogate.sharpness": [(0, 0.2), (1, 0.1)], "surrogate.val_loss": [(0, 9.0)]}
+    curves = plots.curves_per_trial(histories)
+    assert set(curves) == {"lambda", "sharpness"}
+    assert curves["lambda"].tolist() == [2.0, 4.0] and curves["sharpness"].index.tolist() == [0, 1]
+
+    trials = [_trial(TASK_A, "grad-ascent", reg, seed, 0.8, mlflow_run_id=f"{reg}-{seed}",
+                     **{"config.regularizer.epsilon": "0.1" if reg == "ignite" else "None"})
+              for reg in ("none", "ignite") for seed in (0, 1)]
+    asked: list[str] = []
+
+    def read(run_id: str) -> dict:
+        asked.append(run_id)
+        return histories
+
+    paths = plots.plot_curves(build_report(pd.DataFrame(trials)).results, read, tmp_path / "curves")
+    assert [p.name for p in paths] == ["curves_TFBind8-Exact-v0_grad-ascent_ignite.png"]
+    assert paths[0].read_bytes().startswith(PNG_MAGIC) and sorted(asked) == ["ignite-0", "ignite-1"]
+    assert plots._epsilon(pd.DataFrame(trials[2:])) == 0.1
+    assert plots.plot_curves(build_report(pd.DataFrame(trials)).results, lambda run_id: {}, tmp_path / "none") == []
+    assert not (tmp_path / "none").exists()
+
+
+def test_typed_results_columns_read_as_well_as_text_ones() -> None:
+    """The sweep writes config columns with their types (nullable: ε is missing for none)."""
+    from ignite_mbo.platform.report import claims, plots
+    from ignite_mbo.platform.results import typed_column
+
+    trials = [_trial(TASK_A, "grad-ascent", reg, seed, 0.8 + 0.01 * (reg == "ignite") + 0.001 * seed,
+                     wall_time_s=10.0, sharpness_candidates=0.2, **{
+                         "config.fidelity": "full", "config.seed": seed,
+                         "config.regularizer.epsilon": 0.1 if reg == "ignite" else None})
+              for reg in ("none", "ignite") for seed in range(6)]
+    table = pd.DataFrame(trials)
+    for column in [c for c in table.columns if c.startswith("config.")]:
+        table[column] = typed_column([t[column] for t in trials])
+    table["regularizer_affects_search"] = pd.array([True] * len(trials), dtype="boolean")
+    assert str(table["config.regularizer.epsilon"].dtype) == "Float64"
+    report = build_report(table)
+    md = render_markdown(report)
+    assert "| grad-ascent + ignite | TFBind8-Exact-v0 | +1.2% * |" in md and "0.0312 | 6 |" in md
+    assert "| grad-ascent (Grad.) | 0.802 ± 0.002, n=6 | 0.977 ± 0.025, n=8 | 7.0σ | off |" in md
+    [cell] = claims.cells(report)
+    assert cell.state == "improved" and cell.gain.significant
+    assert plots._epsilon(report.results[report.results["regularizer"] == "ignite"]) == 0.1

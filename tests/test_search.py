@@ -18,7 +18,8 @@ from mlflow.tracking import MlflowClient
 
 from ignite_mbo.cli import main
 from ignite_mbo.errors import UserError
-from ignite_mbo.platform.spaces import OBJECTIVES, apply_overrides, load_spec, parse_spec, resolve_params
+from ignite_mbo.platform.spaces import OBJECTIVES, apply_overrides, load_spec, parse_spec
+from ignite_mbo.trainables.params import carried, trial_config
 
 from processes import kill_marked
 
@@ -35,21 +36,21 @@ def spec(**fields):
 
 def test_existing_spaces_load_unchanged():
     quick = load_spec(SPACES / "quick.yaml")
-    assert len(quick.trial_configs()) == 12 and quick.search_alg is None and quick.objective is None
-    assert quick.trial_configs()[0]["regularizer"] == {"name": "none"}
+    assert len(quick.trials()) == 12 and quick.search_alg is None and quick.objective is None
+    assert quick.trials()[0].regularizer.name == "none"
     paper = load_spec(SPACES / "paper_ga.yaml")
-    assert len(paper.trial_configs()) == 96 and paper.resources.gpu == 0.5  # two per GPU: measured, see the YAML
+    assert len(paper.trials()) == 96 and paper.resources.gpu == 0.5  # two per GPU: measured, see the YAML
 
 
 def test_sensitivity_space_is_a_grid_over_epsilon_and_lambda_lr_for_ga_and_coms_on_tf_bind_10():
     sensitivity = load_spec(SPACES / "sensitivity.yaml")
-    configs = sensitivity.trial_configs()
-    assert {c["task"] for c in configs} == {"TFBind10-Exact-v0"} and {c["baseline"] for c in configs} == {"grad-ascent", "coms"}
-    ignite = [c for c in configs if c["regularizer"]["name"] == "ignite"]
-    none = [c for c in configs if c["regularizer"]["name"] == "none"]
-    assert len(none) == 2 * 4 and none[0]["regularizer"] == {"name": "none"}, "one reference per baseline and seed"
+    configs = sensitivity.trials()
+    assert {c.task for c in configs} == {"TFBind10-Exact-v0"} and {c.baseline for c in configs} == {"grad-ascent", "coms"}
+    ignite = [c for c in configs if c.regularizer.name == "ignite"]
+    none = [c for c in configs if c.regularizer.name == "none"]
+    assert len(none) == 2 * 4, "one reference per baseline and seed"
     assert len(ignite) == 2 * 4 * 5 * 3
-    assert len({c["regularizer"]["epsilon"] for c in ignite}) == 5 and len({c["regularizer"]["lambda_lr"] for c in ignite}) == 3
+    assert len({c.regularizer.epsilon for c in ignite}) == 5 and len({c.regularizer.lambda_lr for c in ignite}) == 3
     assert sensitivity.report.sensitivity == ["epsilon", "lambda_lr"]
 
 
@@ -59,10 +60,10 @@ def test_variants_are_a_union_of_sub_grids_without_duplicates():
         {"regularizer": ["ignite"], "regularizer.epsilon": [0.1, 0.2]},
         {"regularizer": ["ignite"], "regularizer.epsilon": [0.2]},  # already there
     ])
-    configs = space.trial_configs()
+    configs = space.trials()
     assert len(configs) == 2 * (1 + 2)
-    assert {json.dumps(c["regularizer"], sort_keys=True) for c in configs} == {
-        '{"name": "none"}', '{"epsilon": 0.1, "name": "ignite"}', '{"epsilon": 0.2, "name": "ignite"}'}
+    assert {(c.regularizer.name, getattr(c.regularizer, "epsilon", None)) for c in configs} == {
+        ("none", None), ("ignite", 0.1), ("ignite", 0.2)}
 
 
 def test_distributions_become_tune_domains_and_resolve_into_trial_configs():
@@ -76,35 +77,38 @@ def test_distributions_become_tune_domains_and_resolve_into_trial_configs():
     domains = space.search_domains()
     assert isinstance(domains["regularizer.epsilon"], Float) and isinstance(domains["regularizer.lambda_lr"], Categorical)
     assert isinstance(domains["baseline_options.epochs"], Integer)
-    grid = space.trial_configs()
-    params = {"trial": grid[0], "search": {"regularizer.epsilon": np.float64(0.3), "regularizer.lambda_lr": 0.01,
-                                           "baseline_options.epochs": np.int64(2)}}
-    resolved = resolve_params(params, grid)
-    assert resolved["regularizer"] == {"name": "ignite", "epsilon": 0.3, "lambda_lr": 0.01}
-    assert resolved["baseline_options"] == {"epochs": 2} and type(resolved["baseline_options"]["epochs"]) is int
-    assert grid[0]["regularizer"] == {"name": "ignite"}, "the grid point itself is not modified"
+    trials = space.trials()
+    dump = carried(trials[0])
+    params = {"trial": dump, "search": {"regularizer.epsilon": np.float64(0.3), "regularizer.lambda_lr": 0.01,
+                                        "baseline_options.epochs": np.int64(2)}}
+    resolved = trial_config(params, trials)
+    assert resolved.regularizer.name == "ignite"
+    assert (resolved.regularizer.epsilon, resolved.regularizer.lambda_lr) == (0.3, 0.01)
+    assert resolved.baseline_options == {"epochs": 2} and type(resolved.baseline_options["epochs"]) is int
+    assert dump == carried(trials[0]), "the carried grid point itself is not modified"
 
 
 def test_search_setup_grid_random_and_optuna():
     from ray.tune.search import Repeater
 
-    from ignite_mbo.platform.sweep import search_setup
+    from ignite_mbo.platform.tuner import search_setup
 
     grid_only = spec(grid={"seed": [0, 1, 2]})
-    param_space, search_alg, num_samples, scheduler = search_setup(grid_only, grid_only.trial_configs())
+    param_space, search_alg, num_samples, scheduler = search_setup(grid_only, grid_only.trials())
     assert set(param_space) == {"trial"} and search_alg is None and num_samples == 1 and scheduler is None
-    assert param_space["trial"] == {"grid_search": grid_only.trial_configs()}
+    assert param_space["trial"] == {"grid_search": [carried(c) for c in grid_only.trials()]}
 
     optuna = spec(trial={**BASE["trial"], "regularizer": "ignite"}, grid={"seed": [0, 1]},
                   search={"regularizer.epsilon": {"uniform": [0.01, 0.5]}}, num_samples=5,
                   search_alg={"name": "optuna", "seed": 3}, scheduler={"name": "asha", "grace_period": 2},
                   objective="val_loss")
-    grid = optuna.trial_configs()
+    grid = optuna.trials()
     param_space, search_alg, num_samples, scheduler = search_setup(optuna, grid)
     assert isinstance(search_alg, Repeater) and search_alg.repeat == 2, "each suggestion runs on every grid point"
     assert num_samples == 10 and set(param_space) == {"search"}
     assert type(scheduler).__name__ == "AsyncHyperBandScheduler" and scheduler._time_attr == "surrogate_epochs"
-    assert resolve_params({"search": {"regularizer.epsilon": 0.2}, "__trial_index__": 1}, grid)["seed"] == 1
+    suggested = trial_config({"search": {"regularizer.epsilon": 0.2}, "__trial_index__": 1}, grid)
+    assert suggested.seed == 1 and suggested.regularizer.epsilon == 0.2
 
 
 @pytest.mark.parametrize(
@@ -170,7 +174,7 @@ def test_cli_resume_without_a_sweep_and_with_a_corrupt_or_foreign_record(tmp_pat
 
 
 def test_a_space_run_again_gets_a_fresh_folder_and_resume_takes_the_newest(tmp_path):
-    from ignite_mbo.platform.sweep import sweep_folder
+    from ignite_mbo.platform.plan import sweep_folder
 
     out = tmp_path / "out"
     assert sweep_folder(out, "quick", resume=False) == out / "quick"
@@ -187,7 +191,7 @@ def test_a_space_run_again_gets_a_fresh_folder_and_resume_takes_the_newest(tmp_p
 # ---- the sensitivity report ----------------------------------------------------------------------
 
 def test_report_draws_the_gain_against_each_sensitivity_parameter(tmp_path):
-    from ignite_mbo.platform.sweep import report_sweep
+    from ignite_mbo.platform.report.sweep_report import report_sweep
 
     rows = []
     for seed in (0, 1):
@@ -195,7 +199,7 @@ def test_report_draws_the_gain_against_each_sensitivity_parameter(tmp_path):
         for epsilon in (0.01, 0.1, 1.0):
             for lambda_lr in (0.0001, 0.001):
                 rows.append({"regularizer": "ignite", "config.regularizer.name": "ignite",
-                             "config.regularizer.epsilon": str(epsilon), "config.regularizer.lambda_lr": str(lambda_lr),
+                             "config.regularizer.epsilon": epsilon, "config.regularizer.lambda_lr": lambda_lr,
                              "score": 0.80 + 0.01 * np.log10(epsilon * 100) + lambda_lr})
         for row in rows[-7:]:
             row["seed"] = seed
@@ -284,8 +288,8 @@ def test_design_bench_check_space_runs_the_reproduction_comparison():
     from ignite_mbo.platform.report.published import TASK, TF_BIND_8_100TH
 
     check = load_spec(SPACES / "design_bench_check.yaml")
-    configs = check.trial_configs()
+    configs = check.trials()
     assert len(configs) == 9 * 8
-    assert {c["baseline"] for c in configs} == {p.baseline for p in TF_BIND_8_100TH}, "every published baseline"
-    assert {c["task"] for c in configs} == {TASK} and {c["fidelity"] for c in configs} == {"full"}
-    assert {c["regularizer"]["name"] for c in configs} == {"none"} and {c["seed"] for c in configs} == set(range(8))
+    assert {c.baseline for c in configs} == {p.baseline for p in TF_BIND_8_100TH}, "every published baseline"
+    assert {c.task for c in configs} == {TASK} and {c.fidelity for c in configs} == {"full"}
+    assert {c.regularizer.name for c in configs} == {"none"} and {c.seed for c in configs} == set(range(8))

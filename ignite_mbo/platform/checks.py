@@ -2,14 +2,57 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ignite_mbo.errors import UserError
 
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+MLFLOW_PROBE = "/api/2.0/mlflow/experiments/search?max_results=1"
+"""A read-only MLflow REST call. ``/health`` would not do: MLflow answers it whatever the Host header,
+while its host check (``--allowed-hosts``) refuses every API call of a sweep."""
+
+
+def _credentials() -> dict[str, str]:
+    """The headers MLflow's client would send: basic auth or a bearer token from the environment."""
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def check_tracking_server(uri: str, timeout_s: float = 3.0) -> str:
+    """An ``http(s)://`` MLflow server that answers a real API call within ``timeout_s``; else a one-line
+    UserError naming the fix (``--allowed-hosts`` when MLflow refuses the address, credentials, the URL)."""
+    url = uri.rstrip("/")
+    host = urlsplit(url).netloc.rpartition("@")[2]
+    request = urllib.request.Request(url + MLFLOW_PROBE, headers=_credentials())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            json.loads(response.read(1_000_000) or b"{}")
+            return url
+    except urllib.error.HTTPError as error:
+        body = error.read(2000).decode(errors="replace")
+        if error.code == 403 and "Host header" in body:
+            raise UserError(f"the MLflow server at {url} refuses requests addressed to {host} (its host check); "
+                            f"restart it with --allowed-hosts {host.rpartition(':')[0] or host},{host} "
+                            "(docs/cluster.md)") from None
+        if error.code in (401, 403):
+            raise UserError(f"the MLflow server at {url} answered HTTP {error.code} (authentication); set "
+                            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)") from None
+        raise UserError(f"{url} answered HTTP {error.code} to an MLflow API call; check that the URL is the "
+                        "MLflow server's (http://HOST:PORT, no path)") from None
+    except (OSError, ValueError):
+        raise UserError(f"no MLflow server answers at {url} within {timeout_s:g} s; start it "
+                        "(mlflow server --host 127.0.0.1 --port PORT) or check the URL") from None
 
 
 def check_device(device: str) -> str:

@@ -1,7 +1,8 @@
 """What people see in the terminal: the sweep's table of trials, and a progress bar for one trial.
 
-The sweep prints one row per trial as it ends (baseline, regularizer, task, seed, status, epochs,
-score_100th) instead of Ray Tune's status boxes; ``run`` shows a tqdm bar on stderr per phase
+The sweep says at once how many trials it runs and where (:func:`announce`, stderr), then prints one
+row per trial as it ends (baseline, regularizer, task, seed, status, epochs, score_100th) instead of
+Ray Tune's status boxes, with a live ``N/M done, ETA`` line on stderr; ``run`` shows a tqdm bar on stderr per phase
 (surrogate epochs, search steps) with its ETA.
 """
 
@@ -10,14 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import warnings
+from pathlib import Path
 from typing import Any, TextIO
 
 from ray import tune
 
-from ignite_mbo.trainables.params import resolve_params, short_task
+from ignite_mbo.trainables.params import TrialLookup, short_task
 
-COLUMNS = (("baseline", 12), ("regularizer", 11), ("task", 9), ("seed", 5), ("status", 11), ("epochs", 6),
+COLUMNS = (("baseline", 12), ("regularizer", 11), ("task", 9), ("seed", 5), ("status", 11), ("epochs", 8),
            ("score_100th", 11))
 
 
@@ -37,15 +40,49 @@ def quiet_ray() -> None:
     warnings.filterwarnings("ignore", module="ray")
 
 
-class TrialTable(tune.Callback):
-    """Prints one header, then one row per trial as it ends, and a count line at the end."""
+def announce(folder: Path, total: int, resume: bool) -> None:
+    """The sweep's first line, at once (before Ray starts): how many trials, where they go, whether it resumes."""
+    where = os.path.relpath(folder) if folder.is_relative_to(Path.cwd()) else str(folder)
+    verb = "resuming" if resume else "running"
+    print(f"{verb} {total} trials -> {where} (starting Ray)", file=sys.stderr, flush=True)
 
-    def __init__(self, grid: list[dict[str, Any]]) -> None:
-        self.grid = grid  # no stream kept: Tune pickles its callbacks with the experiment's state
+
+
+def duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class TrialTable(tune.Callback):
+    """Prints one header, then one row per trial as it ends; on stderr a live ``N/M done, ETA`` line.
+
+    On a terminal the status line is rewritten in place (carriage returns, no escape codes) while
+    trials run; elsewhere (a Ray job's log, a pipe) it is printed once after each row.
+    """
+
+    def __init__(self, lookup: TrialLookup, total: int | None = None) -> None:
+        self.lookup = lookup  # no stream kept: Tune pickles its callbacks with the experiment's state
+        self.total = total or len(lookup.trials)
         self.epochs: dict[str, int] = {}
         self.printed_header = False
+        self.reset()
+
+    def reset(self) -> None:
+        """Per session of the sweep (a resumed sweep restores this callback from its pickled state)."""
+        self.printed_header = False
+        self.started = time.monotonic()
+        self.done_before: int | None = None
+        self.ended: set[str] = set()
+        self.status_width = 0
+        self.status_at = 0.0
 
     def _print(self, cells: list[str]) -> None:
+        self.clear_status()
         line = "  ".join(cell[:width].ljust(width) for cell, (_, width) in zip(cells, COLUMNS, strict=True))
         print(line.rstrip(), file=sys.stdout, flush=True)
 
@@ -57,19 +94,70 @@ class TrialTable(tune.Callback):
 
     def row(self, trial: Any, status: str, score: Any = None) -> None:
         self.header()
-        config = resolve_params(trial.config, self.grid)
-        regularizer = config.get("regularizer") or {}
+        config = self.lookup(trial.config)
         value = f"{float(score):.3f}" if isinstance(score, (int, float)) else "-"
-        self._print([str(config.get("baseline", "")), str(regularizer.get("name", "none")),
-                     short_task(str(config.get("task", ""))), str(config.get("seed", 0)), status,
-                     str(self.epochs.get(trial.trial_id, 0)), value])
+        result = trial.last_result or {}
+        epochs = max(self.epochs.get(trial.trial_id, 0), int(result.get("surrogate_epochs", 0) or 0))
+        restored = result.get("recovered_finished_run") or result.get("restored_surrogates")
+        self._print([config.baseline, config.regularizer.name, short_task(config.task), str(config.seed), status,
+                     "restored" if restored and not epochs else str(epochs), value])
+        self.ended.add(trial.trial_id)
+        self.show_status(final=True)
 
-    def setup(self, *args: Any, **info: Any) -> None:
+    # ---- the live status line (stderr) ----
+
+    def status_line(self) -> str:
+        done = (self.done_before or 0) + len(self.ended)
+        line = f"{done}/{self.total} done"
+        finished_here, remaining = len(self.ended), self.total - done
+        if remaining and finished_here:
+            line += f", ETA {duration((time.monotonic() - self.started) / finished_here * remaining)}"
+        elif remaining:
+            line += f", {duration(time.monotonic() - self.started)} so far"
+        return line
+
+    def show_status(self, final: bool = False) -> None:
+        terminal = sys.stderr.isatty()
+        if not terminal and not final:
+            return
+        now = time.monotonic()
+        if terminal and not final and now - self.status_at < 1.0:
+            return
+        self.status_at = now
+        line = self.status_line()
+        if terminal:
+            sys.stderr.write("\r" + line.ljust(self.status_width))
+            self.status_width = len(line)
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def clear_status(self) -> None:
+        if self.status_width and sys.stderr.isatty():
+            sys.stderr.write("\r" + " " * self.status_width + "\r")
+            sys.stderr.flush()
+        self.status_width = 0
+
+    # ---- Tune's callbacks ----
+
+    def setup(self, *args: Any, total_num_samples: int | None = None, **info: Any) -> None:
+        self.reset()
+        if total_num_samples:
+            self.total = total_num_samples
         self.header()
+
+    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        if self.done_before is None:  # the first step: what a resumed sweep had finished already
+            self.done_before = sum(trial.status in ("TERMINATED", "ERROR") for trial in trials)
+            if self.done_before:
+                self.clear_status()
+                print(f"resuming: {self.done_before} of {self.total} done", file=sys.stderr, flush=True)
+        self.show_status()
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
                         **info: Any) -> None:
         self.epochs[trial.trial_id] = int(result.get("surrogate_epochs", 0) or 0)
+        self.show_status()
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
@@ -78,6 +166,9 @@ class TrialTable(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self.row(trial, "error")
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        self.clear_status()
 
 
 class ProgressBar:

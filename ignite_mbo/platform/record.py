@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ignite_mbo.atomic import atomic_write
 from ignite_mbo.errors import UserError
 
 SWEEP_FILE = "sweep.json"
@@ -46,8 +46,4 @@ class SweepRecord(BaseModel):
 
     def save(self, folder: Path) -> Path:
         """Write ``sweep.json`` into ``folder`` atomically."""
-        path = folder / SWEEP_FILE
-        partial = folder / f".{SWEEP_FILE}.partial"
-        partial.write_text(self.model_dump_json(indent=2))
-        os.replace(partial, path)
-        return path
+        return atomic_write(folder / SWEEP_FILE, lambda partial: partial.write_text(self.model_dump_json(indent=2)))

@@ -9,17 +9,14 @@ values a field refuses (``randn`` for a bound that must stay > 0). A huge grid i
 
 from __future__ import annotations
 
-import copy
 import sys
 from typing import Any
 
 import numpy as np
 import yaml
 
-from ignite_mbo.config import TrialConfig
 from ignite_mbo.errors import UserError
 from ignite_mbo.limits import refuse_booleans
-from ignite_mbo.trainables.params import normalise, set_dotted
 
 MAX_DEPTH = 50
 """Deepest nesting of mappings and lists a search space may have (the deepest real one has 5)."""
@@ -105,19 +102,13 @@ def dry_draw(spec: Any) -> None:
     (task, baseline, regularizer), and validate the trial configs that makes."""
     if not spec.search:
         return
-    kinds: dict[str, dict[str, Any]] = {}
-    for config in spec.trial_configs():
-        regularizer = config.get("regularizer")
-        name = regularizer.get("name") if isinstance(regularizer, dict) else regularizer
-        kinds.setdefault(f"{config.get('task')}|{config.get('baseline')}|{name}", config)
+    kinds = {(config.task, config.baseline, config.regularizer.name): config for config in spec.trials()}
     for key, distribution in spec.search.items():
         ((name, _),) = distribution.items()
         for value in {repr(value): value for value in _draws(key, distribution)}.values():
             for config in kinds.values():
-                sampled = copy.deepcopy(config)
-                set_dotted(sampled, key, value)
                 try:
-                    TrialConfig.parse(normalise(sampled))
+                    config.with_values({key: value})
                 except UserError as error:
                     raise UserError(f"search.{key}: {name} can draw {value!r}, which a trial refuses ({error}); "
                                     "pick a distribution inside the field's bounds") from None

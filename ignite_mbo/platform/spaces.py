@@ -40,18 +40,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from ignite_mbo.config import TrialConfig
+from ignite_mbo.config import TrialConfig, regularizer_mapping, set_dotted
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform import space_checks
 from ignite_mbo.regularizers import one_line
 from ignite_mbo.trainables.objectives import OBJECTIVES, Objective
-from ignite_mbo.trainables.params import TRIAL_INDEX, normalise, resolve_params, set_dotted
 
-__all__ = ["MAX_TRIALS", "OBJECTIVES", "TRIAL_INDEX", "Objective", "SweepSpec", "load_spec", "parse_spec",
-           "resolve_params"]
-
+__all__ = ["MAX_TRIALS", "OBJECTIVES", "Objective", "SweepSpec", "load_spec", "parse_spec"]
 
 
 # ---- distributions --------------------------------------------------------------------------------
@@ -179,6 +176,7 @@ class SweepSpec(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     max_concurrent_trials: int | None = Field(default=None, gt=0)
     report: ReportOptions = Field(default_factory=ReportOptions)
+    _trials: list[TrialConfig] | None = PrivateAttr(default=None)
 
     @field_validator("name")
     @classmethod
@@ -208,45 +206,38 @@ class SweepSpec(BaseModel):
     def objective_spec(self) -> Objective | None:
         return OBJECTIVES[self.objective] if self.objective else None
 
-    def trial_configs(self) -> list[dict[str, Any]]:
-        """Every grid point as a nested config dict (regularizer names expanded to ``{name: ...}``).
+    def trials(self) -> list[TrialConfig]:
+        """Every grid point as a validated trial config, expanded and validated once per spec.
 
         The points are the product of ``grid`` with the union of the ``variants``' products, in
         order, identical points once.
         """
-        configs: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for variant in self.variants or [{}]:
-            axes = {**self.grid, **variant}
-            keys = list(axes)
-            for values in itertools.product(*(axes[key] for key in keys)):
-                config = normalise(self.trial)
-                for key, value in zip(keys, values, strict=True):
-                    set_dotted(config, key, value)
-                    config = normalise(config)
-                fingerprint = json.dumps(config, sort_keys=True, default=str)
-                if fingerprint not in seen:
-                    seen.add(fingerprint)
-                    configs.append(config)
-        return configs
+        if self._trials is None:
+            raw_points: dict[str, dict[str, Any]] = {}
+            for variant in self.variants or [{}]:
+                axes = {**self.grid, **variant}
+                keys = list(axes)
+                for values in itertools.product(*(axes[key] for key in keys)):
+                    raw = copy.deepcopy(self.trial)
+                    for key, value in zip(keys, values, strict=True):
+                        set_dotted(raw, key, copy.deepcopy(value))
+                    if "regularizer" in raw:
+                        raw["regularizer"] = regularizer_mapping(raw["regularizer"])
+                    raw_points.setdefault(json.dumps(raw, sort_keys=True, default=str), raw)
+            self._trials = [TrialConfig.parse(raw) for raw in raw_points.values()]
+        return self._trials
 
     def search_domains(self) -> dict[str, Any]:
         """``search`` as ray.tune domains (dotted keys kept as they are)."""
         return {key: tune_domain(spec) for key, spec in self.search.items()}
 
-    def validation_configs(self) -> list[dict[str, Any]]:
-        """Grid points with representative ``search`` values (each distribution's ends / choices)."""
-        configs = self.trial_configs()
-        if not self.search:
-            return configs
-        checked = []
-        for config in configs:
+    def check_search_values(self) -> None:
+        """Every grid point with each ``search`` distribution's representative values (ends, choices) is a
+        valid trial config; raises UserError naming the first that is not."""
+        for config in self.trials():
             for key, spec in self.search.items():
                 for value in _representatives(spec):
-                    sampled = copy.deepcopy(config)
-                    set_dotted(sampled, key, value)
-                    checked.append(normalise(sampled))
-        return checked
+                    config.with_values({key: value})
 
 
 def _check_coherent(spec: SweepSpec) -> None:
@@ -384,13 +375,10 @@ def parse_spec(raw: dict[str, Any], where: str = "search space", max_trials: int
                         f"than --max-trials {max_trials}; shrink the space or raise --max-trials")
     try:
         _check_coherent(spec)
-        space_checks.check_spec(spec)
-        configs = spec.validation_configs()
+        space_checks.check_searcher(spec)
+        spec.trials()
+        space_checks.dry_draw(spec)
+        spec.check_search_values()
     except (UserError, ValueError) as error:
         raise UserError(f"{where}: {error}") from None
-    for config in configs:
-        try:
-            TrialConfig.parse(config)
-        except UserError as error:
-            raise UserError(f"{where}: {error}") from None
     return spec

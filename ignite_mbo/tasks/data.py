@@ -13,17 +13,15 @@ into its cache, are checked against the manifest, and only then copied into the 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import functools
 import hashlib
-import logging
 import os
 import shutil
 import stat
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,18 +280,6 @@ class _FolderProgress:
         self._bar.close()
 
 
-@contextlib.contextmanager
-def _hf_warnings_silenced() -> Iterator[None]:
-    """Hide huggingface_hub's per-retry warnings: a failure ends in one line of our own."""
-    logger = logging.getLogger("huggingface_hub")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _endpoint(endpoint: str | None) -> str:
     from huggingface_hub import constants
 
@@ -365,7 +351,9 @@ def _fetch_all(
         return Path(path)
 
     pool = ThreadPoolExecutor(_DOWNLOAD_THREADS)
-    with _hf_warnings_silenced():
+    from ignite_mbo.retries import retries_shown  # each retry, as it happens
+
+    with retries_shown():
         try:
             first = fetch(entries[0])
             return [first, *pool.map(fetch, entries[1:])]

@@ -35,10 +35,11 @@ from ray import tune
 from ignite_mbo.checkpoints import CheckpointStore
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.mlflow_store import TAG_PREFIX, TrialRecorder
+from ignite_mbo.progress import EpochMetrics
 from ignite_mbo.tasks import Task
 from ignite_mbo.trainables.artifacts import write_trial_artifacts
 from ignite_mbo.trainables.objectives import OBJECTIVES, Objective
-from ignite_mbo.trainables.params import resolve_params, run_name
+from ignite_mbo.trainables.params import run_name, trial_config
 from ignite_mbo.training import NonFiniteLossError
 from ignite_mbo.trial import TrialResult, resolve_device, run_trial
 
@@ -46,7 +47,7 @@ NONFINITE = "nonfinite_loss"
 COMPLETED = "trial_completed"  # on the final result only (Tune's own "done" is also set on a stopped trial's last)
 
 
-def task_key(config: TrialConfig) -> str:
+def shared_task_key(config: TrialConfig) -> str:
     """Tasks are built once per sweep, keyed by id and options, and shared through the object store."""
     options = ",".join(f"{key}={value}" for key, value in sorted(config.task_options.items()))
     return f"{config.task}[{options}]"
@@ -67,21 +68,20 @@ def objective_value(result: TrialResult, objective: Objective) -> float:
 
 def mbo_trainable(
     params: dict[str, Any], *, tasks: dict[str, Task], tracking_uri: str, experiment: str,
-    parent_run_id: str | None, grid: list[dict[str, Any]] | None = None, objective: str | None = None,
+    parent_run_id: str | None, trials: list[TrialConfig], objective: str | None = None,
     numbered_names: bool = False,
 ) -> None:
     """Run the trial ``params`` describes; report per-epoch surrogate metrics, checkpoints, then the final scores."""
     for name in ("ray.tune", "ray.train"):  # no "Checkpoint successfully created" per epoch in the driver's log
         logging.getLogger(name).setLevel(logging.WARNING)
     context = tune.get_context()
-    nested = resolve_params(params, grid or [])
-    config = TrialConfig.parse(nested)
+    config = trial_config(params, trials)
     goal = OBJECTIVES[objective] if objective else None
     device = resolve_device("auto")
     trial_id = context.get_trial_id()
     index = trial_id.rsplit("_", 1)[-1] if numbered_names else None
     recorder = TrialRecorder(tracking_uri, experiment, config, parent_run_id=parent_run_id,
-                             run_name=run_name(nested, index), trial_id=trial_id,
+                             run_name=run_name(config, index), trial_id=trial_id,
                              tags={f"{TAG_PREFIX}tune_trial_name": context.get_trial_name()})
     clock = {"epochs": 0, "objective": math.nan}
 
@@ -107,7 +107,7 @@ def mbo_trainable(
 
     def log(metrics: dict[str, float], step: int) -> None:
         recorder(metrics, step)
-        if any(key.endswith("val_loss") for key in metrics):  # one surrogate epoch
+        if isinstance(metrics, EpochMetrics):  # one surrogate epoch ended
             clock["epochs"] += 1
             if goal is not None and goal.per_epoch:
                 values = [value for key, value in metrics.items() if _metric_name(key) == goal.name]
@@ -127,7 +127,7 @@ def mbo_trainable(
         store = CheckpointStore(workdir, on_save=persist)
         try:
             with store.activate():
-                result = run_trial(config, task=tasks[task_key(config)], log=store.wrap_log(log), device=str(device))
+                result = run_trial(config, task=tasks[shared_task_key(config)], log=store.wrap_log(log), device=str(device))
         except NonFiniteLossError as error:
             reason = f"NonFiniteLossError: {error}"
             recorder.set_tags({f"{TAG_PREFIX}reached": store.progress()})

@@ -1,58 +1,77 @@
-"""From a Ray Tune trial's parameters to the nested trial config they stand for.
+"""How a sweep's trials travel through Ray Tune, and the one way back to their :class:`TrialConfig`.
 
-The sweep's driver builds Tune's ``param_space`` from a search space; a trial (on any worker) turns
-its parameters back into a trial config with :func:`resolve_params`. Dotted keys reach into nested
-fields (``regularizer.epsilon``, ``baseline_options.epochs``).
+The driver expands a search space once into a list of trial configs. Tune carries each one as its
+JSON dump under ``params["trial"]`` (a grid search), or as the index ``__trial_index__`` into that
+list (a search algorithm, through Tune's ``Repeater``); sampled values of the space's ``search``
+section ride along under ``params["search"]`` as dotted keys. :func:`trial_config` turns a trial's
+params back into its config, on the worker (one validation) and on the driver through a
+:class:`TrialLookup` (its own configs as they are; a sampled one validated once).
 """
 
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ignite_mbo.errors import UserError
+from ignite_mbo.config import TrialConfig, set_dotted
 
 TRIAL_INDEX = "__trial_index__"
-"""Set by Tune's ``Repeater`` (search algorithms): which grid point a suggestion runs on."""
+"""Set by Tune's ``Repeater`` (search algorithms): which of the sweep's trials a suggestion runs on."""
 
 
-def resolve_params(params: dict[str, Any], grid: list[dict[str, Any]]) -> dict[str, Any]:
-    """A Tune trial's config dict -> the nested trial config it stands for.
+def carried(config: TrialConfig) -> dict[str, Any]:
+    """What Tune carries for ``config`` in a grid search: its JSON dump."""
+    return config.model_dump(mode="json")
 
-    ``params["trial"]`` is the grid point (a grid search), or the ``Repeater``'s index picks it
-    from ``grid`` (a search algorithm); sampled ``params["search"]`` values are then set on it.
-    """
-    trial = params.get("trial")
-    if isinstance(trial, dict) and "grid_search" not in trial:
-        config = copy.deepcopy(trial)
-    else:
-        index = params.get(TRIAL_INDEX, 0)
-        config = copy.deepcopy(grid[int(index)] if isinstance(index, int) and 0 <= index < len(grid) else {})
+
+def sampled_values(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The values Tune sampled for the space's ``search`` section, as plain Python scalars."""
     search = params.get("search")
-    for key, value in (search.items() if isinstance(search, dict) else ()):
-        set_dotted(config, key, value.item() if hasattr(value, "item") else value)
-    return normalise(config)
+    return {key: value.item() if hasattr(value, "item") else value
+            for key, value in (search.items() if isinstance(search, dict) else ())}
 
 
-def set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
-    """``config["a"]["b"] = value`` for ``dotted_key="a.b"`` (``regularizer: ignite`` becomes a mapping)."""
-    *parents, leaf = dotted_key.split(".")
-    node = config
-    for part in parents:
-        if part == "regularizer" and not isinstance(node.get(part), dict):  # "regularizer: ignite", then ".epsilon"
-            node[part] = {"name": node.get(part, "none")}
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise UserError(f"key {dotted_key!r} reaches into {part!r}, which is not a mapping")
-    node[leaf] = value
+def trial_config(params: Mapping[str, Any], trials: Sequence[TrialConfig]) -> TrialConfig:
+    """The trial config a Tune trial's ``params`` stand for (see the module docstring).
+
+    A grid point's dump is validated once; a trial picked by index is the driver's own config,
+    validated again only when sampled values are set on it.
+    """
+    values = sampled_values(params)
+    dump = params.get("trial")
+    if isinstance(dump, dict) and "grid_search" not in dump:
+        raw = copy.deepcopy(dump)
+        for key, value in values.items():
+            set_dotted(raw, key, value)
+        return TrialConfig.parse(raw)
+    index = params.get(TRIAL_INDEX, 0)
+    if not isinstance(index, int) or not 0 <= index < len(trials):
+        raise ValueError(f"trial index {index!r} is not one of the sweep's {len(trials)} trials")
+    return trials[index].with_values(values) if values else trials[index]
 
 
-def normalise(config: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``config`` with a regularizer name expanded to ``{"name": ...}``."""
-    config = {key: (copy.deepcopy(value) if isinstance(value, dict) else value) for key, value in config.items()}
-    if isinstance(config.get("regularizer"), str):
-        config["regularizer"] = {"name": config["regularizer"]}
-    return config
+def _key(params: Mapping[str, Any]) -> str:
+    dump = params.get("trial")
+    return json.dumps({"trial": dump if isinstance(dump, dict) and "grid_search" not in dump else None,
+                       "index": params.get(TRIAL_INDEX), "search": sampled_values(params)},
+                      sort_keys=True, default=str)
+
+
+class TrialLookup:
+    """The driver's :func:`trial_config`: its planned trials come back as they are (no validation),
+    a trial with sampled values is validated once and remembered."""
+
+    def __init__(self, trials: Sequence[TrialConfig]) -> None:
+        self.trials = list(trials)
+        self.known = {_key({"trial": carried(config)}): config for config in self.trials}
+
+    def __call__(self, params: Mapping[str, Any]) -> TrialConfig:
+        key = _key(params)
+        if key not in self.known:
+            self.known[key] = trial_config(params, self.trials)
+        return self.known[key]
 
 
 def short_task(task: str) -> str:
@@ -60,11 +79,8 @@ def short_task(task: str) -> str:
     return task.split("-", 1)[0]
 
 
-def run_name(config: dict[str, Any], index: str | None = None) -> str:
+def run_name(config: TrialConfig, index: str | None = None) -> str:
     """A short, distinct MLflow run name: ``grad-ascent ignite TFBind8 s3`` (``#00007``, the Tune trial's
     number, when several trials share those four)."""
-    regularizer = config.get("regularizer") or {}
-    name = regularizer.get("name", "none") if isinstance(regularizer, dict) else str(regularizer)
-    task = short_task(str(config.get("task", "TFBind8")))
-    text = f"{config.get('baseline', 'grad-ascent')} {name} {task} s{config.get('seed', 0)}"
+    text = f"{config.baseline} {config.regularizer.name} {short_task(config.task)} s{config.seed}"
     return text if index is None else f"{text} #{index}"

@@ -4,9 +4,8 @@ Input is a sweep's results table (one row per Ray Tune trial). Only ``TERMINATED
 Each cell is the mean ± sample std (ddof=1) over seeds of one normalised-score percentile; a
 regularized cell also has its gain over the same baseline with regularizer ``none`` on the same
 task and non-regularizer config, with seeds paired: ``100 · mean_s(reg_s − none_s) / |mean_s(none_s)|``
-over the seeds both ran, a 95 % bootstrap confidence interval of that gain (seeds resampled with
-replacement, a fixed RNG seed so a report is reproducible) and the Wilcoxon signed-rank p-value of
-the paired scores.
+over the seeds both ran, the 95 % t-interval of that gain and the exact sign-flip p-value of the
+paired differences (:mod:`stats`); ``significant`` follows that p-value.
 
 Config columns (``config.*``) define rows: a column that varies inside one (task, baseline,
 regularizer) group is added to the row label (``grad-ascent + ignite (epsilon=0.05)``).
@@ -25,11 +24,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import wilcoxon
 
+from ignite_mbo import evaluation
 from ignite_mbo.errors import UserError
+from ignite_mbo.platform.report import stats
 
-PERCENTILES = ("100th", "80th", "50th")
+PERCENTILES = tuple(f"{rank}th" for rank in evaluation.PERCENTILES)
+"""The score percentiles a trial reports, as labels: ``100th``, ``80th``, ``50th``."""
 REQUIRED_COLUMNS = (
     "task", "baseline", "regularizer", "seed", "status",
     *(f"score_{p}" for p in PERCENTILES),
@@ -44,12 +45,9 @@ DAGGER_NOTE = (
 DEVIATION_MARK = "‡"
 LONG_COLUMNS = (
     "task", "row", "baseline", "regularizer", "percentile", "mean", "std", "n",
-    "gain_pct", "gain_ci_low", "gain_ci_high", "wilcoxon_p", "gain_excludes_zero", "paired_n",
+    "gain_pct", "gain_ci_low", "gain_ci_high", "p_value", "significant", "paired_n",
     "affects_search", "protocol_deviations",
 )
-BOOTSTRAP_SAMPLES = 2000
-BOOTSTRAP_SEED = 0
-"""The bootstrap's RNG seed: the same results give the same intervals."""
 
 Params = tuple[tuple[str, Any], ...]
 
@@ -76,7 +74,10 @@ class Report:
 
 @dataclass(frozen=True)
 class Gain:
-    """A paired-by-seed gain in %, its 95 % bootstrap interval, the Wilcoxon p-value and n."""
+    """A paired-by-seed gain in %: its 95 % t-interval, the exact sign-flip p-value and n (see :mod:`stats`).
+
+    The interval is the t-interval of the mean difference, scaled like the gain by ``100 / |mean(none)|``.
+    """
 
     pct: float
     low: float
@@ -85,8 +86,9 @@ class Gain:
     n: int
 
     @property
-    def excludes_zero(self) -> bool:
-        return bool(self.low > 0 or self.high < 0)
+    def significant(self) -> bool:
+        """Told apart from 0 by the sign-flip test printed beside it (p < ALPHA)."""
+        return bool(self.p_value < stats.ALPHA)
 
 
 NO_GAIN = Gain(math.nan, math.nan, math.nan, math.nan, 0)
@@ -99,22 +101,9 @@ def paired_gain(regularized: pd.Series, none: pd.Series) -> Gain:
     ref = none[seeds].to_numpy(dtype=float)
     if len(seeds) == 0 or ref.mean() == 0.0:
         return Gain(math.nan, math.nan, math.nan, math.nan, len(seeds))
-    pct = 100.0 * float((reg - ref).mean()) / abs(float(ref.mean()))
-    low = high = p_value = math.nan
-    if len(seeds) >= 2:
-        rng = np.random.default_rng(BOOTSTRAP_SEED)
-        picks = rng.integers(0, len(seeds), size=(BOOTSTRAP_SAMPLES, len(seeds)))
-        base = np.abs(ref[picks].mean(axis=1))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            samples = 100.0 * (reg[picks] - ref[picks]).mean(axis=1) / base
-        samples = samples[np.isfinite(samples)]
-        if len(samples):
-            low, high = (float(v) for v in np.percentile(samples, [2.5, 97.5]))
-        if np.any(reg != ref):
-            p_value = float(wilcoxon(reg, ref).pvalue)
-        else:
-            p_value = 1.0
-    return Gain(pct, low, high, p_value, len(seeds))
+    test = stats.paired_test(reg - ref)
+    scale = 100.0 / abs(float(ref.mean()))
+    return Gain(scale * test.mean, scale * test.low, scale * test.high, test.p_value, test.n)
 
 
 def build_report(results: pd.DataFrame) -> Report:
@@ -178,7 +167,7 @@ def build_report(results: pd.DataFrame) -> Report:
                     "percentile": p, "mean": float(seeds.mean()),
                     "std": float(seeds.std(ddof=1)) if len(seeds) > 1 else math.nan,
                     "n": len(seeds), "gain_pct": gain.pct, "gain_ci_low": gain.low, "gain_ci_high": gain.high,
-                    "wilcoxon_p": gain.p_value, "gain_excludes_zero": gain.excludes_zero, "paired_n": gain.n,
+                    "p_value": gain.p_value, "significant": gain.significant, "paired_n": gain.n,
                     "affects_search": bool(group["_affects"].all()),
                     "protocol_deviations": deviations.get(label, ""),
                     **{c: group[c].iloc[0] for c in reg_cols},

@@ -2,6 +2,11 @@
 
 Source: the README of https://github.com/brandontrabucco/design-baselines, TF-Bind-8, normalised
 100th percentile of 128 proposals, mean ± std over 8 trials.
+
+RoMA and ICT have no row yet: a row is added only from a source read, with that source. RoMA's own
+paper (NeurIPS 2021) reports no TF-Bind task; the ICT paper (NeurIPS 2023, Table 1) reports ICT and
+RoMA on TF-Bind-8 and TF-Bind-10, but its text was not reachable when they were added (the IGNITE
+paper's table is an image).
 """
 
 from __future__ import annotations
@@ -34,3 +39,4 @@ TF_BIND_8_100TH: tuple[Published, ...] = (
     Published("mins", "MINs", 0.905, 0.052),
     Published("coms", "COMs", 0.945, 0.033),
 )
+

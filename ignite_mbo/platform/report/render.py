@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from ignite_mbo.errors import UserError
-from ignite_mbo.platform.report import reproduction
+from ignite_mbo.platform.report import claims, compare, reproduction, stats
 from ignite_mbo.platform.report.build import (
     DAGGER,
     DAGGER_NOTE,
@@ -56,11 +56,14 @@ def render_markdown(report: Report) -> str:
             "",
         ]
     lines += _gains_section(report)
+    lines += compare.render(compare.contests(report))
     check = reproduction.render(reproduction.compare(report.results))
     if check:
         lines += [check]
-    for note in _notes(report):
+    for note in notes(report):
         lines += [note, ""]
+    if claims.cells(report):
+        lines += claims.render(report)
     return "\n".join(lines)
 
 
@@ -69,51 +72,62 @@ def _gains_section(report: Report) -> list[str]:
     if gains.empty:
         return []
     lines = ["### Gains over none, 100th percentile (paired by seed)", "",
-             "| baseline + regularizer | task | gain | 95% CI (bootstrap) | Wilcoxon p | n |",
+             "| baseline + regularizer | task | gain | 95% t-interval | sign-flip p | n |",
              "| --- | --- | --- | --- | --- | --- |"]
     for g in gains.to_dict("records"):
         ci = "—" if math.isnan(g["gain_ci_low"]) else f"{g['gain_ci_low']:+.1f}% .. {g['gain_ci_high']:+.1f}%"
-        p = "—" if math.isnan(g["wilcoxon_p"]) else f"{g['wilcoxon_p']:.3g}"
-        mark = f" {SIGNIFICANT}" if g["gain_excludes_zero"] else ""
+        p = "—" if math.isnan(g["p_value"]) else f"{g['p_value']:.3g}"
+        mark = f" {SIGNIFICANT}" if g["significant"] else ""
         lines.append(_md_row([g["row"], g["task"], f"{g['gain_pct']:+.1f}%{mark}", ci, p, str(g["paired_n"])]))
-    lines += ["", f"Gains marked {SIGNIFICANT} have a 95% interval that excludes 0. "
-              "The interval resamples seeds with replacement "
-              "(2000 draws, fixed RNG seed); with few seeds it is wide and p cannot be small "
-              "(n=4 gives p ≥ 0.125).", ""]
+    lines += ["", f"{SIGNIFICANT}: the {stats.TEST_NAME} printed beside it gives p < {stats.ALPHA:g} "
+              f"(exact over all 2^n sign patterns up to n = {stats.EXACT_UP_TO}). The interval is the "
+              "t-interval of the mean paired difference, scaled like the gain.", ""]
+    fewest = int(gains["paired_n"].min())
+    if fewest < stats.min_pairs():
+        lines += [f"**Warning:** {stats.too_few_warning(fewest)}.", ""]
     return lines
 
 
 def render_figure(report: Report) -> bytes:
-    """Grouped bars of the 100th-percentile mean per row, one subplot per task (PNG)."""
+    """The 100th-percentile gain over none of each regularized row with its t-interval, one subplot per
+    task (PNG); the axis spans the gains, with 0 drawn."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    data = report.long[report.long["percentile"] == "100th"]
-    tasks = report.tasks
+    data = report.long[(report.long["percentile"] == "100th") & report.long["gain_pct"].notna()]
+    tasks = [task for task in report.tasks if (data["task"] == task).any()] or report.tasks
     ncols = min(3, len(tasks))
     nrows = math.ceil(len(tasks) / ncols)
-    fig = Figure(figsize=(5 * ncols, 4.5 * nrows), layout="constrained")
+    fig = Figure(figsize=(max(7, 5 * ncols), 4.5 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     colors = _regularizer_colors(data["regularizer"])
     for ax, task in zip(axes, tasks, strict=False):
         bars = data[data["task"] == task].to_dict("records")
         xs = _bar_positions([bar["baseline"] for bar in bars])
         for x, bar in zip(xs, bars, strict=True):
-            std = 0.0 if math.isnan(bar["std"]) else bar["std"]
-            ax.bar(x, bar["mean"], yerr=std, capsize=3, color=colors[bar["regularizer"]], edgecolor="black",
+            low, high = bar["gain_ci_low"], bar["gain_ci_high"]
+            error = None if math.isnan(low) else [[bar["gain_pct"] - low], [high - bar["gain_pct"]]]
+            ax.bar(x, bar["gain_pct"], yerr=error, capsize=3, color=colors[bar["regularizer"]], edgecolor="black",
                    hatch=None if bar["affects_search"] else "//")
-            if not math.isnan(bar["gain_pct"]):
-                ax.annotate(f"{bar['gain_pct']:+.1f}%", (x, bar["mean"] + std), xytext=(0, 2),
-                            textcoords="offset points", ha="center", fontsize=7)
+            up = bar["gain_pct"] >= 0
+            end = (high if up else low) if not math.isnan(low) else bar["gain_pct"]
+            ax.annotate(f"n={bar['paired_n']}{' ' + SIGNIFICANT if bar['significant'] else ''}", (x, end),
+                        xytext=(0, 2 if up else -2), textcoords="offset points", ha="center",
+                        va="bottom" if up else "top", fontsize=7)
+        ax.axhline(0.0, color="black", lw=0.8)
         ax.set_xticks(xs, [bar["row"] for bar in bars], rotation=60, ha="right", fontsize=7)
         ax.set_title(task)
-        ax.set_ylabel("normalised score, 100th pct. (mean ± std)")
+        ax.set_ylabel("gain over none, 100th pct. (%), 95% t-interval")
+        if not bars:
+            ax.text(0.5, 0.5, "no paired gains", ha="center", va="center", transform=ax.transAxes)
     for ax in axes[len(tasks):]:
         ax.set_visible(False)
     handles = [Patch(facecolor=c, edgecolor="black", label=r) for r, c in colors.items()]
     if not data["affects_search"].all():
-        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label=DAGGER_NOTE))
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
+                             label=f"{DAGGER} search never queries the regularized model"))
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     return buffer.getvalue()
@@ -187,13 +201,13 @@ def _format_cell(cell: dict[str, Any], n_max: int) -> str:
     if cell["n"] < n_max:
         text += f" [n={cell['n']}]"
     if not math.isnan(cell["gain_pct"]):
-        mark = SIGNIFICANT if cell["gain_excludes_zero"] else ""
+        mark = SIGNIFICANT if cell["significant"] else ""
         paired = f", {cell['paired_n']} paired" if cell["paired_n"] < cell["n"] else ""
         text += f" ({cell['gain_pct']:+.1f}%{mark}{paired})"
     return text
 
 
-def _notes(report: Report) -> list[str]:
+def notes(report: Report) -> list[str]:
     n_max = report.n_max
     notes = [
         ("Cells: mean ± sample std (ddof=1) over seeds of finished trials; "
@@ -201,16 +215,19 @@ def _notes(report: Report) -> list[str]:
          if n_max > 1 else "Cells: one seed each, so no std. ")
         + "In parentheses: gain over the same baseline with regularizer none on the same task and "
         "non-regularizer config, 100 · mean(reg − none) / |mean(none)| over the seeds both ran "
-        f"(\"k paired\" when that is fewer than the cell's seeds; {SIGNIFICANT} when its 95% bootstrap "
-        "interval excludes 0); no gain where no such none run exists."
+        f"(\"k paired\" when that is fewer than the cell's seeds; {SIGNIFICANT} when the {stats.TEST_NAME} "
+        f"gives p < {stats.ALPHA:g}); no gain where no such none run exists."
     ]
     if report.n_ignored:
         notes.append(f"{report.n_ignored} trial(s) that did not finish (status other than TERMINATED) are left out.")
     if report.long["row"].str.contains(DAGGER).any():
         notes.append(DAGGER_NOTE)
+    by_names: dict[str, list[str]] = {}
     for row, names in report.deviations.items():
-        notes.append(f"{DEVIATION_MARK} {row.removesuffix(' ' + DEVIATION_MARK)}: ran settings that differ from the "
-                     f"paper's protocol: {names}.")
+        by_names.setdefault(names, []).append(row.removesuffix(" " + DEVIATION_MARK))
+    if by_names:
+        notes.append(f"{DEVIATION_MARK} ran settings that differ from the paper's protocol: " + "; ".join(
+            f"{', '.join(rows)}: {names}" for names, rows in by_names.items()) + ".")
     return notes
 
 

@@ -1,4 +1,9 @@
-"""The reproduction check: our unregularized TF-Bind-8 100th percentile next to the published numbers."""
+"""The reproduction check: our unregularized TF-Bind-8 100th percentile next to the published numbers.
+
+Only like is compared with like: the published numbers are full-fidelity runs at the paper's
+protocol, so a verdict is given only for trials at ``fidelity: full`` with no protocol deviations.
+Other trials are listed as "not comparable" with the reason (quick fidelity, changed settings).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ class Comparison:
     mean: float
     std: float
     n: int
+    not_comparable: str = ""
+    """Why these trials cannot be compared with the published runs ('' when they can)."""
 
     @property
     def sigmas(self) -> float:
@@ -26,6 +33,8 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
+        if self.not_comparable:
+            return f"not comparable: {self.not_comparable}"
         if math.isnan(self.sigmas):
             return "no score"
         if self.sigmas <= 1:
@@ -34,16 +43,42 @@ class Comparison:
 
 
 def compare(finished: pd.DataFrame) -> list[Comparison]:
-    """Comparisons for every published baseline with finished unregularized TF-Bind-8 trials in ``finished``."""
+    """Comparisons for every published baseline with finished unregularized TF-Bind-8 trials in ``finished``.
+
+    A baseline with full-fidelity trials at the paper's protocol is compared on those alone; otherwise
+    its trials are summarised with the reason they are not comparable.
+    """
     rows = finished[(finished["task"].astype(str) == TASK) & (finished["regularizer"].astype(str) == "none")]
+    reasons = pd.Series([_not_comparable(row) for row in rows.to_dict("records")], index=rows.index, dtype=object)
     comparisons = []
     for published in TF_BIND_8_100TH:
-        scores = pd.to_numeric(rows.loc[rows["baseline"].astype(str) == published.baseline, "score_100th"],
-                               errors="coerce").dropna()
+        mine = rows["baseline"].astype(str) == published.baseline
+        comparable = mine & (reasons == "")
+        picked = comparable if comparable.any() else mine
+        scores = pd.to_numeric(rows.loc[picked, "score_100th"], errors="coerce").dropna()
         if len(scores):
             std = float(scores.std(ddof=1)) if len(scores) > 1 else math.nan
-            comparisons.append(Comparison(published, float(scores.mean()), std, len(scores)))
+            why = "" if comparable.any() else "; ".join(dict.fromkeys(reasons[picked]))
+            comparisons.append(Comparison(published, float(scores.mean()), std, len(scores), why))
     return comparisons
+
+
+def _not_comparable(trial: dict) -> str:
+    """'' for a full-fidelity trial at the paper's protocol, else why it is not comparable."""
+    fidelity, deviations = (_text(trial.get(key)) for key in ("config.fidelity", "protocol_deviations"))
+    if fidelity != "full":
+        return f"{fidelity} fidelity" if fidelity else "fidelity not recorded"
+    if deviations:
+        return f"settings differ from the paper's protocol ({deviations})"
+    return ""
+
+
+def _text(value: object) -> str:
+    """A recorded text value, '' when missing (None, NaN, pd.NA, 'None')."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    text = str(value).strip()
+    return "" if text in ("None", "nan", "<NA>") else text
 
 
 def render(comparisons: list[Comparison]) -> str:
@@ -59,10 +94,11 @@ def render(comparisons: list[Comparison]) -> str:
     for c in comparisons:
         ours = f"{c.mean:.3f}" + (f" ± {c.std:.3f}" if not math.isnan(c.std) else "") + f", n={c.n}"
         theirs = f"{c.published.mean:.3f} ± {c.published.std:.3f}, n={c.published.n}"
-        lines.append(f"| {c.published.baseline} ({c.published.name}) | {ours} | {theirs} | "
-                     f"{c.sigmas:.1f}σ | {c.verdict} |")
+        distance = "—" if c.not_comparable else f"{c.sigmas:.1f}σ"
+        lines.append(f"| {c.published.baseline} ({c.published.name}) | {ours} | {theirs} | {distance} | {c.verdict} |")
     lines += ["", f"Published: {SOURCE}; dataset best {DATASET_BEST}. Distance: |ours − published| in "
-              "published σ; within 1σ / within 2σ / off.", ""]
+              "published σ; within 1σ / within 2σ / off. Only full-fidelity trials at the paper's protocol are "
+              "compared; others are marked not comparable.", ""]
     return "\n".join(lines)
 
 
@@ -71,5 +107,6 @@ def to_frame(comparisons: list[Comparison]) -> pd.DataFrame:
     return pd.DataFrame([{
         "baseline": c.published.baseline, "published_name": c.published.name, "mean": c.mean, "std": c.std,
         "n": c.n, "published_mean": c.published.mean, "published_std": c.published.std,
-        "published_n": c.published.n, "distance_sigma": c.sigmas, "verdict": c.verdict, "source": SOURCE,
+        "published_n": c.published.n,
+        "distance_sigma": math.nan if c.not_comparable else c.sigmas, "verdict": c.verdict, "source": SOURCE,
     } for c in comparisons])

@@ -1,0 +1,115 @@
+"""Planning a sweep: the search space, every trial config and every option validated, before any side effect.
+
+:func:`plan_sweep` reads the space, expands it once into its trial configs, checks the options and
+picks the sweep folder (``OUTPUT_DIR/<name>``, ``<name>-2``, ... when the space ran there before;
+the newest for ``--resume``); :func:`load_tasks` builds every task the trials use. Nothing is
+started or written here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ignite_mbo import limits
+from ignite_mbo import mlflow_store as store
+from ignite_mbo import tasks as task_registry
+from ignite_mbo.config import TrialConfig
+from ignite_mbo.errors import UserError
+from ignite_mbo.platform.checks import (
+    check_local_resources,
+    check_name,
+    check_output_dir,
+    check_storage_path,
+)
+from ignite_mbo.platform.record import SWEEP_FILE, SweepRecord
+from ignite_mbo.platform.spaces import MAX_TRIALS, SweepSpec, load_spec
+from ignite_mbo.trainables.mbo import shared_task_key
+
+STORAGE_ENV = "IGNITE_MBO_STORAGE_PATH"
+
+
+@dataclass
+class SweepPlan:
+    """A validated sweep: everything :func:`run_sweep` needs, checked before any side effect."""
+
+    spec: SweepSpec
+    trials: list[TrialConfig]
+    """The space's grid points, expanded and validated once."""
+    sweep_dir: Path
+    tracking_uri: str
+    storage_path: str
+    address: str | None
+    num_cpus: int | None
+    resume: SweepRecord | None
+
+
+def sweep_folder(output_dir: Path, name: str, resume: bool) -> Path:
+    """The folder of this run of space ``name``: the first free one of ``name``, ``name-2``, ...; the
+    newest existing one for ``resume``."""
+    candidates = [output_dir / name] + [output_dir / f"{name}-{k}" for k in range(2, 1000)]
+    existing = [path for path in candidates if path.exists()]
+    if resume:
+        if not existing:
+            raise UserError(f"nothing to resume: {output_dir / name / SWEEP_FILE} does not exist; run the sweep "
+                            "without --resume (and the same --output-dir) first")
+        return existing[-1]
+    for path in candidates:
+        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+            return path
+    raise UserError(f"{output_dir} holds 999 sweeps of {name!r}; pick another --output-dir")
+
+
+def plan_sweep(
+    spec_path: str | Path, *, address: str | None = None, tracking_uri: str | None = None,
+    output_dir: str | Path = "ignite_mbo_results", gpus_per_trial: float | None = None,
+    num_cpus: int | None = None, resume: bool = False, max_retries: int | None = None,
+    overrides: dict[str, Any] | None = None, storage_path: str | None = None, max_trials: int = MAX_TRIALS,
+) -> SweepPlan:
+    """Validate the space, every trial config and every option; nothing is started or written."""
+    if max_trials < 1:
+        raise UserError(f"--max-trials must be at least 1 (got {max_trials})")
+    if gpus_per_trial is not None and not 0 <= gpus_per_trial <= 1024:
+        raise UserError(f"--gpus-per-trial must be between 0 and 1024 (got {gpus_per_trial})")
+    if max_retries is not None and not 0 <= max_retries <= 100:
+        raise UserError(f"--max-retries must be between 0 and 100 (got {max_retries})")
+    spec = load_spec(spec_path, overrides, max_trials=max_trials)
+    check_name(spec.name)
+    if gpus_per_trial is not None:
+        spec.resources.gpu = gpus_per_trial
+    if max_retries is not None:
+        spec.failure.max_retries = max_retries
+    if not address:
+        check_local_resources(spec.resources.cpu, spec.resources.gpu, num_cpus)
+
+    output = check_output_dir(Path(output_dir))
+    sweep_dir = sweep_folder(output, spec.name, resume)
+    record = None
+    if resume:
+        record = SweepRecord.load(sweep_dir)
+        if record.spec != spec.model_dump(mode="json"):
+            raise UserError(f"the search space differs from the one the sweep started with ({sweep_dir / SWEEP_FILE}); "
+                            "resume with the same YAML file and options")
+        if tracking_uri and store.check_tracking_uri(tracking_uri) != record.tracking_uri:
+            raise UserError(f"the sweep records to {record.tracking_uri}; resume without --tracking-uri or with that one")
+        if storage_path and storage_path.rstrip("/") != record.storage_path.rstrip("/"):
+            raise UserError(f"the sweep's Tune experiment is under {record.storage_path}; resume with that --storage-path")
+        uri = store.check_tracking_uri(record.tracking_uri, must_exist=True)
+        storage = record.storage_path
+    else:
+        uri = store.check_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store.default_tracking_uri())
+        storage = check_storage_path(storage_path or os.environ.get(STORAGE_ENV) or str(sweep_dir.parent))
+    return SweepPlan(spec, spec.trials(), sweep_dir, uri, storage, address, num_cpus, record)
+
+
+def load_tasks(configs: list[TrialConfig], data_dir: str | None) -> dict[str, task_registry.Task]:
+    """Every task the sweep uses, built once in the driver (bad or missing data fails here, before any trial)."""
+    built: dict[str, task_registry.Task] = {}
+    for config in configs:
+        key = shared_task_key(config)
+        if key not in built:
+            built[key] = task_registry.make(config.task, data_dir, **config.checked_task_options())
+        limits.check_trial(config, built[key])
+    return built

@@ -45,6 +45,7 @@ def finished_sweep(tmp_path_factory, design_bench_dir):
     return folder, uri, completed.stdout, completed.stderr
 
 
+@pytest.mark.slow
 def test_every_trial_is_an_mlflow_run_with_params_tags_curves_and_artifacts(finished_sweep):
     folder, uri, _, _ = finished_sweep
     mlflow.set_tracking_uri(uri)
@@ -70,6 +71,7 @@ def test_every_trial_is_an_mlflow_run_with_params_tags_curves_and_artifacts(fini
     assert len(candidates) == 128 and {"x0", "x7", "score_normalized"} <= set(candidates.columns)
 
 
+@pytest.mark.slow
 def test_results_table_and_printed_gain_table(finished_sweep):
     folder, _, stdout, _ = finished_sweep
     table = pd.read_parquet(folder / "out" / "two_trials" / "results.parquet")
@@ -78,6 +80,7 @@ def test_results_table_and_printed_gain_table(finished_sweep):
     assert "### 100th percentile" in stdout and "grad-ascent + ignite" in stdout
 
 
+@pytest.mark.slow
 def test_the_console_is_one_table_then_where_everything_went(finished_sweep):
     folder, uri, stdout, stderr = finished_sweep
     lines = stdout.splitlines()
@@ -100,6 +103,7 @@ def test_the_console_is_one_table_then_where_everything_went(finished_sweep):
     assert len(lines) < 80, "a short console, not hundreds of lines"
 
 
+@pytest.mark.slow
 def test_the_mlflow_ui_opens_on_distinct_runs_and_the_parent_holds_the_report(finished_sweep):
     folder, uri, _, _ = finished_sweep
     client = MlflowClient(uri)
@@ -116,6 +120,7 @@ def test_the_mlflow_ui_opens_on_distinct_runs_and_the_parent_holds_the_report(fi
             "report/reproduction_check.csv"} <= report
 
 
+@pytest.mark.slow
 def test_report_command_replaces_the_parent_runs_report(finished_sweep):
     folder, uri, _, _ = finished_sweep
     client = MlflowClient(uri)
@@ -134,6 +139,7 @@ def test_report_command_replaces_the_parent_runs_report(finished_sweep):
     assert Path(logged).read_text() == (folder / "out" / "two_trials" / "gain_table.md").read_text()
 
 
+@pytest.mark.slow
 def test_report_without_its_mlflow_store_creates_none(finished_sweep, tmp_path):
     folder, _, _, _ = finished_sweep
     copy = tmp_path / "copy"
@@ -224,6 +230,7 @@ def page_text_with(driver, url: str, needles: list[str], screenshot: str, timeou
     return text
 
 
+@pytest.mark.slow
 def test_the_mlflow_ui_in_a_browser_shows_runs_curves_and_the_report(finished_sweep, mlflow_ui, browser):
     _, uri, stdout, _ = finished_sweep
     printed = next(line for line in stdout.splitlines() if line.startswith("then open:")).split()[-1]

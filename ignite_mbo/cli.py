@@ -140,7 +140,7 @@ def build_parser() -> Parser:
 def command_run(args: argparse.Namespace) -> int:
     import tempfile
 
-    from ignite_mbo import tasks
+    from ignite_mbo import limits, tasks
     from ignite_mbo.config import TrialConfig
     from ignite_mbo.platform.checks import check_device
     from ignite_mbo.platform.console import ProgressBar
@@ -157,12 +157,14 @@ def command_run(args: argparse.Namespace) -> int:
     check_device(args.device)
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
+    limits.check_threads(args.threads)
     uri = None
     if args.tracking_uri:
         from ignite_mbo.mlflow_store import check_tracking_uri
 
         uri = check_tracking_uri(args.tracking_uri)
     task = tasks.build(config.task, config.task_options, args.data_dir)
+    limits.check_trial(config, task, device=args.device)
 
     if args.threads is not None:
         import torch
@@ -316,6 +318,9 @@ def command_rerun(args: argparse.Namespace) -> int:
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads must be at least 1, got {args.threads}")
+        from ignite_mbo.limits import check_threads
+
+        check_threads(args.threads)
         import torch
 
         torch.set_num_threads(args.threads)

@@ -23,6 +23,7 @@ from typing import Any
 
 from ignite_mbo import mlflow_store as store
 from ignite_mbo.errors import UserError
+from ignite_mbo.platform import local_ray
 from ignite_mbo.platform.finish import SweepOutcome, collect_results, finish_sweep
 from ignite_mbo.platform.plan import SweepPlan, load_tasks, plan_sweep
 from ignite_mbo.platform.record import SweepRecord
@@ -47,8 +48,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Join the cluster at ``address`` (``auto`` inside a Ray job), or start an embedded local Ray.
 
     ``address="local"`` always starts a fresh instance, so a stale session file from an earlier
-    crash cannot break ``num_cpus``; it binds to 127.0.0.1 and needs no token (nothing else on the
-    machine joins it).
+    crash cannot break ``num_cpus``; it lets in only holders of a per-sweep token (:mod:`local_ray`).
     """
     import logging
 
@@ -59,9 +59,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
     else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+        local_ray.start(num_cpus)
 
 
 def check_cluster(plan: SweepPlan) -> None:

@@ -47,7 +47,8 @@ def render_markdown(report: Report) -> str:
     for percentile in PERCENTILES:
         table = cell_table(report, percentile)
         lines += [
-            f"### {percentile} percentile",
+            f"### {percentile} percentile (n = {report.n_max} seed{'s' if report.n_max > 1 else ''} per cell "
+            "unless marked [n=k])",
             "",
             _md_row(["baseline + regularizer", *table.columns]),
             _md_row(["---"] * (len(table.columns) + 1)),

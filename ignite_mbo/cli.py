@@ -102,12 +102,14 @@ def build_parser() -> Parser:
         "report", help="print and save the gain report of finished sweeps (one or several)",
         description="Re-build the gain report (gains paired by seed with 95% t-intervals, exact sign-flip "
                     "p-values and n, the regularizer comparison, the reproduction check, the paper's claims). "
-                    "One sweep folder: written next to its results and logged to the sweep's MLflow run. "
+                    "One sweep folder: written next to its results, with λ and sharpness curves across seeds in "
+                    "curves/, and logged to the sweep's MLflow run. "
                     "Several sweeps (folders, results.parquet or benchmarks/trials.py .jsonl): one table "
                     "over all of them, printed, and written to --output-dir if given.")
     report.add_argument("sweep", type=Path, nargs="+",
                         help="sweep folders (OUTPUT_DIR/<name>), results.parquet or trial-record .jsonl files")
-    report.add_argument("--no-mlflow", action="store_true", help="do not log the report to the sweep's MLflow run")
+    report.add_argument("--no-mlflow", action="store_true",
+                        help="do not log the report to the sweep's MLflow run (nor read its λ and sharpness curves)")
     report.add_argument("--format", choices=["markdown", "latex"], default="markdown",
                         help="print markdown, or LaTeX tables for a paper (also written as gain_table.tex)")
     report.add_argument("--output-dir", type=Path, help="with several sweeps: write the report files here")
@@ -138,7 +140,7 @@ def build_parser() -> Parser:
 def command_run(args: argparse.Namespace) -> int:
     import tempfile
 
-    from ignite_mbo import tasks
+    from ignite_mbo import limits, tasks
     from ignite_mbo.config import TrialConfig
     from ignite_mbo.platform.checks import check_device
     from ignite_mbo.platform.console import ProgressBar
@@ -155,12 +157,14 @@ def command_run(args: argparse.Namespace) -> int:
     check_device(args.device)
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
+    limits.check_threads(args.threads)
     uri = None
     if args.tracking_uri:
         from ignite_mbo.mlflow_store import check_tracking_uri
 
         uri = check_tracking_uri(args.tracking_uri)
     task = tasks.build(config.task, config.task_options, args.data_dir)
+    limits.check_trial(config, task, device=args.device)
 
     if args.threads is not None:
         import torch
@@ -314,6 +318,9 @@ def command_rerun(args: argparse.Namespace) -> int:
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads must be at least 1, got {args.threads}")
+        from ignite_mbo.limits import check_threads
+
+        check_threads(args.threads)
         import torch
 
         torch.set_num_threads(args.threads)

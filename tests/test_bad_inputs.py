@@ -78,6 +78,15 @@ RUN = [
     (["run", "--data-dir", "{empty}"], "data missing"),
     (["run", "--data-dir", "{file}"], ""),
     (["run", "--unknown-flag"], "unrecognized arguments"),
+    # round two: values that pass the schema but not the task or the machine
+    (["run", "--threads", "100000"], "core(s); use 1 to"),
+    (["run", "--threads", "2147483648"], "core(s); use 1 to"),
+    (["run", "--set", "validation_size=40000"], "validation_size=40000 holds out every row"),
+    (["run", "--task-option", "max_samples=1"], "trains on 1 rows"),
+    (["run", "--set", "hidden_size=65536", "--set", "num_layers=8"], "GiB to train"),
+    (["run", "--set", "epochs=true"], "epochs: true is a YAML boolean"),
+    (["run", "--set", "learning_rate=false"], "learning_rate: false is a YAML boolean"),
+    (["run", "--regularizer", "ignite", "--set", "batch_size=yes"], "batch_size: true is a YAML boolean"),
 ]
 
 GOOD = "name: s\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n"
@@ -143,6 +152,33 @@ SWEEP = [
     (["sweep", "{space}"], "grid axis 'seed' has no values", "name: x\ngrid: {seed: []}\n"),
     (["sweep", "{space}", "--resume"], "nothing to resume", GOOD),
     (["sweep"], "the following arguments are required", None),
+    # round two: spaces that pass the schema but used to fail after writing the store
+    (["sweep", "{space}"], "search_alg.seed -1 is out of range",
+     "name: x\ntrial: {regularizer: ignite}\nobjective: val_loss\nsearch_alg: {name: optuna, seed: -1}\n"
+     "search: {regularizer.epsilon: {loguniform: [0.01, 1]}}\n"),
+    (["sweep", "{space}"], "search_alg.seed 4294967296 is out of range",
+     "name: x\ntrial: {regularizer: ignite}\nobjective: val_loss\nsearch_alg: {name: random, seed: 4294967296}\n"
+     "search: {regularizer.epsilon: {loguniform: [0.01, 1]}}\n"),
+    (["sweep", "{space}"], "make both bounds multiples of q",
+     "name: x\ntrial: {regularizer: ignite}\nsearch: {regularizer.epsilon: {quniform: [0.05, 1, 0.1]}}\n"),
+    (["sweep", "{space}"], "make both bounds multiples of q",
+     "name: x\ntrial: {regularizer: ignite}\nsearch: {regularizer.epsilon: {qloguniform: [0.01, 1, 0.03]}}\n"),
+    (["sweep", "{space}"], "grace_period 50 exceeds scheduler.max_t 10",
+     "name: x\nobjective: val_loss\nscheduler: {name: asha, grace_period: 50, max_t: 10}\n"),
+    (["sweep", "{space}"], "variant 2: axis 'seed' has no values", "name: x\nvariants:\n  - {seed: [0]}\n  - {seed: []}\n"),
+    (["sweep", "{space}"], "randn can draw",
+     "name: x\ntrial: {regularizer: ignite}\nsearch: {regularizer.epsilon: {randn: [0.1, 0.1]}}\n"),
+    (["sweep", "{space}"], "randn can draw",
+     "name: x\ntrial: {regularizer: ignite}\nsearch: {regularizer.epsilon: {randn: [0.5, 0.2]}}\n"),
+    (["sweep", "{space}"], "uniform can draw",
+     "name: x\nsearch: {baseline_options.learning_rate: {uniform: [-1, 1]}}\n"),
+    (["sweep", "{space}"], "nested more than 50 levels deep", "name: x\ntrial: " + "[" * 1000 + "]" * 1000 + "\n"),
+    (["sweep", "{space}"], "nested more than 50 levels deep", "name: x\ntrial: " + "{a: " * 1000 + "1" + "}" * 1000 + "\n"),
+    (["sweep", "{space}"], "num_samples: true is a YAML boolean", "name: x\nnum_samples: true\n"),
+    (["sweep", "{space}"], "epochs: true is a YAML boolean", "name: x\ngrid: {baseline_options.epochs: [5, true]}\n"),
+    (["sweep", "{space}"], "resources.cpu: true is a YAML boolean", "name: x\nresources: {cpu: true}\n"),
+    (["sweep", "{space}", "--max-trials", "10000000"], "one sweep plans at most 100,000",
+     "name: x\ngrid: {seed: " + str(list(range(1000))) + ", baseline_options.epochs: " + str(list(range(1, 1001))) + "}\n"),
 ]
 
 REPORT = [

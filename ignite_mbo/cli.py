@@ -103,12 +103,14 @@ def build_parser() -> Parser:
         "report", help="print and save the gain report of finished sweeps (one or several)",
         description="Re-build the gain report (gains paired by seed with 95% t-intervals, exact sign-flip "
                     "p-values and n, the regularizer comparison, the reproduction check, the paper's claims). "
-                    "One sweep folder: written next to its results and logged to the sweep's MLflow run. "
+                    "One sweep folder: written next to its results, with λ and sharpness curves across seeds in "
+                    "curves/, and logged to the sweep's MLflow run. "
                     "Several sweeps (folders, results.parquet or benchmarks/trials.py .jsonl): one table "
                     "over all of them, printed, and written to --output-dir if given.")
     report.add_argument("sweep", type=Path, nargs="+",
                         help="sweep folders (OUTPUT_DIR/<name>), results.parquet or trial-record .jsonl files")
-    report.add_argument("--no-mlflow", action="store_true", help="do not log the report to the sweep's MLflow run")
+    report.add_argument("--no-mlflow", action="store_true",
+                        help="do not log the report to the sweep's MLflow run (nor read its λ and sharpness curves)")
     report.add_argument("--format", choices=["markdown", "latex"], default="markdown",
                         help="print markdown, or LaTeX tables for a paper (also written as gain_table.tex)")
     report.add_argument("--output-dir", type=Path, help="with several sweeps: write the report files here")

@@ -422,17 +422,11 @@ def log_report(tracking_uri: str, run_id: str, paths: Iterable[Path]) -> None:
 
 
 def metric_histories(uri: str, run_id: str, names: Iterable[str]) -> dict[str, list[tuple[int, float]]]:
-    """(step, value) of every metric of ``run_id`` whose last dotted/slashed part is in ``names``
-    (``surrogate.lambda``, ``surrogate.member_3.sharpness``, ...); {} for a run the store lacks."""
-    wanted = set(names)
-    client = _client(uri)
+    """(step, value) of each metric of ``run_id`` whose last part is in ``names``; {} if the store lacks the run."""
+    client, wanted = _client(uri), set(names)
     try:
-        run = _retry(lambda: client.get_run(run_id))
+        metrics = _retry(lambda: client.get_run(run_id)).data.metrics
     except Exception:  # noqa: BLE001 - MlflowException: no such run (deleted, another store)
         return {}
-    histories = {}
-    for key in run.data.metrics:
-        if key.replace("/", ".").rsplit(".", 1)[-1] in wanted:
-            points = _retry(partial(client.get_metric_history, run_id, key))
-            histories[key] = [(m.step, m.value) for m in points]
-    return histories
+    keys = [key for key in metrics if key.replace("/", ".").rsplit(".", 1)[-1] in wanted]
+    return {key: [(m.step, m.value) for m in _retry(partial(client.get_metric_history, run_id, key))] for key in keys}

@@ -12,6 +12,7 @@ from typing import Any
 
 from ignite_mbo.errors import UserError
 from ignite_mbo.settings_cli import Parser, key_values
+from ignite_mbo.store_guard import mask, store_failure
 
 INTERRUPTED_EXIT = 130
 TRUST_NOTE = ("--resume unpickles Ray Tune's state (tuner.pkl) from the sweep folder or --storage-path: "
@@ -102,12 +103,14 @@ def build_parser() -> Parser:
         "report", help="print and save the gain report of finished sweeps (one or several)",
         description="Re-build the gain report (gains paired by seed with 95% t-intervals, exact sign-flip "
                     "p-values and n, the regularizer comparison, the reproduction check, the paper's claims). "
-                    "One sweep folder: written next to its results and logged to the sweep's MLflow run. "
+                    "One sweep folder: written next to its results, with λ and sharpness curves across seeds in "
+                    "curves/, and logged to the sweep's MLflow run. "
                     "Several sweeps (folders, results.parquet or benchmarks/trials.py .jsonl): one table "
                     "over all of them, printed, and written to --output-dir if given.")
     report.add_argument("sweep", type=Path, nargs="+",
                         help="sweep folders (OUTPUT_DIR/<name>), results.parquet or trial-record .jsonl files")
-    report.add_argument("--no-mlflow", action="store_true", help="do not log the report to the sweep's MLflow run")
+    report.add_argument("--no-mlflow", action="store_true",
+                        help="do not log the report to the sweep's MLflow run (nor read its λ and sharpness curves)")
     report.add_argument("--format", choices=["markdown", "latex"], default="markdown",
                         help="print markdown, or LaTeX tables for a paper (also written as gain_table.tex)")
     report.add_argument("--output-dir", type=Path, help="with several sweeps: write the report files here")
@@ -138,7 +141,7 @@ def build_parser() -> Parser:
 def command_run(args: argparse.Namespace) -> int:
     import tempfile
 
-    from ignite_mbo import tasks
+    from ignite_mbo import limits, tasks
     from ignite_mbo.config import TrialConfig
     from ignite_mbo.platform.checks import check_device
     from ignite_mbo.platform.console import ProgressBar
@@ -155,12 +158,14 @@ def command_run(args: argparse.Namespace) -> int:
     check_device(args.device)
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
+    limits.check_threads(args.threads)
     uri = None
     if args.tracking_uri:
         from ignite_mbo.mlflow_store import check_tracking_uri
 
         uri = check_tracking_uri(args.tracking_uri)
     task = tasks.build(config.task, config.task_options, args.data_dir)
+    limits.check_trial(config, task, device=args.device)
 
     if args.threads is not None:
         import torch
@@ -219,7 +224,7 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"{outcome.num_trials} trials ({outcome.num_errors} failed)")
     for line in outcome.errors:
         print(f"  failed: {line}")
-    print(f"MLflow store: {outcome.tracking_uri}")
+    print(f"MLflow store: {mask(outcome.tracking_uri)}")
     print(f"results:      {outcome.results_path}")
     if outcome.report_files:
         print(f"report:       {outcome.report_files[0]}")
@@ -227,7 +232,7 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"look at it:   mlflow ui --backend-store-uri {shlex.quote(outcome.tracking_uri)}")
         print(f"then open:    {outcome.ui_url}")
     else:
-        print(f"look at it:   {outcome.ui_url.replace('http://127.0.0.1:5000', outcome.tracking_uri)}")
+        print(f"look at it:   {mask(outcome.ui_url.replace('http://127.0.0.1:5000', outcome.tracking_uri))}")
     return 1 if outcome.num_errors else 0
 
 
@@ -314,6 +319,9 @@ def command_rerun(args: argparse.Namespace) -> int:
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads must be at least 1, got {args.threads}")
+        from ignite_mbo.limits import check_threads
+
+        check_threads(args.threads)
         import torch
 
         torch.set_num_threads(args.threads)
@@ -365,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             return command_baselines(args)
         return command_data(args)
     except UserError as error:
-        print(f"ignite-mbo {args.command}: error: {error}", file=sys.stderr)
+        print(f"ignite-mbo {args.command}: error: {mask(str(error))}", file=sys.stderr)
         return 2
     except PermissionError as error:
         print(f"ignite-mbo {args.command}: error: permission denied: {error.filename or error}; "
@@ -374,6 +382,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ignite-mbo {args.command}: interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT
+    except Exception as error:
+        failure = store_failure(error)  # MLflow, HTTP or SQL: one line; anything else is a bug
+        if failure is None:
+            raise
+        print(f"ignite-mbo {args.command}: error: {failure}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ignite_mbo import baselines, tasks
 from ignite_mbo.baselines.base import BaselineSettings
 from ignite_mbo.errors import UserError
+from ignite_mbo.limits import refuse_trial_booleans
 from ignite_mbo.regularizers import CONFIGS, NoneConfig, RegularizerConfig, one_line
 from ignite_mbo.tasks import REGISTRY
 
@@ -62,6 +63,7 @@ class TrialConfig(BaseModel):
     @classmethod
     def parse(cls, values: dict[str, Any]) -> TrialConfig:
         """Validate ``values``; bad input raises a one-line UserError naming the field."""
+        refuse_trial_booleans(values)
         try:
             config = cls(**values)
         except ValidationError as error:

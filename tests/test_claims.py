@@ -82,7 +82,8 @@ def test_rivals_sharpness_and_cost(jsonl: Path) -> None:
     assert sharp["reinforce"] is not None and sharp["reinforce"][0] == pytest.approx(0.30, abs=1e-3)
     assert sharp["reinforce"][1] == pytest.approx(0.40, abs=1e-3) and sharp["reinforce"][2].significant
     assert "Lower with the regularizer in 2 of 5 cells (2 told apart)." in text
-    assert "- **ignite**: +5.0 % wall time per trial on average over 4 cells (range +0.0 % .. +20.0 %)." in text
+    assert ("- **ignite**: +5.0 % wall time per trial on average over 4 cells (range +0.0 % .. +20.0 %; "
+            "n=8 seeds per cell).") in text
     assert "- **sam**: +50.0 % wall time" in text
     assert "Not tested: no sweep varied a regularizer setting." in text
 

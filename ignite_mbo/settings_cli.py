@@ -85,11 +85,11 @@ def _default(field: FieldInfo) -> Any:
 
 def add_field_flag(group: argparse._ActionsContainer, name: str, field: FieldInfo, default_text: str,
                    description: str | None = None) -> None:
-    """``--name`` (underscores as dashes) typed from ``field``; unset, it stays None and the model's
+    """``--name`` (underscores as dashes, a trailing one dropped) typed from ``field``; unset, it stays None and the model's
     default applies. Its help is ``description`` (else the field's) and ``default_text``."""
     kind = _scalar_type(field.annotation)
     help_text = f"{description or field.description or name.replace('_', ' ')} (default: {default_text})"
-    flag = f"--{name.replace('_', '-')}"
+    flag = f"--{name.rstrip('_').replace('_', '-')}"  # lambda_ (a Python keyword's field) is --lambda
     if kind is bool:
         group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
     elif typing.get_origin(kind) is typing.Literal:

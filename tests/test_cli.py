@@ -35,7 +35,7 @@ def fails_cleanly(capsys, workdir: Path, argv: list[str], needle: str) -> str:
     return err
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["sweep"], ["report"], ["data"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["sweep"], ["report"], ["data"], ["baselines"]])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -65,20 +65,22 @@ def test_help_states_the_regularizer_defaults(capsys):
 
 def test_flags_come_from_the_pydantic_fields(capsys, monkeypatch):
     """A regularizer's new hyperparameter and a trial field's description reach --help with no CLI edit."""
-    from pydantic import Field
+    from pydantic import BaseModel, Field
 
     from ignite_mbo import regularizers
     from ignite_mbo.config import TrialConfig
 
-    class ToyConfig(regularizers.NoneConfig):
-        name: Literal["toy"] = "toy"  # type: ignore[assignment]
+    class ToyConfig(BaseModel):
+        name: Literal["toy"] = "toy"
         toy_strength: float = Field(0.25, description="how strongly the toy pulls")
+        lambda_: bool = Field(False, description="a keyword's field")
 
     monkeypatch.setitem(regularizers.CONFIGS, "toy", ToyConfig)
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     flat = " ".join(capsys.readouterr().out.split())
     assert "how strongly the toy pulls (default: 0.25)" in help_of(flat, "TOY_STRENGTH")
+    assert "a keyword's field (default: off)" in help_of(flat, "--no-lambda")
     assert f"{TrialConfig.model_fields['seed'].description} (default: 0)" in help_of(flat, "SEED")
     assert "one of none, ignite, ignite2" in help_of(flat, "REGULARIZER")
 

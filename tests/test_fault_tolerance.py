@@ -131,7 +131,8 @@ def ray_with_fault_hook(tmp_path):
     (hook_dir / "ignite_fault_hook.py").write_text(HOOK)
     marker = tmp_path / "failed_once"
     ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"PYTHONPATH": str(hook_dir), "IGNITE_TEST_FAIL_ONCE": str(marker)},
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(hook_dir), os.environ.get("PYTHONPATH")])),
+                                       "IGNITE_TEST_FAIL_ONCE": str(marker)},
                           "worker_process_setup_hook": "ignite_fault_hook.install"})
     try:
         yield marker

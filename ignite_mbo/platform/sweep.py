@@ -1,5 +1,10 @@
 """Run a search space as a Ray Tune sweep, recorded in MLflow, summarised as a table and a report.
 
+A sweep runs in phases, one module each: :mod:`~ignite_mbo.platform.plan` validates everything,
+:mod:`~ignite_mbo.platform.tuner` builds Tune's Tuner, this module connects to Ray, opens the
+parent run and runs the Tuner under a SIGINT handler, and :mod:`~ignite_mbo.platform.finish`
+collects the results, reconciles MLflow and writes the table and the report.
+
 A sweep folder ``OUTPUT_DIR/<name>/`` (``<name>-2``, ``-3``, ... when the space ran there before)
 holds ``sweep.json`` (:class:`SweepRecord`), ``results.parquet`` (one row per trial) and the
 report. Tune's experiment (trial folders, checkpoints, searcher state) is in the same folder unless

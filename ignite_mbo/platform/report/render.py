@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ignite_mbo.atomic import atomic_write
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform.report import claims, compare, reproduction, stats
 from ignite_mbo.platform.report.build import (
@@ -253,13 +252,5 @@ def _regularizer_colors(regularizers: pd.Series) -> dict[str, str]:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file next to ``path`` and rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically (:func:`ignite_mbo.atomic.atomic_write`)."""
+    atomic_write(path, lambda partial: partial.write_bytes(data))

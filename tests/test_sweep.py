@@ -130,7 +130,7 @@ def test_report_command_replaces_the_parent_runs_report(finished_sweep):
         completed = subprocess.run(["ignite-mbo", "report", "out/two_trials"], cwd=folder,
                                    capture_output=True, text=True, check=True)
     assert "| grad-ascent + none" in completed.stdout
-    assert "Reproduction check" in completed.stdout and "Wilcoxon p" in completed.stdout
+    assert "Reproduction check" in completed.stdout and "sign-flip p" in completed.stdout
     for name in ("gain_table.md", "gain_table.csv", "gain_table.png"):
         assert (folder / "out" / "two_trials" / name).is_file()
     assert {run.info.run_id for run in client.search_runs([experiment_id])} == before, "no report runs added"

@@ -60,7 +60,7 @@ def test_help_states_the_regularizer_defaults(capsys):
     flat = " ".join(capsys.readouterr().out.split())
     assert IgniteConfig().project_lambda is False and "(default: off)" in help_of(flat, "--no-project-lambda")
     assert IgniteConfig().hvp == "finite_difference" and "(default: finite_difference)" in flat
-    assert "(default: ignite: 0.001, ignite2: 0.01)" in help_of(flat, "INITIAL_LAMBDA"), "defaults that differ, each"
+    assert "(default: ignite: 0.001; ignite2: 0.01)" in help_of(flat, "INITIAL_LAMBDA"), "defaults that differ, each"
 
 
 def test_flags_come_from_the_pydantic_fields(capsys, monkeypatch):
@@ -74,6 +74,7 @@ def test_flags_come_from_the_pydantic_fields(capsys, monkeypatch):
         name: Literal["toy"] = "toy"
         toy_strength: float = Field(0.25, description="how strongly the toy pulls")
         lambda_: bool = Field(False, description="a keyword's field")
+        rho: int = Field(3, description="the toy's own ρ")
 
     monkeypatch.setitem(regularizers.CONFIGS, "toy", ToyConfig)
     with pytest.raises(SystemExit):
@@ -81,6 +82,8 @@ def test_flags_come_from_the_pydantic_fields(capsys, monkeypatch):
     flat = " ".join(capsys.readouterr().out.split())
     assert "how strongly the toy pulls (default: 0.25)" in help_of(flat, "TOY_STRENGTH")
     assert "a keyword's field (default: off)" in help_of(flat, "--no-lambda")
+    rho = help_of(flat, "RHO")
+    assert "toy: the toy's own ρ" in rho and "ignite: 0.05; ignite2: 0.2; toy: 3)" in rho, "a shared name: each one's"
     assert f"{TrialConfig.model_fields['seed'].description} (default: 0)" in help_of(flat, "SEED")
     assert "one of none, ignite, ignite2" in help_of(flat, "REGULARIZER")
 

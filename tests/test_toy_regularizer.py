@@ -119,3 +119,10 @@ def test_a_sweep_runs_it_on_ray_workers_and_reports_it(tmp_path, design_bench_di
     assert results["config.regularizer.factor"].dtype.kind == "f"  # a typed column, null for none
     assert toy["protocol_deviations"].str.contains("regularizer.factor=0.5").all()
     assert "grad-ascent + toy" in completed.stdout
+
+
+def test_a_plugin_that_does_not_import_is_a_one_line_error(design_bench_dir):
+    env = {**plugin_env(design_bench_dir), "IGNITE_MBO_PLUGINS": "no_such_plugin_module"}
+    completed = subprocess.run(["ignite-mbo", "run", "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    assert len(completed.stderr.strip().splitlines()) == 1 and "no_such_plugin_module" in completed.stderr

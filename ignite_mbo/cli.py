@@ -12,6 +12,7 @@ from typing import Any
 
 from ignite_mbo.errors import UserError
 from ignite_mbo.settings_cli import Parser, key_values
+from ignite_mbo.store_guard import mask, store_failure
 
 INTERRUPTED_EXIT = 130
 TRUST_NOTE = ("--resume unpickles Ray Tune's state (tuner.pkl) from the sweep folder or --storage-path: "
@@ -223,7 +224,7 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"{outcome.num_trials} trials ({outcome.num_errors} failed)")
     for line in outcome.errors:
         print(f"  failed: {line}")
-    print(f"MLflow store: {outcome.tracking_uri}")
+    print(f"MLflow store: {mask(outcome.tracking_uri)}")
     print(f"results:      {outcome.results_path}")
     if outcome.report_files:
         print(f"report:       {outcome.report_files[0]}")
@@ -231,7 +232,7 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"look at it:   mlflow ui --backend-store-uri {shlex.quote(outcome.tracking_uri)}")
         print(f"then open:    {outcome.ui_url}")
     else:
-        print(f"look at it:   {outcome.ui_url.replace('http://127.0.0.1:5000', outcome.tracking_uri)}")
+        print(f"look at it:   {mask(outcome.ui_url.replace('http://127.0.0.1:5000', outcome.tracking_uri))}")
     return 1 if outcome.num_errors else 0
 
 
@@ -356,7 +357,12 @@ def command_data(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except UserError as error:  # a module named in IGNITE_MBO_PLUGINS that does not import
+        print(f"ignite-mbo: error: {error}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         if args.command == "run":
             return command_run(args)
@@ -372,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             return command_baselines(args)
         return command_data(args)
     except UserError as error:
-        print(f"ignite-mbo {args.command}: error: {error}", file=sys.stderr)
+        print(f"ignite-mbo {args.command}: error: {mask(str(error))}", file=sys.stderr)
         return 2
     except PermissionError as error:
         print(f"ignite-mbo {args.command}: error: permission denied: {error.filename or error}; "
@@ -381,6 +387,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ignite-mbo {args.command}: interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT
+    except Exception as error:
+        failure = store_failure(error)  # MLflow, HTTP or SQL: one line; anything else is a bug
+        if failure is None:
+            raise
+        print(f"ignite-mbo {args.command}: error: {failure}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ignite_mbo import store_guard
 from ignite_mbo.errors import UserError
 from ignite_mbo.progress import EpochMetrics
 from ignite_mbo.protocol import PROTOCOL_DEVIATIONS
@@ -67,8 +68,10 @@ def check_tracking_uri(uri: str, *, must_exist: bool = False, timeout_s: float =
             raise UserError(f"tracking URI {uri!r}: folder {path.parent} does not exist; create it or pick another path")
         if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
             raise UserError(f"tracking URI {uri!r}: {path} is not writable; pick a path you can write")
+        store_guard.check_sqlite_store(path)
         return f"sqlite:///{path}"
     if uri.startswith(("http://", "https://")):
+        store_guard.bound_http_calls()
         from ignite_mbo.platform.checks import check_tracking_server  # a real API call, not only /health
 
         return check_tracking_server(uri, timeout_s)
@@ -84,6 +87,7 @@ def _client(uri: str) -> Any:
         logging.getLogger(name).setLevel(logging.WARNING)
     for quiet in ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
         os.environ.setdefault(quiet, "true" if "SUPPRESS" in quiet else "false")  # no "View run" lines, no bars
+    store_guard.bound_http_calls()
     return MlflowClient(uri)
 
 

@@ -1,10 +1,10 @@
 """The sweep's folders, made before the tracking store is touched, the sweep folder claimed atomically.
 
 Two sweeps of one space started at once in one ``--output-dir`` must never share a folder (one
-would overwrite the other's results table and report). A folder is claimed by the exclusive create
-of a marker file (``.claimed``) in it while it is empty, which only one process can win. The storage path (Tune's experiments) is created
-and test-written at the same moment, so a path that cannot be created fails before ``mlflow.db``,
-``mlartifacts/`` or an MLflow run exist.
+would overwrite the other's results table and report). A folder is claimed by the exclusive
+create of a marker file (``.claimed``) in it while it is empty, which only one process can win.
+The storage path (Tune's experiments) is created and test-written at the same moment, so a path
+that cannot be created fails before ``mlflow.db``, ``mlartifacts/`` or an MLflow run exist.
 """
 
 from __future__ import annotations

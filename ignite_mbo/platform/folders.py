@@ -59,5 +59,5 @@ def prepare_storage(storage_path: str) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        raise UserError(f"--storage-path {folder} cannot be created or written ({error.strerror or error}); "
-                        "pick another --storage-path") from None
+        raise UserError(f"cannot create or write {folder}, where Tune keeps the sweep's state (--storage-path, "
+                        f"by default the --output-dir): {error.strerror or error}; pick another folder") from None

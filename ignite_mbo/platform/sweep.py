@@ -149,13 +149,13 @@ def run_sweep(
     plan = plan_sweep(spec_path, address=address, tracking_uri=tracking_uri, output_dir=output_dir,
                       gpus_per_trial=gpus_per_trial, num_cpus=num_cpus, resume=resume, max_retries=max_retries,
                       overrides=overrides, storage_path=storage_path, max_trials=max_trials)
-    if plan.resume is None:  # made and owned before the store is touched (two sweeps never share one)
-        plan.sweep_dir = folders.claim_sweep_folder(plan.sweep_dir.parent, plan.spec.name)
-        folders.prepare_storage(plan.storage_path)
     total = len(plan.trials) * plan.spec.num_samples
     if not quiet:
         announce(plan.sweep_dir, total, resume=plan.resume is not None)
     tasks = load_tasks(plan.trials, data_dir)
+    if plan.resume is None:  # made and owned before the store is touched (two sweeps never share one)
+        folders.prepare_storage(plan.storage_path)
+        plan.sweep_dir = folders.claim_sweep_folder(plan.sweep_dir.parent, plan.spec.name)
     quiet_ray()
     connect(address, num_cpus)
     check_cluster(plan)

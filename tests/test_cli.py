@@ -171,7 +171,7 @@ def test_run_with_tracking_leaves_no_run_running(tmp_path, design_bench_dir):
     [
         (["run", "--task", "TFBind9-Exact-v0"], "unknown task"),
         (["run", "--baseline", "gradient-descent"], "unknown baseline"),
-        (["run", "--regularizer", "sam"], "unknown regularizer 'sam'; choose one of none, ignite, ignite2"),
+        (["run", "--regularizer", "magic"], "unknown regularizer 'magic'; choose one of none, ignite, ignite2"),
         (["run", "--regularizer", "ignite", "--rho", "-1"], "rho"),
         (["run", "--regularizer", "none", "--epsilon", "0.1"], "unknown option"),
         (["run", "--seed", "abc"], "invalid int value"),

@@ -83,19 +83,27 @@ def _default(field: FieldInfo) -> Any:
     return field.get_default(call_default_factory=True)
 
 
-def add_field_flag(group: argparse._ActionsContainer, name: str, field: FieldInfo, default_text: str,
-                   description: str | None = None) -> None:
-    """``--name`` (underscores as dashes) typed from ``field``; unset, it stays None and the model's
-    default applies. Its help is ``description`` (else the field's) and ``default_text``."""
-    kind = _scalar_type(field.annotation)
-    help_text = f"{description or field.description or name.replace('_', ' ')} (default: {default_text})"
-    flag = f"--{name.replace('_', '-')}"
+def add_field_flag(group: argparse._ActionsContainer, name: str, kind: Any, help_text: str) -> None:
+    """``--name`` (underscores as dashes, a trailing one dropped) parsed as ``kind`` (a field's annotation;
+    None: the text as given, for pydantic to read); unset, it stays None and the model's default applies."""
+    kind = _scalar_type(kind)
+    flag = f"--{name.rstrip('_').replace('_', '-')}"  # lambda_ (a Python keyword's field) is --lambda
     if kind is bool:
         group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
     elif typing.get_origin(kind) is typing.Literal:
         group.add_argument(flag, dest=name, choices=[str(choice) for choice in typing.get_args(kind)], help=help_text)
     else:
         group.add_argument(flag, dest=name, type=kind if kind in (int, float) else str, help=help_text)
+
+
+def _per_owner(values: Mapping[str, str]) -> str:
+    """``{"ignite": "a", "ignite2": "a", "sam": "b"}`` -> ``"a"`` if all agree, else ``"ignite, ignite2: a; sam: b"``."""
+    owners: dict[str, list[str]] = {}
+    for owner, value in values.items():
+        owners.setdefault(value, []).append(owner)
+    if len(owners) == 1:
+        return next(iter(owners))
+    return "; ".join(f"{', '.join(names)}: {value}" for value, names in owners.items())
 
 
 def add_model_flags(group: argparse._ActionsContainer, model: type[BaseModel], *, skip: Iterable[str] = (),
@@ -109,31 +117,30 @@ def add_model_flags(group: argparse._ActionsContainer, model: type[BaseModel], *
         default = _default(field)
         shown = default.model_dump().get("name", default) if isinstance(default, BaseModel) else default  # a regularizer
         listed = (choices or {}).get(name)
-        description = f"{field.description or name}; one of {', '.join(listed)}" if listed is not None else None
-        add_field_flag(group, name, field, _show(shown), description)
+        help_text = field.description or name.replace("_", " ")
+        if listed is not None:
+            help_text += f"; one of {', '.join(listed)}"
+        add_field_flag(group, name, field.annotation, f"{help_text} (default: {_show(shown)})")
         added.append(name)
     return added
 
 
 def add_regularizer_flags(group: argparse._ActionsContainer, configs: Mapping[str, type[BaseModel]]) -> list[str]:
-    """One flag per hyperparameter of any regularizer config (its first declaration gives type and help);
-    the help lists each regularizer's default where they differ. Returns the hyperparameters' names."""
-    declared: dict[str, FieldInfo] = {}
-    defaults: dict[str, dict[str, Any]] = {}
+    """One flag per hyperparameter of any regularizer config. Where regularizers share a name, the help
+    gives each one's description and default where they differ, and a type they disagree on is left to
+    pydantic to read. Returns the hyperparameters' names."""
+    fields: dict[str, dict[str, FieldInfo]] = {}
     for regularizer, config in configs.items():
         for name, field in config.model_fields.items():
-            if name == "name":
-                continue
-            declared.setdefault(name, field)
-            defaults.setdefault(name, {})[regularizer] = _default(field)
-    for name, field in declared.items():
-        values = defaults[name]
-        if len({repr(value) for value in values.values()}) == 1:
-            text = _show(next(iter(values.values())))
-        else:
-            text = ", ".join(f"{regularizer}: {_show(value)}" for regularizer, value in values.items())
-        add_field_flag(group, name, field, text)
-    return list(declared)
+            if name != "name":
+                fields.setdefault(name, {})[regularizer] = field
+    for name, owners in fields.items():
+        kinds = {repr(_scalar_type(field.annotation)) for field in owners.values()}
+        kind = next(iter(owners.values())).annotation if len(kinds) == 1 else None
+        description = _per_owner({owner: field.description or name.replace("_", " ") for owner, field in owners.items()})
+        default = _per_owner({owner: _show(_default(field)) for owner, field in owners.items()})
+        add_field_flag(group, name, kind, f"{description} (default: {default})")
+    return list(fields)
 
 
 def given(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
@@ -158,3 +165,12 @@ def describe_baseline(baseline: Baseline[Any], task_ids: Iterable[str]) -> str:
         per_task = ", ".join(f"{task_id} {default_for(task_id)}" for task_id in task_ids)
         lines.append(f"  per task, {name}: {per_task}")
     return "\n".join(line.rstrip() for line in lines)
+
+
+def describe_baselines(name: str | None = None) -> str:
+    """``ignite-mbo baselines [NAME]``: baseline ``name``'s settings, or every baseline's."""
+    from ignite_mbo import baselines
+    from ignite_mbo.tasks import REGISTRY
+
+    chosen = [baselines.load(name)] if name else list(baselines.registry().values())
+    return "\n\n".join(describe_baseline(baseline, REGISTRY) for baseline in chosen)

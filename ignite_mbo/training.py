@@ -143,7 +143,8 @@ def _rows(x: torch.Tensor, rows: torch.Tensor, shared: bool) -> torch.Tensor:
 
 class _Step:
     """One optimizer step on a minibatch, accumulating the epoch's loss, finiteness and sharpness on
-    the device (nothing here waits for the device)."""
+    the device (nothing here waits for the device). The regularizer gets the loss and G as closures
+    over the batch, so it may evaluate them again at perturbed parameters (IGNITE, SAM, BOSS)."""
 
     def __init__(self, model: StackedMLP, loss: Loss, regularizer: Regularizer, optimizer: torch.optim.Optimizer,
                  members: int, device: torch.device) -> None:
@@ -162,15 +163,13 @@ class _Step:
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor) -> None:
         model = self.model
         self.optimizer.zero_grad(set_to_none=True)
-        batch_loss, mean = self.loss(model, xb, yb, wb)
-        stats = self.regularizer.backward(model, batch_loss,
-                                          lambda: model.predict_mean(xb).mean(dim=(-2, -1)).reshape(-1),
-                                          current_mean=mean)
+        stats = self.regularizer.backward(model, lambda: self.loss(model, xb, yb, wb),
+                                          lambda: model.predict_mean(xb).mean(dim=(-2, -1)).reshape(-1))
         if self.clip_norm is not None:
             _clip_per_member(model, self.clip_norm)
         self.optimizer.step()
-        self.loss_sum.add_(batch_loss.detach())
-        self.finite.logical_and_(torch.isfinite(batch_loss.detach()).all())
+        self.loss_sum.add_(stats["loss"])
+        self.finite.logical_and_(torch.isfinite(stats["loss"]).all())
         if "sharpness" in stats:
             self.sharpness_sum.add_(stats["sharpness"])
             self.constrained = True

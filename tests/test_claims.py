@@ -195,3 +195,11 @@ def test_claims_on_a_quick_sweep(tmp_path: Path, design_bench_dir: Path) -> None
     assert r"\begin{tabular}" in report.stdout and (tmp_path / "out/claims_quick/gain_table.tex").is_file()
     curves = sorted(p.name for p in (tmp_path / "out/claims_quick/curves").iterdir())
     assert curves == ["curves_TFBind8-Exact-v0_grad-ascent_ignite.png"], "λ and sharpness across seeds, from MLflow"
+
+
+def test_best_per_cell_is_named_even_without_ignite() -> None:
+    rows = [record("reinforce", reg, seed, 0.9 + offset + float(JITTER[seed]))
+            for reg, offset in (("none", 0.0), ("sam", 0.01), ("l2", 0.02)) for seed in SEEDS]
+    text = "\n".join(claims.render(build_report(inputs.records_table(rows))))
+    assert "Not tested: these sweeps did not run ignite beside another regularizer." in text
+    assert "Best per cell: TFBind8-Exact-v0 / reinforce: l2 (told apart from sam, p=0.00781, n=8)." in text

@@ -35,7 +35,7 @@ def fails_cleanly(capsys, workdir: Path, argv: list[str], needle: str) -> str:
     return err
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["sweep"], ["report"], ["data"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["sweep"], ["report"], ["data"], ["baselines"]])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -60,25 +60,32 @@ def test_help_states_the_regularizer_defaults(capsys):
     flat = " ".join(capsys.readouterr().out.split())
     assert IgniteConfig().project_lambda is False and "(default: off)" in help_of(flat, "--no-project-lambda")
     assert IgniteConfig().hvp == "finite_difference" and "(default: finite_difference)" in flat
-    assert "(default: ignite: 0.001, ignite2: 0.01)" in help_of(flat, "INITIAL_LAMBDA"), "defaults that differ, each"
+    assert "(default: ignite: 0.001; ignite2: 0.01)" in help_of(flat, "INITIAL_LAMBDA"), "defaults that differ, each"
 
 
 def test_flags_come_from_the_pydantic_fields(capsys, monkeypatch):
     """A regularizer's new hyperparameter and a trial field's description reach --help with no CLI edit."""
-    from pydantic import Field
+    from pydantic import BaseModel, Field
 
     from ignite_mbo import regularizers
     from ignite_mbo.config import TrialConfig
 
-    class ToyConfig(regularizers.NoneConfig):
-        name: Literal["toy"] = "toy"  # type: ignore[assignment]
+    class ToyConfig(BaseModel):
+        name: Literal["toy"] = "toy"
         toy_strength: float = Field(0.25, description="how strongly the toy pulls")
+        lambda_: bool = Field(False, description="a keyword's field")
+        rho: int = Field(3, description="the toy's own ρ")
 
     monkeypatch.setitem(regularizers.CONFIGS, "toy", ToyConfig)
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     flat = " ".join(capsys.readouterr().out.split())
     assert "how strongly the toy pulls (default: 0.25)" in help_of(flat, "TOY_STRENGTH")
+    assert "a keyword's field (default: off)" in help_of(flat, "--no-lambda")
+    rho = help_of(flat, "RHO")
+    assert "; toy: the toy's own ρ (default: " in rho and "; toy: 3)" in rho, "a shared name: each one's"
+    assert "ignite, ignite2: ρ, the sharpness scale" in rho, "regularizers that agree share one entry"
+    assert "ignite2: 0.2" in rho
     assert f"{TrialConfig.model_fields['seed'].description} (default: 0)" in help_of(flat, "SEED")
     assert "one of none, ignite, ignite2" in help_of(flat, "REGULARIZER")
 
@@ -166,7 +173,7 @@ def test_run_with_tracking_leaves_no_run_running(tmp_path, design_bench_dir):
     [
         (["run", "--task", "TFBind9-Exact-v0"], "unknown task"),
         (["run", "--baseline", "gradient-descent"], "unknown baseline"),
-        (["run", "--regularizer", "sam"], "unknown regularizer 'sam'; choose one of none, ignite, ignite2"),
+        (["run", "--regularizer", "magic"], "unknown regularizer 'magic'; choose one of none, ignite, ignite2"),
         (["run", "--regularizer", "ignite", "--rho", "-1"], "rho"),
         (["run", "--regularizer", "none", "--epsilon", "0.1"], "unknown option"),
         (["run", "--seed", "abc"], "invalid int value"),

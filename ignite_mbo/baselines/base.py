@@ -17,7 +17,7 @@ from ignite_mbo.design_space import DesignSpace, TargetScaler, TokenSpace
 from ignite_mbo.errors import UserError
 from ignite_mbo.models import GaussianEnsemble, StackedMLP, gaussian_nll
 from ignite_mbo.progress import SILENT, Progress
-from ignite_mbo.regularizers import NoneConfig, Regularizer, RegularizerConfig, one_line
+from ignite_mbo.regularizers import LossClosure, NoneConfig, Regularizer, RegularizerConfig, one_line
 from ignite_mbo.streams import Streams
 from ignite_mbo.tasks import Task
 from ignite_mbo.training import FitSettings, Loss, MetricLogger, Splits, draw_splits, fit
@@ -157,10 +157,11 @@ class Context:
         return TrainedSurrogate(model.eval(), space, regularizer, history)
 
     def step(self, model: StackedMLP, regularizer: Regularizer, optimizer: torch.optim.Optimizer,
-             loss: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One regularized optimizer step of an already fitted ``model`` on ``loss`` (members,), G its
+             loss: LossClosure, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One regularized optimizer step of an already fitted ``model`` on ``loss()`` (members,), G its
         mean prediction on ``x``: how a method fine-tunes a surrogate after :meth:`fit` (ICT's
-        co-teaching), under the regularizer (and λ) that fit it."""
+        co-teaching), under the regularizer (and λ) that fit it. ``loss`` is a closure, as the
+        regularizer may evaluate it at perturbed parameters (:data:`regularizers.LossClosure`)."""
         optimizer.zero_grad(set_to_none=True)
         stats = regularizer.backward(model, loss, lambda: model.predict_mean(x).mean(dim=(-2, -1)).reshape(-1))
         optimizer.step()

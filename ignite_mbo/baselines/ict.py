@@ -120,9 +120,12 @@ def co_teach(proxies: list[Proxy], candidate: torch.Tensor, settings: Settings, 
     for labeller, students in ROUNDS:
         for student in students:
             proxy = proxies[student]
-            loss = ((proxy.model(points)[0] - labels[labeller]) ** 2).sum().reshape(1)
-            ctx.step(proxy.model, proxy.regularizer, proxy.optimizer, loss, points)
-            losses[f"co_teaching/loss_{student}_from_{labeller}"] = float(loss.detach())
+
+            def loss(proxy: Proxy = proxy, label: torch.Tensor = labels[labeller]) -> tuple[torch.Tensor, None]:
+                return ((proxy.model(points)[0] - label) ** 2).sum().reshape(1), None
+
+            stats = ctx.step(proxy.model, proxy.regularizer, proxy.optimizer, loss, points)
+            losses[f"co_teaching/loss_{student}_from_{labeller}"] = float(stats["loss"].sum())
     return losses
 
 

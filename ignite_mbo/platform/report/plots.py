@@ -63,9 +63,12 @@ def plot_curves(done: pd.DataFrame, read: Callable[[str], Histories], out_dir: P
 
 def _figure(title: str, per_seed: dict[object, dict[str, pd.Series]], epsilon: float | None) -> bytes:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     ax_lambda, ax_sharp = fig.subplots(1, 2)
+    for ax in (ax_lambda, ax_sharp):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     constraint = any("constraint_sharpness" in curves for curves in per_seed.values())
     sharp_name = "constraint_sharpness" if constraint else "sharpness"
     for seed, curves in sorted(per_seed.items(), key=lambda item: str(item[0])):

@@ -49,10 +49,12 @@ def bound_http_calls() -> None:
 def check_sqlite_store(path: Path) -> None:
     """Refuse ``path`` unless it is missing, empty, or a readable SQLite database holding MLflow's tables
     (and only then may MLflow open it). Read-only: the file is never changed."""
-    if not path.exists() or path.stat().st_size == 0:
+    if not path.exists():
         return
-    if not path.is_file():
+    if not path.is_file():  # a FIFO or a device would hang MLflow or feed it garbage
         raise UserError(f"tracking store {path} is not a regular file; name a new file or an MLflow sqlite store")
+    if path.stat().st_size == 0:
+        return
     try:
         with open(path, "rb") as handle:
             header = handle.read(16)

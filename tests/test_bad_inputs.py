@@ -510,3 +510,15 @@ def test_a_folder_that_cannot_be_created_fails_before_the_store(flag, no_inodes_
                    str(no_inodes_left / "x")],
                   "cannot create or write", work, capsys)
     assert not store.exists() and not (Path(values["outside"]) / "mlartifacts").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_store_path_that_is_not_a_regular_file_is_refused_before_mlflow_opens_it(kind, places, capsys):
+    """A FIFO would hang MLflow's sqlite driver; a symlink to /dev/zero would feed it zeros."""
+    work, values = places
+    path = Path(values["outside"]) / "mlflow.db"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    fails_cleanly(["run", "--tracking-uri", f"sqlite:///{path}"], "is not a regular file", work, capsys)

@@ -172,7 +172,7 @@ def test_raising_trial_is_retried_from_its_checkpoint_and_nan_trial_fails_at_onc
     assert retried_run.info.status == "FINISHED" and retried_run.data.tags["ignite_mbo.attempt"] == "2"
     assert retried_run.data.tags["ignite_mbo.previous_error"].startswith("RuntimeError: injected failure")
     assert "ignite_mbo.error" not in retried_run.data.tags
-    assert [m.step for m in client.get_metric_history(retried_run.info.run_id, "surrogate.lambda")] == [0], \
+    assert [m.step for m in client.get_metric_history(retried_run.info.run_id, "surrogate/lambda")] == [0], \
         "the restored epoch's metrics are recorded once"
     for seed in ("0", "1", "2"):
         assert runs[seed].info.run_id == table.loc[int(seed), "mlflow_run_id"]

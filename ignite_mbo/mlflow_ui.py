@@ -18,8 +18,8 @@ SWEEP_TAG = "ignite_mbo.sweep"
 PARENT_TAG = "mlflow.parentRunId"
 SHARED_VIEW_KEY = "ignite_mbo_scores"
 SHARED_VIEW_TAG = f"mlflow.sharedViewState.{SHARED_VIEW_KEY}"
-SCORE_COLUMNS = ("score_100th", "score_80th", "score_50th", "objective", "wall_time_s")
-PARAM_COLUMNS = ("regularizer.name", "fidelity")
+SCORE_COLUMNS = ("score_100th", "score_80th", "score_50th")
+PARAM_COLUMNS = ("regularizer.name",)
 
 
 def shared_view() -> str:
@@ -28,7 +28,6 @@ def shared_view() -> str:
     return json.dumps({
         "selectedColumns": columns,
         "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": SWEEP_TAG}]},
-        "columnWidths": {"attributes.`Run Name`": 280},
     })
 
 

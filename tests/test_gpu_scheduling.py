@@ -38,7 +38,6 @@ def test_eight_quarter_gpu_trials_run_at_once_each_told_its_gpu(tmp_path, monkey
 
     assert issubclass(CountRunning, tune.Callback)
     monkeypatch.setattr(sweep, "NonFiniteNoRetry", CountRunning)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no real GPU either way: Ray's ids are what the trials see
     (tmp_path / "space.yaml").write_text(SPACE)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",

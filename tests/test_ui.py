@@ -6,6 +6,7 @@ test-output/ui/."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -154,9 +155,11 @@ def test_a_trial_page_shows_the_curves_first_and_the_scores_apart(swept, ui_serv
     page = (f"{ui_server}/#/experiments/{experiment}/runs/{trial.info.run_id}/model-metrics"
             "?workflowType=machine_learning")
     lambda_chart, sharpness_chart = (f"grad-ascent ignite TFBind8 s0 (surrogate/{name})" for name in ("lambda", "sharpness"))
-    text = page_with(chromium, page, [lambda_chart, sharpness_chart, "Model metrics ("], "3_trial_curves_first.png")
-    scores_section = text.index("Model metrics (")  # the section of single-value metrics (not the tab's name)
+    text = page_with(chromium, page, [lambda_chart, sharpness_chart, "score_100th"], "3_trial_curves_first.png")
+    header = re.search(r"Model metrics\s*\(\d+\)", text)  # the section of single-value metrics, not the tab's name
+    assert header, text[:3000]
+    scores_section = header.start()
     assert text.index(lambda_chart) < scores_section and text.index(sharpness_chart) < scores_section
-    assert "surrogate (" in text[:scores_section], "the curves are a section of their own"
+    assert re.search(r"surrogate\s*\(\d+\)", text[:scores_section]), "the curves are a section of their own"
     section = text[scores_section:]
     assert "score_100th" in section and "surrogate/" not in section, "the single-value scores are grouped apart"

@@ -8,36 +8,15 @@ import shlex
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from ignite_mbo.errors import UserError
+from ignite_mbo.settings_cli import Parser, key_values
+from ignite_mbo.store_guard import mask, store_failure
 
-REGULARIZER_FLAGS = ("epsilon", "initial_lambda", "lambda_lr", "rho", "radius", "hvp", "project_lambda")
 INTERRUPTED_EXIT = 130
 TRUST_NOTE = ("--resume unpickles Ray Tune's state (tuner.pkl) from the sweep folder or --storage-path: "
               "keep that location writable only by you")
-
-
-class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends "(default: X)" to an option's help unless the help already says its default or X is
-    None or an empty list (unset: the help says what happens then)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        help_text = action.help or ""
-        if "default" in help_text or action.default is None or action.default == []:
-            return help_text
-        return super()._get_help_string(action)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line with a pointer to --help, exit status 2; help shows defaults."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", DefaultsFormatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def package_version() -> str:
@@ -47,28 +26,12 @@ def package_version() -> str:
         return "unknown"
 
 
-def key_values(pairs: list[str], flag: str) -> dict[str, Any]:
-    """``["epochs=5", "hidden_size=64"]`` -> ``{"epochs": 5, "hidden_size": 64}`` (values read as YAML scalars)."""
-    from ignite_mbo.platform.spaces import read_yaml
-
-    parsed = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"{flag} expects KEY=VALUE, got {pair!r}")
-        if key in parsed:
-            raise UserError(f"{flag} {key} is given twice; give each key once")
-        try:
-            parsed[key] = read_yaml(value) if value else ""
-        except Exception:  # noqa: BLE001 - any YAML problem is the user's value
-            raise UserError(f"{flag} {key}: {value!r} is not a YAML value") from None
-    return parsed
-
-
 def build_parser() -> Parser:
-    from ignite_mbo.baselines import BASELINES
+    from ignite_mbo import baselines
+    from ignite_mbo.config import TrialConfig
     from ignite_mbo.platform.spaces import MAX_TRIALS
     from ignite_mbo.regularizers import CONFIGS
+    from ignite_mbo.settings_cli import add_model_flags, add_regularizer_flags
     from ignite_mbo.tasks import REGISTRY
     from ignite_mbo.tasks.data import REPO_ID, REVISION, TASK_FOLDERS
 
@@ -79,26 +42,14 @@ def build_parser() -> Parser:
     run = commands.add_parser("run", help="run one trial in this process (no Ray) and print its summary as JSON",
                               description="Run one trial in this process (no Ray). A progress bar goes to "
                                           "stderr; the summary is the last line of stdout, as JSON.")
-    run.add_argument("--task", default="TFBind8-Exact-v0", help=f"one of {', '.join(REGISTRY)}")
-    run.add_argument("--baseline", default="grad-ascent", help=f"one of {', '.join(BASELINES)}")
-    run.add_argument("--regularizer", default="none", help=f"one of {', '.join(CONFIGS)}")
-    run.add_argument("--seed", type=int, default=0, help="trial seed, 0 <= seed < 2**32")
-    run.add_argument("--fidelity", choices=["quick", "full"], default="full",
-                     help="full: the published settings; quick: small models for smoke tests")
+    trial_flags = add_model_flags(run, TrialConfig, skip=("task_options", "baseline_options"),
+                                  choices={"task": REGISTRY, "baseline": baselines.names(), "regularizer": CONFIGS})
     run.add_argument("--data-dir", help="Design-Bench data folder (default: $IGNITE_MBO_DATA_DIR, else the user cache)")
     hyper = run.add_argument_group("regularizer hyperparameters (default: the published settings)")
-    hyper.add_argument("--epsilon", type=float, help="ε, the sharpness bound (IGNITE)")
-    hyper.add_argument("--initial-lambda", type=float, help="λ₀ (IGNITE) or the fixed λ (IGNITE-2)")
-    hyper.add_argument("--lambda-lr", type=float, help="η_λ, the dual-ascent step of λ (IGNITE)")
-    hyper.add_argument("--rho", type=float, help="ρ, the sharpness scale")
-    hyper.add_argument("--radius", type=float, help="r, the finite-difference perturbation radius")
-    hyper.add_argument("--hvp", choices=["finite_difference", "exact"],
-                       help="Hessian-vector product (default: finite_difference, as the paper)")
-    hyper.add_argument("--project-lambda", action=argparse.BooleanOptionalAction, default=None,
-                       help="keep λ ≥ 0, as a constraint's multiplier must be (default: off: λ may go "
-                            "negative, as in the official code)")
+    run.set_defaults(trial_flags=trial_flags, regularizer_flags=add_regularizer_flags(hyper, CONFIGS))
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a baseline setting, e.g. --set epochs=10 (repeatable)")
+                     help="override a baseline setting, e.g. --set epochs=10 (repeatable; "
+                          "'ignite-mbo baselines NAME' lists them)")
     run.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                      help="task option, e.g. --task-option max_samples=5000 (repeatable)")
     run.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda, cuda:N, mps")
@@ -142,16 +93,24 @@ def build_parser() -> Parser:
                             "a multi-node cluster needs shared storage: s3://..., gs://... or an NFS path")
     sweep.add_argument("--quiet", action="store_true", help="no table of trials while the sweep runs")
 
+    listing = commands.add_parser("baselines", help="list each baseline's settings for --set",
+                                  description="List a baseline's settings (all baselines' without NAME): each "
+                                              "one's default, its quick-fidelity value and what it means, and the "
+                                              "per-task defaults.")
+    listing.add_argument("name", nargs="?", help=f"one of {', '.join(baselines.names())}")
+
     report = commands.add_parser(
         "report", help="print and save the gain report of finished sweeps (one or several)",
         description="Re-build the gain report (gains paired by seed with 95% t-intervals, exact sign-flip "
                     "p-values and n, the regularizer comparison, the reproduction check, the paper's claims). "
-                    "One sweep folder: written next to its results and logged to the sweep's MLflow run. "
+                    "One sweep folder: written next to its results, with λ and sharpness curves across seeds in "
+                    "curves/, and logged to the sweep's MLflow run. "
                     "Several sweeps (folders, results.parquet or benchmarks/trials.py .jsonl): one table "
                     "over all of them, printed, and written to --output-dir if given.")
     report.add_argument("sweep", type=Path, nargs="+",
                         help="sweep folders (OUTPUT_DIR/<name>), results.parquet or trial-record .jsonl files")
-    report.add_argument("--no-mlflow", action="store_true", help="do not log the report to the sweep's MLflow run")
+    report.add_argument("--no-mlflow", action="store_true",
+                        help="do not log the report to the sweep's MLflow run (nor read its λ and sharpness curves)")
     report.add_argument("--format", choices=["markdown", "latex"], default="markdown",
                         help="print markdown, or LaTeX tables for a paper (also written as gain_table.tex)")
     report.add_argument("--output-dir", type=Path, help="with several sweeps: write the report files here")
@@ -182,29 +141,31 @@ def build_parser() -> Parser:
 def command_run(args: argparse.Namespace) -> int:
     import tempfile
 
-    from ignite_mbo import tasks
+    from ignite_mbo import limits, tasks
     from ignite_mbo.config import TrialConfig
     from ignite_mbo.platform.checks import check_device
     from ignite_mbo.platform.console import ProgressBar
+    from ignite_mbo.settings_cli import given
     from ignite_mbo.training import NonFiniteLossError
     from ignite_mbo.trial import run_trial
 
-    hyperparameters = {k: getattr(args, k) for k in REGULARIZER_FLAGS if getattr(args, k) is not None}
-    config = TrialConfig.parse({
-        "task": args.task, "baseline": args.baseline, "seed": args.seed, "fidelity": args.fidelity,
-        "regularizer": {"name": args.regularizer, **hyperparameters},
-        "baseline_options": key_values(args.set, "--set"),
-        "task_options": key_values(args.task_option, "--task-option"),
-    })
+    trial = given(args, args.trial_flags)
+    hyperparameters = given(args, args.regularizer_flags)
+    if hyperparameters:
+        trial["regularizer"] = {"name": trial.get("regularizer", "none"), **hyperparameters}
+    config = TrialConfig.parse({**trial, "baseline_options": key_values(args.set, "--set"),
+                                "task_options": key_values(args.task_option, "--task-option")})  # checks all, once
     check_device(args.device)
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
+    limits.check_threads(args.threads)
     uri = None
     if args.tracking_uri:
         from ignite_mbo.mlflow_store import check_tracking_uri
 
         uri = check_tracking_uri(args.tracking_uri)
-    task = tasks.make(config.task, args.data_dir, **config.checked_task_options())
+    task = tasks.build(config.task, config.task_options, args.data_dir)
+    limits.check_trial(config, task, device=args.device)
 
     if args.threads is not None:
         import torch
@@ -263,7 +224,7 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"{outcome.num_trials} trials ({outcome.num_errors} failed)")
     for line in outcome.errors:
         print(f"  failed: {line}")
-    print(f"MLflow store: {outcome.tracking_uri}")
+    print(f"MLflow store: {mask(outcome.tracking_uri)}")
     print(f"results:      {outcome.results_path}")
     if outcome.report_files:
         print(f"report:       {outcome.report_files[0]}")
@@ -271,14 +232,14 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"look at it:   mlflow ui --backend-store-uri {shlex.quote(outcome.tracking_uri)}")
         print(f"then open:    {outcome.ui_url}")
     else:
-        print(f"look at it:   {outcome.ui_url.replace('http://127.0.0.1:5000', outcome.tracking_uri)}")
+        print(f"look at it:   {mask(outcome.ui_url.replace('http://127.0.0.1:5000', outcome.tracking_uri))}")
     return 1 if outcome.num_errors else 0
 
 
 def command_report(args: argparse.Namespace) -> int:
     from ignite_mbo import mlflow_store as store
     from ignite_mbo.platform.record import RESULTS_FILE, SWEEP_FILE, SweepRecord
-    from ignite_mbo.platform.report.commands import latex_for, report_sources
+    from ignite_mbo.platform.report.commands import latex_for, report_sources, write_curves
     from ignite_mbo.platform.report.sweep_report import report_sweep
     from ignite_mbo.platform.results import read_table
 
@@ -301,11 +262,23 @@ def command_report(args: argparse.Namespace) -> int:
             raise UserError(f"the sweep's MLflow run {record.parent_run_id} is not in {record.tracking_uri}; "
                             "pass --no-mlflow to write the report only to the folder")
     markdown, paths = report_sweep(folder, table, record, mlflow=log)
+    if record is not None and not args.no_mlflow:
+        paths += write_curves(table, record.tracking_uri, folder)
     if args.format == "latex":
         paths.append(latex_for([path], folder))
         markdown = paths[-1].read_text()
     print(markdown)
     print(f"written: {', '.join(str(p) for p in paths)}" + (" (and logged to the sweep's MLflow run)" if log else ""))
+    return 0
+
+
+def command_baselines(args: argparse.Namespace) -> int:
+    from ignite_mbo import baselines
+    from ignite_mbo.settings_cli import describe_baseline
+    from ignite_mbo.tasks import REGISTRY
+
+    chosen = [baselines.load(args.name)] if args.name else list(baselines.registry().values())
+    print("\n\n".join(describe_baseline(baseline, REGISTRY) for baseline in chosen))
     return 0
 
 
@@ -346,6 +319,9 @@ def command_rerun(args: argparse.Namespace) -> int:
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads must be at least 1, got {args.threads}")
+        from ignite_mbo.limits import check_threads
+
+        check_threads(args.threads)
         import torch
 
         torch.set_num_threads(args.threads)
@@ -393,9 +369,11 @@ def main(argv: list[str] | None = None) -> int:
             return command_claims(args)
         if args.command in ("rerun", "spaces"):
             return command_rerun(args) if args.command == "rerun" else command_spaces(args)
+        if args.command == "baselines":
+            return command_baselines(args)
         return command_data(args)
     except UserError as error:
-        print(f"ignite-mbo {args.command}: error: {error}", file=sys.stderr)
+        print(f"ignite-mbo {args.command}: error: {mask(str(error))}", file=sys.stderr)
         return 2
     except PermissionError as error:
         print(f"ignite-mbo {args.command}: error: permission denied: {error.filename or error}; "
@@ -404,6 +382,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ignite-mbo {args.command}: interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT
+    except Exception as error:
+        failure = store_failure(error)  # MLflow, HTTP or SQL: one line; anything else is a bug
+        if failure is None:
+            raise
+        print(f"ignite-mbo {args.command}: error: {failure}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ignite_mbo import tasks
-from ignite_mbo.baselines import BASELINES, load
+from ignite_mbo import baselines, tasks
 from ignite_mbo.baselines.base import BaselineSettings
 from ignite_mbo.errors import UserError
+from ignite_mbo.limits import refuse_trial_booleans
 from ignite_mbo.regularizers import CONFIGS, NoneConfig, RegularizerConfig, one_line
 from ignite_mbo.tasks import REGISTRY
 
@@ -28,13 +28,15 @@ class TrialConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    task: str = "TFBind8-Exact-v0"
-    baseline: str = "grad-ascent"
-    regularizer: RegularizerConfig = Field(default_factory=NoneConfig)
-    seed: int = Field(default=0, ge=0, lt=2**32)
-    fidelity: Fidelity = "full"
-    task_options: dict[str, Any] = Field(default_factory=dict)
-    baseline_options: dict[str, Any] = Field(default_factory=dict)
+    task: str = Field("TFBind8-Exact-v0", description="the offline MBO task")
+    baseline: str = Field("grad-ascent", description="the search method (see 'ignite-mbo baselines')")
+    regularizer: RegularizerConfig = Field(default_factory=NoneConfig, description="how the surrogates are "
+                                           "regularized, with its hyperparameters")
+    seed: int = Field(default=0, ge=0, lt=2**32, description="trial seed, 0 <= seed < 2**32")
+    fidelity: Fidelity = Field("full", description="full: the published settings; quick: small models for smoke tests")
+    task_options: dict[str, Any] = Field(default_factory=dict, description="the task's options")
+    baseline_options: dict[str, Any] = Field(default_factory=dict, description="the baseline's settings that "
+                                             "differ from its defaults (and quick values)")
 
     @field_validator("task")
     @classmethod
@@ -54,13 +56,14 @@ class TrialConfig(BaseModel):
     @field_validator("baseline")
     @classmethod
     def _known_baseline(cls, baseline: str) -> str:
-        if baseline not in BASELINES:
-            raise ValueError(f"unknown baseline; choose one of {', '.join(BASELINES)}")
+        if baseline not in baselines.names():
+            raise ValueError(f"unknown baseline; choose one of {', '.join(baselines.names())}")
         return baseline
 
     @classmethod
     def parse(cls, values: dict[str, Any]) -> TrialConfig:
         """Validate ``values``; bad input raises a one-line UserError naming the field."""
+        refuse_trial_booleans(values)
         try:
             config = cls(**values)
         except ValidationError as error:
@@ -75,12 +78,7 @@ class TrialConfig(BaseModel):
 
     def baseline_settings(self) -> BaselineSettings:
         """The baseline's settings: full-fidelity defaults, the QUICK overrides if asked, then ``baseline_options``."""
-        module = load(self.baseline)
-        overrides = {**(module.QUICK if self.fidelity == "quick" else {}), **self.baseline_options}
-        try:
-            return module.Settings(**overrides)
-        except ValidationError as error:
-            raise UserError(f"baseline {self.baseline!r} options: {one_line(error)}") from None
+        return baselines.load(self.baseline).settings(self.fidelity, self.baseline_options)
 
     def with_values(self, values: Mapping[str, Any]) -> TrialConfig:
         """A copy with ``values`` (dotted keys, e.g. sampled ``regularizer.epsilon``) set, validated."""

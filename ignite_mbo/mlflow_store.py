@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ignite_mbo import mlflow_ui as ui
+from ignite_mbo import store_guard
 from ignite_mbo.errors import UserError
 from ignite_mbo.progress import EpochMetrics
 from ignite_mbo.protocol import PROTOCOL_DEVIATIONS
@@ -67,8 +68,10 @@ def check_tracking_uri(uri: str, *, must_exist: bool = False, timeout_s: float =
             raise UserError(f"tracking URI {uri!r}: folder {path.parent} does not exist; create it or pick another path")
         if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
             raise UserError(f"tracking URI {uri!r}: {path} is not writable; pick a path you can write")
+        store_guard.check_sqlite_store(path)
         return f"sqlite:///{path}"
     if uri.startswith(("http://", "https://")):
+        store_guard.bound_http_calls()
         from ignite_mbo.platform.checks import check_tracking_server  # a real API call, not only /health
 
         return check_tracking_server(uri, timeout_s)
@@ -84,6 +87,7 @@ def _client(uri: str) -> Any:
         logging.getLogger(name).setLevel(logging.WARNING)
     for quiet in ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
         os.environ.setdefault(quiet, "true" if "SUPPRESS" in quiet else "false")  # no "View run" lines, no bars
+    store_guard.bound_http_calls()
     return MlflowClient(uri)
 
 
@@ -420,3 +424,14 @@ def mark_interrupted(tracking_uri: str, experiment: str, parent_run_id: str, rea
 def log_report(tracking_uri: str, run_id: str, paths: Iterable[Path]) -> None:
     """Log the report's files under ``report/`` of the sweep's parent run, replacing earlier ones."""
     log_files(tracking_uri, run_id, paths, "report")
+
+
+def metric_histories(uri: str, run_id: str, names: Iterable[str]) -> dict[str, list[tuple[int, float]]]:
+    """(step, value) of each metric of ``run_id`` whose last part is in ``names``; {} if the store lacks the run."""
+    client, wanted = _client(uri), set(names)
+    try:
+        metrics = _retry(lambda: client.get_run(run_id)).data.metrics
+    except Exception:  # noqa: BLE001 - MlflowException: no such run (deleted, another store)
+        return {}
+    keys = [key for key in metrics if key.replace("/", ".").rsplit(".", 1)[-1] in wanted]
+    return {key: [(m.step, m.value) for m in _retry(partial(client.get_metric_history, run_id, key))] for key in keys}

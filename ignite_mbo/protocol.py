@@ -21,11 +21,10 @@ PROTOCOL_DEVIATIONS = "protocol_deviations"
 def protocol_deviations(config: TrialConfig) -> list[str]:
     """``name=value`` for each setting of ``config`` that differs from the paper's protocol."""
     deviations = ["fidelity=quick"] if config.fidelity == "quick" else []
-    module = load(config.baseline)
-    paper, per_task = module.Settings(), getattr(module, "PER_TASK_DEFAULTS", {})
+    baseline = load(config.baseline)
     for name, value in config.baseline_options.items():
-        default = per_task[name](config.task) if name in per_task else getattr(paper, name, object())
-        if value != default and not (name in per_task and value is None):
+        unset_per_task = value is None and name in baseline.per_task_defaults
+        if value != baseline.paper_value(name, config.task) and not unset_per_task:
             deviations.append(f"{name}={value}")
     regularizer = config.regularizer
     published = type(regularizer)()

@@ -162,15 +162,13 @@ class _Step:
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor) -> None:
         model = self.model
         self.optimizer.zero_grad(set_to_none=True)
-        batch_loss, mean = self.loss(model, xb, yb, wb)
-        stats = self.regularizer.backward(model, batch_loss,
-                                          lambda: model.predict_mean(xb).mean(dim=(-2, -1)).reshape(-1),
-                                          current_mean=mean)
+        stats = self.regularizer.backward(model, lambda: self.loss(model, xb, yb, wb),
+                                          lambda: model.predict_mean(xb).mean(dim=(-2, -1)).reshape(-1))
         if self.clip_norm is not None:
             _clip_per_member(model, self.clip_norm)
         self.optimizer.step()
-        self.loss_sum.add_(batch_loss.detach())
-        self.finite.logical_and_(torch.isfinite(batch_loss.detach()).all())
+        self.loss_sum.add_(stats["loss"])
+        self.finite.logical_and_(torch.isfinite(stats["loss"]).all())
         if "sharpness" in stats:
             self.sharpness_sum.add_(stats["sharpness"])
             self.constrained = True

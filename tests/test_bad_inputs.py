@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,15 @@ RUN = [
     (["run", "--data-dir", "{empty}"], "data missing"),
     (["run", "--data-dir", "{file}"], ""),
     (["run", "--unknown-flag"], "unrecognized arguments"),
+    # round two: values that pass the schema but not the task or the machine
+    (["run", "--threads", "100000"], "core(s); use 1 to"),
+    (["run", "--threads", "2147483648"], "core(s); use 1 to"),
+    (["run", "--set", "validation_size=40000"], "validation_size=40000 holds out every row"),
+    (["run", "--task-option", "max_samples=1"], "trains on 1 rows"),
+    (["run", "--set", "hidden_size=65536", "--set", "num_layers=8"], "GiB to train"),
+    (["run", "--set", "epochs=true"], "epochs: true is a YAML boolean"),
+    (["run", "--set", "learning_rate=false"], "learning_rate: false is a YAML boolean"),
+    (["run", "--regularizer", "ignite", "--set", "batch_size=yes"], "batch_size: true is a YAML boolean"),
 ]
 
 GOOD = "name: s\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n"
@@ -143,6 +153,33 @@ SWEEP = [
     (["sweep", "{space}"], "grid axis 'seed' has no values", "name: x\ngrid: {seed: []}\n"),
     (["sweep", "{space}", "--resume"], "nothing to resume", GOOD),
     (["sweep"], "the following arguments are required", None),
+    # round two: spaces that pass the schema but used to fail after writing the store
+    (["sweep", "{space}"], "search_alg.seed -1 is out of range",
+     "name: x\ntrial: {regularizer: ignite}\nobjective: val_loss\nsearch_alg: {name: optuna, seed: -1}\n"
+     "search: {regularizer.epsilon: {loguniform: [0.01, 1]}}\n"),
+    (["sweep", "{space}"], "search_alg.seed 4294967296 is out of range",
+     "name: x\ntrial: {regularizer: ignite}\nobjective: val_loss\nsearch_alg: {name: random, seed: 4294967296}\n"
+     "search: {regularizer.epsilon: {loguniform: [0.01, 1]}}\n"),
+    (["sweep", "{space}"], "make both bounds multiples of q",
+     "name: x\ntrial: {regularizer: ignite}\nsearch: {regularizer.epsilon: {quniform: [0.05, 1, 0.1]}}\n"),
+    (["sweep", "{space}"], "make both bounds multiples of q",
+     "name: x\ntrial: {regularizer: ignite}\nsearch: {regularizer.epsilon: {qloguniform: [0.01, 1, 0.03]}}\n"),
+    (["sweep", "{space}"], "grace_period 50 exceeds scheduler.max_t 10",
+     "name: x\nobjective: val_loss\nscheduler: {name: asha, grace_period: 50, max_t: 10}\n"),
+    (["sweep", "{space}"], "variant 2: axis 'seed' has no values", "name: x\nvariants:\n  - {seed: [0]}\n  - {seed: []}\n"),
+    (["sweep", "{space}"], "randn can draw",
+     "name: x\ntrial: {regularizer: ignite}\nsearch: {regularizer.epsilon: {randn: [0.1, 0.1]}}\n"),
+    (["sweep", "{space}"], "randn can draw",
+     "name: x\ntrial: {regularizer: ignite}\nsearch: {regularizer.epsilon: {randn: [0.5, 0.2]}}\n"),
+    (["sweep", "{space}"], "uniform can draw",
+     "name: x\nsearch: {baseline_options.learning_rate: {uniform: [-1, 1]}}\n"),
+    (["sweep", "{space}"], "nested more than 50 levels deep", "name: x\ntrial: " + "[" * 1000 + "]" * 1000 + "\n"),
+    (["sweep", "{space}"], "nested more than 50 levels deep", "name: x\ntrial: " + "{a: " * 1000 + "1" + "}" * 1000 + "\n"),
+    (["sweep", "{space}"], "num_samples: true is a YAML boolean", "name: x\nnum_samples: true\n"),
+    (["sweep", "{space}"], "epochs: true is a YAML boolean", "name: x\ngrid: {baseline_options.epochs: [5, true]}\n"),
+    (["sweep", "{space}"], "resources.cpu: true is a YAML boolean", "name: x\nresources: {cpu: true}\n"),
+    (["sweep", "{space}", "--max-trials", "10000000"], "one sweep plans at most 100,000",
+     "name: x\ngrid: {seed: " + str(list(range(1000))) + ", baseline_options.epochs: " + str(list(range(1, 1001))) + "}\n"),
 ]
 
 REPORT = [
@@ -285,3 +322,159 @@ def test_through_the_console_script(argv, tmp_path_factory, design_bench_dir):
 
 def test_the_suite_has_at_least_a_hundred_cases():
     assert len(RUN) + len(SWEEP) + len(REPORT) + len(DATA) + len(SUBPROCESS) >= 100
+
+
+# ---- round two: tracking stores that misbehave (fakes on 127.0.0.1, bounded in time) ---------------
+
+@pytest.fixture
+def fake_server():
+    """Start an HTTP server on 127.0.0.1 whose GET/POST answer is ``handler(path) -> (status, type, body)``
+    (a None answer: never reply). Yields a function that starts one and returns its URL."""
+    import http.server
+    import threading
+
+    servers = []
+
+    def start(answer):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def reply(self):
+                found = answer(self.path)
+                if found is None:
+                    time.sleep(60)  # accept the connection, never answer
+                    return
+                status, kind, body = found
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = reply
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_that_is_not_mlflow_is_named_as_such(fake_server, places, capsys):
+    work, _ = places
+    url = fake_server(lambda path: (200, "text/plain", b"hello, I am a web page"))
+    fails_cleanly(["run", "--tracking-uri", url], "answers, but not as an MLflow server", work, capsys)
+
+
+def test_a_server_that_never_answers_fails_within_seconds(fake_server, places, capsys, monkeypatch,
+                                                         design_bench_dir):
+    """It answers the probe (so it looks like MLflow), then hangs on every API call: the timeout on MLflow's
+    HTTP calls turns that into one line, in seconds."""
+    work, _ = places
+    monkeypatch.setenv("IGNITE_MBO_DATA_DIR", str(design_bench_dir))
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    url = fake_server(lambda path: (200, "application/json", b"{}") if "experiments/search" in path else None)
+    started = time.monotonic()
+    fails_cleanly(["run", "--fidelity", "quick", "--quiet", "--tracking-uri", url], "did not answer in time",
+                  work, capsys)
+    assert time.monotonic() - started < 60
+
+
+def test_mlflow_http_calls_get_a_timeout_unless_the_user_set_one(monkeypatch):
+    from ignite_mbo.store_guard import HTTP_TIMEOUT_S, bound_http_calls
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
+    bound_http_calls()
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == str(HTTP_TIMEOUT_S)
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5"
+
+
+def _tables(path: Path) -> list[str]:
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(path)) as connection:
+        return sorted(row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'"))
+
+
+STORES = [
+    ("foreign", "another program's SQLite database"),
+    ("garbage", "not an SQLite database"),
+    ("text", "not an SQLite database"),
+    ("damaged", "mlflow.db"),
+]
+
+
+@pytest.mark.parametrize(("kind", "needle"), STORES, ids=[kind for kind, _ in STORES])
+def test_a_foreign_or_corrupt_sqlite_store_is_refused_and_left_as_it_was(kind, needle, places, capsys,
+                                                                        design_bench_dir, monkeypatch):
+    import sqlite3
+    from contextlib import closing
+
+    work, values = places
+    monkeypatch.setenv("IGNITE_MBO_DATA_DIR", str(design_bench_dir))
+    path = Path(values["outside"]) / "mlflow.db"
+    if kind == "foreign":
+        with closing(sqlite3.connect(path)) as connection:
+            connection.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
+            connection.execute("INSERT INTO contacts VALUES ('ada', '123')")
+            connection.commit()
+    elif kind == "garbage":
+        path.write_bytes(b"SQLite format 3\x00" + os.urandom(8192))
+    elif kind == "text":
+        path.write_text("these are my notes, not a database\n")
+    else:  # an MLflow-like database whose pages were overwritten in the middle
+        with closing(sqlite3.connect(path)) as connection:
+            for table in ("experiments", "runs", "alembic_version"):
+                connection.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, value TEXT)")
+            connection.executemany("INSERT INTO runs (value) VALUES (?)", [("x" * 500,)] * 200)
+            connection.commit()
+        data = bytearray(path.read_bytes())
+        data[8192:8192 + 4096] = os.urandom(4096)
+        path.write_bytes(bytes(data))
+    before = path.read_bytes()
+    for command in (["run", "--fidelity", "quick", "--tracking-uri", f"sqlite:///{path}"],
+                    ["sweep", str(Path(values["outside"]) / "space.yaml"), "--tracking-uri", f"sqlite:///{path}"]):
+        (Path(values["outside"]) / "space.yaml").write_text(GOOD)
+        fails_cleanly(command, needle, work, capsys)
+        assert path.read_bytes() == before, "the user's file must not change"
+    if kind == "foreign":
+        assert _tables(path) == ["contacts"]
+
+
+def test_credentials_in_a_tracking_uri_are_masked(places, capsys, fake_server):
+    work, _ = places
+    for url in ("http://alice:s3cret-pw@127.0.0.1:9",
+                fake_server(lambda path: (200, "text/plain", b"hi")).replace("http://", "http://alice:s3cret-pw@")):
+        fails_cleanly(["run", "--tracking-uri", url], "alice:***@", work, capsys)
+    from ignite_mbo.store_guard import mask
+
+    assert mask("see https://u:p@h:1/x and sqlite:///a:b@c") == "see https://u:***@h:1/x and sqlite:///a:b@c"
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs, mounted for the test (needs root: the suite runs as root in CI)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_under_the_store_gives_one_line(tiny_disk, places, capsys, design_bench_dir, monkeypatch):
+    work, _ = places
+    monkeypatch.setenv("IGNITE_MBO_DATA_DIR", str(design_bench_dir))
+    (tiny_disk / "filler").write_bytes(b"\0" * (200 * 1024))
+    fails_cleanly(["run", "--fidelity", "quick", "--quiet", "--tracking-uri", f"sqlite:///{tiny_disk / 'mlflow.db'}"],
+                  "the disk holding the tracking store is full", work, capsys)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
-from ignite_mbo.baselines import BASELINES
+from ignite_mbo.baselines import Baseline, grad_ascent, load, names
 from ignite_mbo.tasks import Task
 
 from baseline_checks import NUM_MEMBERS, SMOKE, assert_valid
@@ -23,25 +24,55 @@ def smoke_run(quick_run, baseline: str, regularizer: str = "none", **kwargs):
 
 
 def test_every_baseline_is_covered() -> None:
-    assert set(NUM_MEMBERS) == set(SMOKE) == set(BASELINES)
+    assert set(NUM_MEMBERS) == set(SMOKE) == set(names())
+
+
+def test_every_setting_has_a_description() -> None:
+    for name in names():
+        fields = load(name).settings_type.model_fields
+        assert not [setting for setting, field in fields.items() if not field.description], name
+
+
+def test_a_new_module_is_a_new_baseline(tmp_path, monkeypatch) -> None:
+    """A module that declares ``BASELINE`` is found with no list to edit; its quick values are checked on import."""
+    import ignite_mbo.baselines as package
+
+    (tmp_path / "toy_search.py").write_text(
+        "from ignite_mbo.baselines import grad_ascent\n"
+        "from ignite_mbo.baselines.base import Baseline\n"
+        "BASELINE = Baseline('toy-search', grad_ascent.Settings, grad_ascent.propose, order=100, quick={'epochs': 1})\n")
+    monkeypatch.setattr(package, "__path__", [*package.__path__, str(tmp_path)])
+    package.registry.cache_clear()
+    try:
+        assert names()[-1] == "toy-search" and names()[:-1] == list(NUM_MEMBERS)
+        assert load("toy-search").settings("quick").epochs == 1
+    finally:
+        package.registry.cache_clear()
+
+
+def test_a_declaration_with_a_typo_fails_on_import() -> None:
+    with pytest.raises(ValidationError, match="epoch"):
+        Baseline("typo", grad_ascent.Settings, grad_ascent.propose, order=100, quick={"epoch": 1})
+    with pytest.raises(TypeError, match="per-task default 'epochs'"):
+        Baseline("typo", grad_ascent.Settings, grad_ascent.propose, order=100, per_task_defaults={"epochs": len})
 
 
 @pytest.mark.parametrize("regularizer", REGULARIZERS)
-@pytest.mark.parametrize("baseline", BASELINES)
+@pytest.mark.parametrize("baseline", names())
 def test_tf_bind_8_every_regularizer(quick_run, tf_bind_8: Task, baseline: str, regularizer: str) -> None:
     result, _ = smoke_run(quick_run, baseline, regularizer)
     assert_valid(result, tf_bind_8, baseline)
 
 
 @pytest.mark.parametrize("task", ["tf_bind_10", "ackley"])
-@pytest.mark.parametrize("baseline", BASELINES)
+@pytest.mark.parametrize("baseline", names())
 def test_other_tasks(quick_run, request: pytest.FixtureRequest, baseline: str, task: str) -> None:
     """TF-Bind-10 (discrete, 4^10 designs) and Synthetic-Ackley60 (continuous)."""
     task_: Task = request.getfixturevalue(task)
     assert_valid(smoke_run(quick_run, baseline, "ignite", task=task_)[0], task_, baseline)
 
 
-@pytest.mark.parametrize("baseline", BASELINES)
+@pytest.mark.parametrize("baseline", names())
 def test_same_seed_same_run(quick_run, baseline: str) -> None:
     first, first_logged = smoke_run(quick_run, baseline, "ignite")
     again, again_logged = smoke_run(quick_run, baseline, "ignite", fresh=True)
@@ -57,7 +88,7 @@ def test_other_seed_other_designs(quick_run, baseline: str) -> None:
     assert not np.array_equal(seed_0.proposal.designs, seed_1.proposal.designs)
 
 
-@pytest.mark.parametrize("baseline", BASELINES)
+@pytest.mark.parametrize("baseline", names())
 def test_regularizer_reaches_every_member(quick_run, baseline: str) -> None:
     plain, ignite, ignite2 = (smoke_run(quick_run, baseline, regularizer)[0] for regularizer in REGULARIZERS)
     members = NUM_MEMBERS[baseline]

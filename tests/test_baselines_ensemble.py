@@ -98,7 +98,7 @@ def test_reinforce_per_design_credit_finds_designs_the_ensemble_prefers(quick_ru
 def test_cma_es_bookkeeping(quick_run, ackley: Task) -> None:
     result, logged = quick_run("cma-es", "ignite", task=ackley)
     best = series(logged, "search/best_predicted")
-    assert len(best) == load("cma-es").QUICK["cma_max_iterations"]
+    assert len(best) == load("cma-es").quick["cma_max_iterations"]
     assert all(later >= earlier for earlier, later in zip(best, best[1:]))  # best-so-far never drops
     # each proposed design is its run's best, scored by the same ensemble (batched fitness lines up per run)
     (surrogate,) = result.proposal.surrogates

@@ -74,7 +74,7 @@ def test_cells_are_counted_and_cannot_change_cells_are_never_gains(jsonl: Path) 
 def test_rivals_sharpness_and_cost(jsonl: Path) -> None:
     report = build_report(inputs.read_sources([jsonl]))
     text = claims_text([jsonl])
-    assert "- ignite above sam in 1 of 1 cells that can change (1 told apart by the paired test)." in text
+    assert "- ignite above sam in 1 of 1 cell that can change (1 told apart by the paired test)." in text
     [contest] = compare.contests(report)
     assert (contest.baseline, contest.best, contest.second) == ("reinforce", "reinforce + ignite", "reinforce + sam")
     assert contest.best_vs_second.significant and contest.best_vs_second.n == 8
@@ -82,7 +82,8 @@ def test_rivals_sharpness_and_cost(jsonl: Path) -> None:
     assert sharp["reinforce"] is not None and sharp["reinforce"][0] == pytest.approx(0.30, abs=1e-3)
     assert sharp["reinforce"][1] == pytest.approx(0.40, abs=1e-3) and sharp["reinforce"][2].significant
     assert "Lower with the regularizer in 2 of 5 cells (2 told apart)." in text
-    assert "- **ignite**: +5.0 % wall time per trial on average over 4 cells (range +0.0 % .. +20.0 %)." in text
+    assert ("- **ignite**: +5.0 % wall time per trial on average over 4 cells (range +0.0 % .. +20.0 %; "
+            "n=8 seeds per cell).") in text
     assert "- **sam**: +50.0 % wall time" in text
     assert "Not tested: no sweep varied a regularizer setting." in text
 
@@ -183,7 +184,22 @@ def test_claims_on_a_quick_sweep(tmp_path: Path, design_bench_dir: Path) -> None
                                capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     text = completed.stdout
-    assert "- **ignite**: 1 cells:" in text and "| TFBind8-Exact-v0 | grad-ascent + ignite |" in text
+    assert "- **ignite**: 1 cell:" in text and "| TFBind8-Exact-v0 | grad-ascent + ignite |" in text
     assert "**Warning:** n=2 is too few for any conclusion" in text
     assert "| 2 | no |" in text, "n printed, and 2 seeds are never told apart from 0"
     assert "Lower with the regularizer in" in text and "wall time per trial" in text
+
+    report = subprocess.run(["ignite-mbo", "report", "out/claims_quick", "--format", "latex"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert r"\begin{tabular}" in report.stdout and (tmp_path / "out/claims_quick/gain_table.tex").is_file()
+    curves = sorted(p.name for p in (tmp_path / "out/claims_quick/curves").iterdir())
+    assert curves == ["curves_TFBind8-Exact-v0_grad-ascent_ignite.png"], "λ and sharpness across seeds, from MLflow"
+
+
+def test_best_per_cell_is_named_even_without_ignite() -> None:
+    rows = [record("reinforce", reg, seed, 0.9 + offset + float(JITTER[seed]))
+            for reg, offset in (("none", 0.0), ("sam", 0.01), ("l2", 0.02)) for seed in SEEDS]
+    text = "\n".join(claims.render(build_report(inputs.records_table(rows))))
+    assert "Not tested: these sweeps did not run ignite beside another regularizer." in text
+    assert "Best per cell: TFBind8-Exact-v0 / reinforce: l2 (told apart from sam, p=0.00781, n=8)." in text

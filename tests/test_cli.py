@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -34,7 +35,7 @@ def fails_cleanly(capsys, workdir: Path, argv: list[str], needle: str) -> str:
     return err
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["sweep"], ["report"], ["data"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["sweep"], ["report"], ["data"], ["baselines"]])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -48,12 +49,90 @@ def test_help(command, capsys):
     assert not re.search(r"default[^()]*\) \(default:", flat), "a help that names its default gets no second one"
 
 
+def help_of(flat_help: str, flag: str) -> str:
+    """The help text of ``flag`` in a whitespace-flattened --help (up to the next flag)."""
+    return flat_help.split(f" {flag} ", 1)[1].split(" --", 1)[0]
+
+
 def test_help_states_the_regularizer_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     flat = " ".join(capsys.readouterr().out.split())
-    assert IgniteConfig().project_lambda is False and "(default: off" in flat.split("--no-project-lambda keep λ")[1]
-    assert IgniteConfig().hvp == "finite_difference" and "(default: finite_difference" in flat
+    assert IgniteConfig().project_lambda is False and "(default: off)" in help_of(flat, "--no-project-lambda")
+    assert IgniteConfig().hvp == "finite_difference" and "(default: finite_difference)" in flat
+    assert "(default: ignite: 0.001; ignite2: 0.01)" in help_of(flat, "INITIAL_LAMBDA"), "defaults that differ, each"
+
+
+def test_flags_come_from_the_pydantic_fields(capsys, monkeypatch):
+    """A regularizer's new hyperparameter and a trial field's description reach --help with no CLI edit."""
+    from pydantic import BaseModel, Field
+
+    from ignite_mbo import regularizers
+    from ignite_mbo.config import TrialConfig
+
+    class ToyConfig(BaseModel):
+        name: Literal["toy"] = "toy"
+        toy_strength: float = Field(0.25, description="how strongly the toy pulls")
+        lambda_: bool = Field(False, description="a keyword's field")
+        rho: int = Field(3, description="the toy's own ρ")
+
+    monkeypatch.setitem(regularizers.CONFIGS, "toy", ToyConfig)
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    flat = " ".join(capsys.readouterr().out.split())
+    assert "how strongly the toy pulls (default: 0.25)" in help_of(flat, "TOY_STRENGTH")
+    assert "a keyword's field (default: off)" in help_of(flat, "--no-lambda")
+    rho = help_of(flat, "RHO")
+    assert "toy: the toy's own ρ" in rho and "ignite: 0.05; ignite2: 0.2; toy: 3)" in rho, "a shared name: each one's"
+    assert f"{TrialConfig.model_fields['seed'].description} (default: 0)" in help_of(flat, "SEED")
+    assert "one of none, ignite, ignite2" in help_of(flat, "REGULARIZER")
+
+
+def test_unknown_setting_names_the_valid_ones(capsys, workdir):
+    from ignite_mbo.baselines import grad_ascent
+
+    err = fails_cleanly(capsys, workdir, ["run", "--set", "epoch=3"],
+                        "unknown option 'epoch' for baseline 'grad-ascent'; did you mean 'epochs'?")
+    assert all(name in err for name in grad_ascent.Settings.model_fields), err
+    assert "ignite-mbo baselines grad-ascent" in err
+
+
+def test_baselines_lists_every_setting_default_quick_value_and_per_task_default(capsys):
+    from ignite_mbo.baselines import cbas, load, names
+
+    assert main(["baselines"]) == 0
+    everything = capsys.readouterr().out
+    for name in names():
+        assert f"{name}: {len(load(name).settings_type.model_fields)} settings" in everything
+    assert main(["baselines", "cbas"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line.split() for line in lines if line.split()[:1] == ["online_epochs"])
+    assert row[:3] == ["online_epochs", str(cbas.Settings().online_epochs), str(cbas.QUICK["online_epochs"])]
+    assert " ".join(row[3:]) == cbas.Settings.model_fields["online_epochs"].description
+    assert next(line.split()[:2] for line in lines if "offline_epochs" in line) == ["offline_epochs", "per"]
+    assert "per task, offline_epochs: TFBind8-Exact-v0 200, TFBind10-Exact-v0 100" in "\n".join(lines)
+
+
+def test_unknown_baseline_to_list(capsys, workdir):
+    fails_cleanly(capsys, workdir, ["baselines", "gradient-descent"], "unknown baseline 'gradient-descent'; choose one of")
+
+
+def test_run_checks_task_options_once(monkeypatch, capsys):
+    """Parsing the trial checks the task options; building the task does not check them again."""
+    import ignite_mbo.trial
+    from ignite_mbo import tasks
+
+    checks = []
+    validate = tasks.validate_options
+    monkeypatch.setattr(tasks, "validate_options", lambda *args: checks.append(args) or validate(*args))
+
+    def stop(config, task, **kwargs):
+        assert task.info["data_seed"] == 3
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ignite_mbo.trial, "run_trial", stop)
+    code = main(["run", "--task", "Synthetic-Ackley60-v0", "--task-option", "data_seed=3", "--quiet"])
+    assert code == 130 and checks == [("Synthetic-Ackley60-v0", {"data_seed": 3})]
 
 
 def test_version(capsys):
@@ -92,7 +171,7 @@ def test_run_with_tracking_leaves_no_run_running(tmp_path, design_bench_dir):
     [
         (["run", "--task", "TFBind9-Exact-v0"], "unknown task"),
         (["run", "--baseline", "gradient-descent"], "unknown baseline"),
-        (["run", "--regularizer", "sam"], "unknown regularizer 'sam'; choose one of none, ignite, ignite2"),
+        (["run", "--regularizer", "magic"], "unknown regularizer 'magic'; choose one of none, ignite, ignite2"),
         (["run", "--regularizer", "ignite", "--rho", "-1"], "rho"),
         (["run", "--regularizer", "none", "--epsilon", "0.1"], "unknown option"),
         (["run", "--seed", "abc"], "invalid int value"),

@@ -131,7 +131,8 @@ def ray_with_fault_hook(tmp_path):
     (hook_dir / "ignite_fault_hook.py").write_text(HOOK)
     marker = tmp_path / "failed_once"
     ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"PYTHONPATH": str(hook_dir), "IGNITE_TEST_FAIL_ONCE": str(marker)},
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(hook_dir), os.environ.get("PYTHONPATH")])),
+                                       "IGNITE_TEST_FAIL_ONCE": str(marker)},
                           "worker_process_setup_hook": "ignite_fault_hook.install"})
     try:
         yield marker
@@ -257,7 +258,7 @@ def test_sweep_whose_driver_is_killed_resumes_with_every_trial_once(tmp_path, de
     finished_before = {run.info.run_id for run in interrupted if run.info.status == "FINISHED"}
     assert finished_before <= set(table["mlflow_run_id"]), "finished trials kept their runs"
     for run in runs:  # one point per epoch, whichever attempt logged it
-        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "surrogate.val_loss")]
+        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "surrogate/val_loss")]
         assert steps == [0, 1], (run.data.tags["ignite_mbo.trial_id"], steps)
     meta = json.loads((sweep_dir / "sweep.json").read_text())
     parent = MlflowClient(uri).get_run(meta["parent_run_id"])
@@ -336,7 +337,7 @@ def every_trial_once(uri: str, experiment: str, sweep_dir: Path, trials: int) ->
     assert {run.info.status for run in runs} == {"FINISHED"}
     assert {run.info.run_id for run in runs} == set(table["mlflow_run_id"])
     for run in runs:  # one point per epoch, whichever attempt logged it
-        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "surrogate.val_loss")]
+        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "surrogate/val_loss")]
         assert steps == [0, 1], (run.data.tags["ignite_mbo.trial_id"], steps)
     return table
 
@@ -424,3 +425,107 @@ def test_a_killed_trial_worker_is_retried_with_every_trial_once(tmp_path, design
         sweep.cleanup()
     table = every_trial_once(sweep.uri, "four", tmp_path / "out" / "four", 4)
     assert (table["attempt"] == 2).sum() >= 1, "the killed trial ran again"
+
+
+# ---- what the embedded Ray lets in ------------------------------------------------------------------
+
+def descendants(root: int) -> set[int]:
+    """``root`` and every process below it (from /proc's parent links)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in found and pid not in found:
+                found.add(pid)
+                grew = True
+    return found
+
+
+def listening_sockets(pids: set[int]) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state held by one of ``pids`` (Linux /proc)."""
+    import ipaddress
+
+    inodes: set[str] = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            hex_address, hex_port = fields[1].split(":")
+            raw = bytes.fromhex(hex_address)
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # /proc's per-word byte order
+            found.add((str(ipaddress.ip_address(raw)), int(hex_port, 16)))
+    return found
+
+
+def this_machines_outside_address() -> str | None:
+    """A non-loopback IPv4 address of this machine (from the kernel's local routes), if it has one."""
+    try:
+        lines = Path("/proc/net/fib_trie").read_text().splitlines()
+    except OSError:
+        return None
+    for before, line in zip(lines, lines[1:], strict=False):
+        if "/32 host LOCAL" in line:
+            address = before.strip().removeprefix("|-- ")
+            if not address.startswith("127."):
+                return address
+    return None
+
+
+JOIN = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+        "print('ran', ray.get(ray.remote(lambda: 1).remote()))")
+
+
+@pytest.mark.slow
+def test_the_embedded_ray_lets_in_no_client_without_its_token(tmp_path):
+    """Every listener of the processes a local sweep's Ray starts is on loopback or needs the token: a
+    client without it, from this machine's outside address where it has one, cannot join; with the
+    token it can (so the refusal is the token's doing)."""
+    marker = f"i18-bind-{os.getpid()}"
+    script = tmp_path / "hold.py"
+    script.write_text("import time, ray\nfrom ignite_mbo.platform import local_ray\nlocal_ray.start(1)\n"
+                      "import os\nprint('GCS', ray.get_runtime_context().gcs_address, os.environ['RAY_AUTH_TOKEN'], flush=True)\n"
+                      "time.sleep(300)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              env={**env, "TEST_MARKER": marker}, start_new_session=True)
+    try:
+        line = driver.stdout.readline() if driver.stdout else ""
+        assert line.startswith("GCS"), line
+        _, gcs_address, token_value = line.split()
+        gcs_port = int(gcs_address.rpartition(":")[2])
+        listeners = listening_sockets(descendants(driver.pid))
+        assert any(port == gcs_port for _, port in listeners), listeners
+        open_wide = {(address, port) for address, port in listeners if not address.startswith("127.")}
+        outside = this_machines_outside_address()
+        host = outside if outside and open_wide else "127.0.0.1"
+
+        def join(with_token: bool) -> subprocess.CompletedProcess[str]:
+            extra = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token_value} if with_token else {}
+            return subprocess.run([sys.executable, "-c", JOIN, f"{host}:{gcs_port}"], capture_output=True,
+                                  text=True, timeout=120, env={**env, **extra, "TEST_MARKER": marker})
+
+        stranger = join(with_token=False)
+        assert stranger.returncode != 0 and "ran 1" not in stranger.stdout, stranger.stdout
+        assert "Authentication" in stranger.stderr or "token" in stranger.stderr, stranger.stderr[-2000:]
+        member = join(with_token=True)
+        assert "ran 1" in member.stdout, member.stderr[-2000:]
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        kill_marked("TEST_MARKER", marker)

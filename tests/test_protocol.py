@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from ignite_mbo.baselines import BASELINES, bo_qei, coms, grad_ascent, load, mins, reinforce
+from ignite_mbo.baselines import bo_qei, coms, grad_ascent, load, mins, names, reinforce
 from ignite_mbo.baselines.base import Context, Proposal, TrainedSurrogate, solver_learning_rate
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.design_space import DesignSpace, TokenSpace
@@ -80,16 +80,16 @@ class RecordingContext(Context):
 
 def propose(baseline: str, task: Task, **options: Any) -> tuple[Proposal, RecordingContext]:
     """``baseline``'s proposal with IGNITE at smoke size (``SMOKE`` on top of ``QUICK``, then ``options``), seed 0."""
-    module = load(baseline)
-    settings = module.Settings(**{**module.QUICK, **SMOKE[baseline], **options})
+    declared = load(baseline)
+    settings = declared.settings("quick", {**SMOKE[baseline], **options})
     ctx = RecordingContext(Streams(0), regularizer=IgniteConfig())
-    return module.propose(task, settings, ctx), ctx
+    return declared.propose(task, settings, ctx), ctx
 
 
 @pytest.fixture(scope="module")
 def smoke(tf_bind_8: Task) -> dict[str, tuple[Proposal, RecordingContext]]:
     """Every baseline's smoke-size proposal on TF-Bind-8 with its recorded fit (one each)."""
-    return {baseline: propose(baseline, tf_bind_8) for baseline in BASELINES}
+    return {baseline: propose(baseline, tf_bind_8) for baseline in names()}
 
 
 # ---- 1. x normalisation --------------------------------------------------------------------------
@@ -127,7 +127,7 @@ KINDS = {"grad-ascent": "z-scored logits", "ens-mean": "z-scored logits", "ens-m
 """What each baseline's regularized model reads on TF-Bind (and its search moves in)."""
 
 
-@pytest.mark.parametrize("baseline", BASELINES)
+@pytest.mark.parametrize("baseline", names())
 def test_which_baselines_train_on_z_scored_logits(smoke, tf_bind_8: Task, baseline: str) -> None:
     proposal, ctx = smoke[baseline]
     (fit,) = ctx.fits
@@ -307,7 +307,7 @@ def test_keras_init_on_torch_layers() -> None:
     assert torch.equal(norm.weight, torch.ones(200)) and torch.equal(norm.bias, torch.zeros(200))
 
 
-@pytest.mark.parametrize("baseline", BASELINES)
+@pytest.mark.parametrize("baseline", names())
 def test_every_regularized_model_starts_keras_initialised(smoke, baseline: str) -> None:
     (fit,) = smoke[baseline][1].fits
     biases = [value for key, value in fit.initial.items() if key.startswith("biases.")]
@@ -358,7 +358,7 @@ PIPELINES = {  # members, one shared pipeline (or one per member), bootstrap cou
 }
 
 
-@pytest.mark.parametrize("baseline", BASELINES)
+@pytest.mark.parametrize("baseline", names())
 def test_each_baseline_weights_its_rows_as_the_reference(smoke, baseline: str) -> None:
     """GA and its ensembles: a pipeline per model with ``bootstraps=1``; the small ensembles: one
     pipeline with ``bootstraps=5``; MINs' forward model ``bootstraps=1``; COMs unweighted."""

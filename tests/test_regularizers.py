@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad
 
+from ignite_mbo.baselines import names as baseline_names
 from ignite_mbo.errors import UserError
 from ignite_mbo.regularizers import IgniteConfig, build, parse_config
 
@@ -25,8 +26,7 @@ def batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def regularized_grads(model: nn.Module, regularizer, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, dict]:
-    loss = ((model(x) - y) ** 2).mean()
-    stats = regularizer.backward(model, loss, lambda: model(x).mean())
+    stats = regularizer.backward(model, lambda: (((model(x) - y) ** 2).mean(), None), lambda: model(x).mean())
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}, stats
 
 
@@ -141,7 +141,7 @@ def test_published_defaults():
 @pytest.mark.parametrize(
     ("name", "options", "needle"),
     [
-        ("sam", {}, "unknown regularizer 'sam'"),
+        ("magic", {}, "unknown regularizer 'magic'"),
         ("ignite", {"rho": -1.0}, "rho"),
         ("ignite", {"epsilon": "big"}, "epsilon"),
         ("ignite", {"hvp": "magic"}, "hvp"),
@@ -184,12 +184,13 @@ def test_stacked_members_get_their_own_gradients_and_lambdas(hvp):
     options = dict(initial_lambda=0.5, lambda_lr=0.1, epsilon=0.01, hvp=hvp)
 
     regularizer = build("ignite", **options)
-    loss, mean = gaussian_nll(stacked, xs, ys, weights)
-    regularizer.backward(stacked, loss, lambda: stacked.predict_mean(xs).mean(dim=(1, 2)), current_mean=mean)
+    regularizer.backward(stacked, lambda: gaussian_nll(stacked, xs, ys, weights),
+                         lambda: stacked.predict_mean(xs).mean(dim=(1, 2)))
     for m, single in enumerate(singles):
         own = build("ignite", **options)
-        loss_m, mean_m = gaussian_nll(single, xs[m:m + 1], ys[m:m + 1], weights[m:m + 1])
-        own.backward(single, loss_m, lambda m=m, single=single: single.predict_mean(xs[m:m + 1]).mean(dim=(1, 2)))
+        own.backward(single, lambda m=m, single=single: (gaussian_nll(single, xs[m:m + 1], ys[m:m + 1],
+                                                                        weights[m:m + 1])[0], None),
+                     lambda m=m, single=single: single.predict_mean(xs[m:m + 1]).mean(dim=(1, 2)))
         for (name, p), q in zip(stacked.named_parameters(), single.parameters(), strict=True):
             torch.testing.assert_close(p.grad[m:m + 1], q.grad, rtol=1e-9, atol=1e-12, msg=name)
         assert regularizer.lambdas()[m] == pytest.approx(own.lambdas()[0], rel=1e-9)
@@ -203,9 +204,198 @@ def test_shared_forward_gives_the_same_gradient_as_a_second_forward():
     grads = []
     for share in (True, False):
         model = copy.deepcopy(stacked)
-        loss, mean = gaussian_nll(model, x, y, torch.ones(2, 32, dtype=torch.float64))
-        build("ignite", initial_lambda=0.5).backward(model, loss, lambda: model.predict_mean(x).mean(dim=(1, 2)),
-                                                     current_mean=mean if share else None)
+        def loss(model=model, share=share):
+            value, mean = gaussian_nll(model, x, y, torch.ones(2, 32, dtype=torch.float64))
+            return value, mean if share else None
+
+        build("ignite", initial_lambda=0.5).backward(model, loss, lambda model=model: model.predict_mean(x).mean(dim=(1, 2)))
         grads.append([p.grad for p in model.parameters()])
     for shared, separate in zip(*grads, strict=True):
         torch.testing.assert_close(shared, separate, rtol=1e-12, atol=1e-14)
+
+
+# ---- SAM, L1, L2 and BOSS against independent computations (torch.func, float64) -------------------
+
+def as_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def mse_of(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    return lambda p: ((functional_call(model, p, (x,)) - y) ** 2).mean()
+
+
+def assert_grads_close(got: dict, expected: dict, **tolerance) -> None:
+    assert set(got) == set(expected)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], **(tolerance or {"rtol": 1e-9, "atol": 1e-12}), msg=name)
+
+
+def test_sam_is_the_loss_gradient_at_the_ascent_point():
+    model = small_model()
+    x, y = batch()
+    params, loss = as_dict(model), mse_of(model, x, y)
+    g = grad(loss)(params)
+    norm = torch.sqrt(sum((v**2).sum() for v in g.values()))
+    expected = grad(loss)({name: params[name] + 0.2 * g[name] / norm for name in params})
+    got, stats = regularized_grads(model, build("sam", rho=0.2), x, y)
+    assert_grads_close(got, expected)
+    assert float(stats["grad_norm"]) == pytest.approx(float(norm), rel=1e-12)
+    assert any(not torch.allclose(got[name], g[name]) for name in g)  # the ascent step matters
+    for name, p in model.named_parameters():
+        assert torch.equal(p.detach(), params[name])  # β restored bit for bit
+
+
+@pytest.mark.parametrize("name", ["l1", "l2"])
+def test_weight_penalties_add_their_gradient(name):
+    model = small_model()
+    x, y = batch()
+    params, loss = as_dict(model), mse_of(model, x, y)
+    power = 1 if name == "l1" else 2
+    expected = grad(lambda p: loss(p) + 0.3 * sum((v.abs() ** power).sum() for v in p.values()))(params)
+    got, _ = regularized_grads(model, build(name, coefficient=0.3), x, y)
+    assert_grads_close(got, expected)
+
+
+SIGMA = 0.1
+BOSS_OPTIONS = dict(sensitivity_weight=2.0, alpha=0.1, n_gamma=7, omega_mu_init=5e-4, omega_sigma_init=SIGMA,
+                    omega_sigma_upper=1.0)
+"""A strong, wide perturbation, so that the penalty moves the gradient visibly."""
+
+
+def test_boss_gradient_matches_independent_computation():
+    """The reference differentiates the penalty exactly (double backprop): our ``hvp="exact"``."""
+    model = small_model()
+    x, y = batch()
+    params, loss = as_dict(model), mse_of(model, x, y)
+    regularizer = build("boss", hvp="exact", **BOSS_OPTIONS)
+    got, _ = regularized_grads(model, regularizer, x, y)
+    gamma = 5e-4 + SIGMA * regularizer.noise[0, 0]  # step 0's draws, from ω₀ = (μ₀, σ₀)
+
+    def mean(p):
+        return functional_call(model, p, (x,)).mean()
+
+    def penalty(p):
+        s = sum(v.sum() for v in grad(mean)(p).values())
+        return torch.clamp((gamma * s / (0.1 * mean(p))) ** 2, max=1.0).mean()
+
+    expected = grad(lambda p: loss(p) + 2.0 * penalty(p))(params)
+    assert_grads_close(got, expected, rtol=1e-8, atol=1e-11)
+    plain = grad(loss)(params)
+    assert any(not torch.allclose(expected[name], plain[name]) for name in plain)
+
+
+def test_boss_finite_difference_approaches_exact():
+    x, y = batch()
+    exact, _ = regularized_grads(small_model(), build("boss", hvp="exact", **BOSS_OPTIONS), x, y)
+    fd, _ = regularized_grads(small_model(), build("boss", radius=1e-5, **BOSS_OPTIONS), x, y)
+    plain, _ = regularized_grads(small_model(), build("none"), x, y)
+    assert any(not torch.allclose(exact[name], plain[name]) for name in plain)
+    assert_grads_close(fd, exact, rtol=1e-3, atol=1e-6)
+
+
+def test_boss_omega_step_matches_an_adam_fit_of_phi():
+    """Φ takes 5 Adam steps (torch.optim.Adam here) on this step's (γ, z); ω ascends E[Φ(γ)], clipped."""
+    model = small_model()
+    x, y = batch()
+    regularizer = build("boss", **BOSS_OPTIONS)
+    regularizer._start(1, torch.device("cpu"), torch.float64)
+    phi = [t.detach().clone().requires_grad_(True) for t in regularizer.phi]
+    gamma = 5e-4 + SIGMA * regularizer.noise[0, 0]
+    s = sum(g.sum() for g in torch.autograd.grad(model(x).mean(), list(model.parameters())))
+    with torch.no_grad():
+        sensitive = ((gamma * s).abs() > (0.1 * model(x).mean()).abs()).double()
+    assert 0 < sensitive.sum() < len(sensitive)  # both classes present: Φ has something to fit
+
+    def phi_of(g):
+        return torch.sigmoid(torch.relu(g[:, None] @ phi[0][0] + phi[1][0]) @ phi[2][0] + phi[3][0])[:, 0]
+
+    adam = torch.optim.Adam(phi, lr=1e-3, eps=1e-7)
+    for _ in range(5):
+        adam.zero_grad()
+        torch.nn.functional.binary_cross_entropy(phi_of(gamma), sensitive).backward()
+        adam.step()
+    probe = gamma.clone().requires_grad_(True)
+    (slope,) = torch.autograd.grad(phi_of(probe).sum(), probe)
+    mu = min(max(5e-4 + 1e-2 * float(slope.mean()), -1e-3), 1e-3)
+    sigma = min(max(SIGMA + 1e-2 * float((slope * (gamma - 5e-4) / SIGMA).mean()), 1e-5), 1.0)
+
+    regularized_grads(model, regularizer, x, y)
+    for mine, reference in zip(regularizer.phi, phi, strict=True):
+        torch.testing.assert_close(mine.detach(), reference.detach(), rtol=1e-7, atol=1e-10)
+    assert regularizer.omegas() == [(pytest.approx(mu, rel=1e-9), pytest.approx(sigma, rel=1e-9))]
+
+
+def test_boss_state_round_trips():
+    x, y = batch()
+    first = build("boss", **BOSS_OPTIONS)
+    regularized_grads(small_model(), first, x, y)
+    second = build("boss", **BOSS_OPTIONS)
+    second.load_state_dict(first.state_dict())
+    assert second.state_dict() == first.state_dict()
+    a, _ = regularized_grads(small_model(), first, x, y)
+    b, _ = regularized_grads(small_model(), second, x, y)
+    assert_grads_close(a, b, rtol=1e-6, atol=1e-9)  # the state holds float64 values as Python floats
+
+
+@pytest.mark.parametrize("name", ["sam", "l1", "l2", "boss", "boss-exact"])
+def test_stacked_members_get_their_own_perturbation_and_state(name):
+    """Each member of a stacked ensemble gets exactly the gradient it would get alone (BOSS: its own ω, Φ, draws)."""
+    from ignite_mbo.models import gaussian_nll
+
+    stacked, singles = stacked_pair()
+    x, y = batch()
+    xs, ys = torch.stack([x, x.flip(0)]), torch.stack([y, y.flip(0)])
+    weights = torch.rand(2, 32, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    name, options = ("boss", {**BOSS_OPTIONS, "hvp": name.removeprefix("boss-")}) if name.startswith("boss-") else (
+        name, BOSS_OPTIONS if name == "boss" else {})
+    regularizer = build(name, **options)
+    if name == "boss":
+        regularizer._start(2, torch.device("cpu"), torch.float64)
+        start = {"noise": regularizer.noise.clone(), "phi": [t.detach().clone() for t in regularizer.phi]}
+    regularizer.backward(stacked, lambda: gaussian_nll(stacked, xs, ys, weights),
+                         lambda: stacked.predict_mean(xs).mean(dim=(1, 2)))
+    for m, single in enumerate(singles):
+        own = build(name, **options)
+        if name == "boss":
+            own._start(1, torch.device("cpu"), torch.float64)
+            own.noise = start["noise"][:, m:m + 1].clone()
+            own.phi = [t[m:m + 1].clone().requires_grad_(True) for t in start["phi"]]
+        pick = slice(m, m + 1)
+        own.backward(single, lambda single=single, pick=pick: gaussian_nll(single, xs[pick], ys[pick], weights[pick]),
+                     lambda single=single, pick=pick: single.predict_mean(xs[pick]).mean(dim=(1, 2)))
+        for (parameter, p), q in zip(stacked.named_parameters(), single.parameters(), strict=True):
+            torch.testing.assert_close(p.grad[m:m + 1], q.grad, rtol=1e-9, atol=1e-12, msg=parameter)
+        if name == "boss":
+            assert regularizer.omegas()[m] == pytest.approx(own.omegas()[0], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "needle"),
+    [("sam", {"rho": 0.0}, "rho"), ("l1", {"coefficient": -1.0}, "coefficient"), ("l2", {"rho": 0.1}, "unknown option"),
+     ("boss", {"n_gamma": 0}, "n_gamma"), ("boss", {"omega_sigma_lower": 0.5}, "omega_sigma_lower")],
+)
+def test_new_regularizers_reject_bad_hyperparameters(name, options, needle):
+    with pytest.raises(UserError) as error:
+        build(name, **options)
+    assert needle in str(error.value) and "\n" not in str(error.value)
+
+
+def test_published_defaults_of_the_rivals():
+    sam, l1, l2, boss = (parse_config(name) for name in ("sam", "l1", "l2", "boss"))
+    assert sam.rho == 0.05 and l1.coefficient == 0.01 and l2.coefficient == 0.01
+    assert (boss.sensitivity_weight, boss.alpha, boss.n_gamma, boss.lr_omega) == (1e-3, 0.1, 100, 1e-2)
+    assert (boss.omega_mu_init, boss.omega_sigma_init, boss.omega_mu_bound) == (0.0, 1e-3, 1e-3)
+    assert (boss.omega_sigma_lower, boss.omega_sigma_upper) == (1e-5, 1e-2)
+
+
+# ---- every regularizer through every baseline's one door (quick fidelity, shrunk to seconds) --------
+
+@pytest.mark.parametrize("name", ["sam", "l1", "l2", "boss"])
+@pytest.mark.parametrize("baseline", baseline_names())
+def test_every_baseline_trains_under_every_rival(quick_run, tf_bind_8, baseline, name):
+    from baseline_checks import SMOKE, assert_valid
+
+    result, logged = quick_run(baseline, name, options=SMOKE[baseline])
+    assert_valid(result, tf_bind_8, baseline)
+    assert all(type(s.regularizer).__name__ == type(build(name)).__name__ for s in result.proposal.surrogates)
+    assert any(key.endswith("train_loss") for _, metrics in logged for key in metrics)

@@ -286,3 +286,55 @@ def test_reproduction_check_compares_only_full_fidelity_at_the_papers_protocol()
         "only the full-fidelity trials at the protocol are compared"
     only_deviating = render_markdown(build_report(pd.DataFrame(trials[3:6])))
     assert "not comparable: settings differ from the paper's protocol (epochs)" in only_deviating
+
+
+# ---- training curves across seeds ---------------------------------------------------------------------
+
+def test_curves_average_members_and_plot_one_file_per_regularized_row(tmp_path: Path) -> None:
+    from ignite_mbo.platform.report import plots
+
+    histories = {"surrogate.member_0.lambda": [(0, 1.0), (1, 3.0)], "surrogate.member_1.lambda": [(0, 3.0), (1, 5.0)],
+                 "surrogate.sharpness": [(0, 0.2), (1, 0.1)], "surrogate.val_loss": [(0, 9.0)]}
+    curves = plots.curves_per_trial(histories)
+    assert set(curves) == {"lambda", "sharpness"}
+    assert curves["lambda"].tolist() == [2.0, 4.0] and curves["sharpness"].index.tolist() == [0, 1]
+
+    trials = [_trial(TASK_A, "grad-ascent", reg, seed, 0.8, mlflow_run_id=f"{reg}-{seed}",
+                     **{"config.regularizer.epsilon": "0.1" if reg == "ignite" else "None"})
+              for reg in ("none", "ignite") for seed in (0, 1)]
+    asked: list[str] = []
+
+    def read(run_id: str) -> dict:
+        asked.append(run_id)
+        return histories
+
+    paths = plots.plot_curves(build_report(pd.DataFrame(trials)).results, read, tmp_path / "curves")
+    assert [p.name for p in paths] == ["curves_TFBind8-Exact-v0_grad-ascent_ignite.png"]
+    assert paths[0].read_bytes().startswith(PNG_MAGIC) and sorted(asked) == ["ignite-0", "ignite-1"]
+    assert plots._epsilon(pd.DataFrame(trials[2:])) == 0.1
+    assert plots.plot_curves(build_report(pd.DataFrame(trials)).results, lambda run_id: {}, tmp_path / "none") == []
+    assert not (tmp_path / "none").exists()
+
+
+def test_typed_results_columns_read_as_well_as_text_ones() -> None:
+    """The sweep writes config columns with their types (nullable: ε is missing for none)."""
+    from ignite_mbo.platform.report import claims, plots
+    from ignite_mbo.platform.results import typed_column
+
+    trials = [_trial(TASK_A, "grad-ascent", reg, seed, 0.8 + 0.01 * (reg == "ignite") + 0.001 * seed,
+                     wall_time_s=10.0, sharpness_candidates=0.2, **{
+                         "config.fidelity": "full", "config.seed": seed,
+                         "config.regularizer.epsilon": 0.1 if reg == "ignite" else None})
+              for reg in ("none", "ignite") for seed in range(6)]
+    table = pd.DataFrame(trials)
+    for column in [c for c in table.columns if c.startswith("config.")]:
+        table[column] = typed_column([t[column] for t in trials])
+    table["regularizer_affects_search"] = pd.array([True] * len(trials), dtype="boolean")
+    assert str(table["config.regularizer.epsilon"].dtype) == "Float64"
+    report = build_report(table)
+    md = render_markdown(report)
+    assert "| grad-ascent + ignite | TFBind8-Exact-v0 | +1.2% * |" in md and "0.0312 | 6 |" in md
+    assert "| grad-ascent (Grad.) | 0.802 ± 0.002, n=6 | 0.977 ± 0.025, n=8 | 7.0σ | off |" in md
+    [cell] = claims.cells(report)
+    assert cell.state == "improved" and cell.gain.significant
+    assert plots._epsilon(report.results[report.results["regularizer"] == "ignite"]) == 0.1

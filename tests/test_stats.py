@@ -31,6 +31,7 @@ def test_four_seeds_cannot_be_marked_however_large_the_effect() -> None:
     warning = stats.too_few_warning(4)
     assert "n=4 is too few for any conclusion" in warning and "0.125" in warning and "6 seeds" in warning
     assert stats.too_few_warning(6) == ""
+    assert "no test or interval exists" in stats.too_few_warning(1)
 
 
 def test_a_clear_effect_over_sixteen_seeds_is_marked() -> None:

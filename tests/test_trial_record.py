@@ -163,3 +163,38 @@ def test_results_parquet_keeps_float_int_and_bool_config_columns(tmp_path: Path)
     assert [row.split(" ")[2] for row in report.rows] == ["none", "ignite"], "one row each: ε does not vary"
     gains = report.long[(report.long["regularizer"] == "ignite") & (report.long["percentile"] == "100th")]
     assert gains["paired_n"].tolist() == [2], "ignite pairs with none on both seeds: the typed columns match"
+
+
+def test_an_epoch_end_is_an_explicit_signal_and_a_restored_surrogate_replays_it(tmp_path: Path) -> None:
+    import torch
+
+    from ignite_mbo.baselines.base import Context
+    from ignite_mbo.checkpoints import CheckpointStore
+    from ignite_mbo.design_space import DesignSpace
+    from ignite_mbo.models import GaussianEnsemble, gaussian_nll
+    from ignite_mbo.progress import EpochMetrics
+    from ignite_mbo.regularizers import IgniteConfig
+    from ignite_mbo.streams import Streams
+    from ignite_mbo.training import FitSettings, draw_splits
+
+    x = torch.randn(200, 6, generator=torch.Generator().manual_seed(0))
+    y = x[:, :1] + 0.1 * torch.randn(200, 1, generator=torch.Generator().manual_seed(1))
+    settings = FitSettings(epochs=3, batch_size=64, learning_rate=1e-2, validation_size=40)
+
+    def attempt() -> tuple[list[tuple[int, bool, list[str]]], CheckpointStore]:
+        seen: list[tuple[int, bool, list[str]]] = []
+        store = CheckpointStore(tmp_path)
+        ctx = Context(Streams(0), regularizer=IgniteConfig(),
+                      log=store.wrap_log(lambda metrics, step: seen.append(
+                          (step, isinstance(metrics, EpochMetrics), sorted(metrics)))))
+        with store.activate():
+            model = GaussianEnsemble(6, 16, 2, generators=ctx.generators("m/init", 2))
+            splits = draw_splits(len(x), 2, 40, ctx.streams, "m", bootstrap=True, shared=False)
+            ctx.fit("m", model, DesignSpace((6,), None), x, y, settings, splits, loss=gaussian_nll)
+        return seen, store
+
+    trained, first = attempt()
+    restored, second = attempt()
+    assert (first.trained, second.restored) == (1, 1)
+    assert [(step, end) for step, end, _ in trained] == [(0, True), (1, True), (2, True)]
+    assert restored == trained, "the restore replays each epoch's metrics with its end-of-epoch signal"

@@ -1,46 +1,51 @@
-"""The offline MBO baselines. Each is one module with ``Settings``, ``QUICK`` and ``propose``.
+"""The offline MBO baselines. Each is one module that ends with ``BASELINE = Baseline(...)``.
 
-``Settings`` (pydantic) holds the paper's protocol at full fidelity (the reference code's settings);
-``QUICK`` overrides them for tests and smoke sweeps; ``propose(task, settings, ctx)`` trains the
-method's regularized surrogate(s) through ``ctx.fit`` and returns a :class:`Proposal` of designs.
+A module's ``Settings`` (pydantic, every field with a description) holds the paper's protocol at full
+fidelity (the reference code's settings); ``QUICK`` overrides them for tests and smoke sweeps;
+``propose(task, settings, ctx)`` trains the method's regularized surrogate(s) through ``ctx.fit``
+and returns a :class:`Proposal` of designs. The declaration ties them together (mypy checks that
+``propose`` takes that ``Settings``), and the package finds it: adding a baseline edits no list.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
-from typing import Any, Protocol, cast
+import pkgutil
+from typing import Any
 
-from ignite_mbo.baselines.base import BaselineSettings, Context, Proposal, TrainedSurrogate
-from ignite_mbo.tasks import Task
-
-BASELINES: dict[str, str] = {
-    "grad-ascent": "grad_ascent",
-    "ens-mean": "ens_mean",
-    "ens-min": "ens_min",
-    "reinforce": "reinforce",
-    "cbas": "cbas",
-    "bo-qei": "bo_qei",
-    "cma-es": "cma_es",
-    "mins": "mins",
-    "coms": "coms",
-    "roma": "roma",
-    "ict": "ict",
-}
-"""Command-line name -> module in this package (imported on first use), in the paper's order."""
+from ignite_mbo.baselines.base import Baseline, BaselineSettings, Context, Proposal, TrainedSurrogate
+from ignite_mbo.errors import UserError
 
 
-class Baseline(Protocol):
-    """What every baseline module provides."""
+@functools.cache
+def registry() -> dict[str, Baseline[Any]]:
+    """Every baseline declared in this package, by command-line name, in table order.
 
-    Settings: type[BaselineSettings]
-    QUICK: dict[str, Any]
+    Imports each module of the package once, on first use (so ``import ignite_mbo.baselines`` stays cheap).
+    """
+    found: dict[str, Baseline[Any]] = {}
+    for module_info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        declared = vars(module).get("BASELINE")
+        if isinstance(declared, Baseline):
+            if declared.name in found:
+                raise TypeError(f"two modules declare the baseline {declared.name!r}")
+            found[declared.name] = declared
+    return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
 
-    def propose(self, task: Task, settings: Any, ctx: Context) -> Proposal: ...
+
+def names() -> list[str]:
+    """The baselines' command-line names, in table order (the paper's first)."""
+    return list(registry())
 
 
-def load(name: str) -> Baseline:
-    """The module of baseline ``name`` (a key of ``BASELINES``)."""
-    return cast(Baseline, importlib.import_module(f"{__name__}.{BASELINES[name]}"))
+def load(name: str) -> Baseline[Any]:
+    """The baseline called ``name``; an unknown name raises a UserError listing the known ones."""
+    baselines = registry()
+    if name not in baselines:
+        raise UserError(f"unknown baseline {name!r}; choose one of {', '.join(baselines)}")
+    return baselines[name]
 
 
-__all__ = ["BASELINES", "Baseline", "Context", "Proposal", "TrainedSurrogate", "load"]
+__all__ = ["Baseline", "BaselineSettings", "Context", "Proposal", "TrainedSurrogate", "load", "names", "registry"]

@@ -3,19 +3,21 @@ surrogates (:meth:`Context.fit`), and the search pieces several baselines share.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ignite_mbo import checkpoints
-from ignite_mbo.design_space import DesignSpace, TargetScaler
+from ignite_mbo.design_space import DesignSpace, TargetScaler, TokenSpace
+from ignite_mbo.errors import UserError
 from ignite_mbo.models import GaussianEnsemble, StackedMLP, gaussian_nll
 from ignite_mbo.progress import SILENT, Progress
-from ignite_mbo.regularizers import NoneConfig, Regularizer, RegularizerConfig
+from ignite_mbo.regularizers import LossClosure, NoneConfig, Regularizer, RegularizerConfig, one_line
 from ignite_mbo.streams import Streams
 from ignite_mbo.tasks import Task
 from ignite_mbo.training import FitSettings, Loss, MetricLogger, Splits, draw_splits, fit
@@ -38,7 +40,58 @@ class BaselineSettings(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    num_designs: Count = 128
+    num_designs: Count = Field(128, description="designs proposed to the oracle (the paper's k=128)")
+
+
+SettingsT = TypeVar("SettingsT", bound=BaselineSettings)
+
+
+@dataclass(frozen=True)
+class Baseline(Generic[SettingsT]):
+    """One baseline, declared once as ``BASELINE = Baseline(...)`` at the end of its module.
+
+    The package finds every module that declares one (no list of names to edit), and mypy checks
+    that ``propose`` takes the module's own ``settings_type``. ``quick`` overrides the full-fidelity
+    defaults for tests and smoke sweeps; ``per_task_defaults`` gives the paper's value of a setting
+    whose default ``None`` means "depends on the task" (task id -> value).
+    """
+
+    name: str  # the command-line name, e.g. "grad-ascent"
+    settings_type: type[SettingsT]
+    propose: Callable[[Task, SettingsT, Context], Proposal]
+    order: int  # position in listings and report tables: the paper's order, later baselines after
+    quick: Mapping[str, Any] = field(default_factory=dict)
+    per_task_defaults: Mapping[str, Callable[[str], Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        fields = self.settings_type.model_fields
+        for name in self.per_task_defaults:
+            if name not in fields or fields[name].default is not None:
+                raise TypeError(f"{self.name}: per-task default {name!r} must be a setting whose default is None")
+        self.settings_type(**self.quick)  # a typo in the quick values fails at import, not in a sweep
+
+    def settings(self, fidelity: Literal["quick", "full"] = "full",
+                 options: Mapping[str, Any] | None = None) -> SettingsT:
+        """The full-fidelity defaults, the quick values if asked, then ``options``; bad options raise
+        a one-line UserError (an unknown name lists the valid ones and suggests the closest)."""
+        options = dict(options or {})
+        fields = self.settings_type.model_fields
+        unknown = [name for name in options if name not in fields]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], list(fields), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(f"unknown option {unknown[0]!r} for baseline {self.name!r}; {hint}its settings are "
+                            f"{', '.join(fields)} (see 'ignite-mbo baselines {self.name}')")
+        try:
+            return self.settings_type(**{**(self.quick if fidelity == "quick" else {}), **options})
+        except ValidationError as error:
+            raise UserError(f"baseline {self.name!r} options: {one_line(error)}") from None
+
+    def paper_value(self, name: str, task_id: str) -> Any:
+        """Setting ``name``'s value in the paper's protocol on task ``task_id``."""
+        if name in self.per_task_defaults:
+            return self.per_task_defaults[name](task_id)
+        return self.settings_type.model_fields[name].default
 
 
 @dataclass
@@ -104,10 +157,11 @@ class Context:
         return TrainedSurrogate(model.eval(), space, regularizer, history)
 
     def step(self, model: StackedMLP, regularizer: Regularizer, optimizer: torch.optim.Optimizer,
-             loss: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One regularized optimizer step of an already fitted ``model`` on ``loss`` (members,), G its
+             loss: LossClosure, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One regularized optimizer step of an already fitted ``model`` on ``loss()`` (members,), G its
         mean prediction on ``x``: how a method fine-tunes a surrogate after :meth:`fit` (ICT's
-        co-teaching), under the regularizer (and λ) that fit it."""
+        co-teaching), under the regularizer (and λ) that fit it. ``loss`` is a closure, as the
+        regularizer may evaluate it at perturbed parameters (:data:`regularizers.LossClosure`)."""
         optimizer.zero_grad(set_to_none=True)
         stats = regularizer.backward(model, loss, lambda: model.predict_mean(x).mean(dim=(-2, -1)).reshape(-1))
         optimizer.step()
@@ -115,14 +169,21 @@ class Context:
 
     def fit_gaussian_ensemble(self, name: str, task: Task, space: DesignSpace, settings: FitSettings, *,
                               num_members: int, hidden_size: int, num_layers: int, shared_data: bool,
-                              bootstrap: bool = True) -> TrainedSurrogate:
+                              embedding_size: int | None = None) -> TrainedSurrogate:
         """design-baselines' forward models on the task's z-scored scores: ``num_members`` Gaussian
-        MLPs stacked, each on its own bootstrap counts of the rows (see ``training.draw_splits``)."""
+        MLPs stacked, each weighting the rows by its own bootstrap counts (see ``training.draw_splits``);
+        ``shared_data`` gives them one validation split and minibatch order. On a :class:`TokenSpace`
+        each member embeds the tokens in ``embedding_size`` features."""
         x, y = space.encode(task.x), TargetScaler.fit(task.y).transform(task.y)
-        model = GaussianEnsemble(space.num_features, hidden_size, num_layers,
+        embedding = None
+        if isinstance(space, TokenSpace):
+            if embedding_size is None:
+                raise ValueError("a token space needs an embedding_size")
+            embedding = (int(task.num_classes or 0), embedding_size)
+        model = GaussianEnsemble(space.num_features, hidden_size, num_layers, embedding=embedding,
                                  generators=self.generators(f"{name}/init", num_members))
         splits = draw_splits(len(x), num_members, settings.validation_size, self.streams, name,
-                             bootstrap=bootstrap, shared=shared_data)
+                             bootstrap=True, shared=shared_data)
         return self.fit(name, model, space, x, y, settings, splits)
 
 

@@ -31,9 +31,9 @@ from botorch.sampling.normal import SobolQMCNormalSampler
 from gpytorch.kernels import MaternKernel, ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import GammaPrior
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
-from ignite_mbo.baselines.base import Context, Count, Proposal, Rate
+from ignite_mbo.baselines.base import Baseline, Context, Count, Proposal, Rate
 from ignite_mbo.baselines.ensemble import ENSEMBLE_QUICK, EnsembleSettings, ensemble_mean, train_ensemble
 from ignite_mbo.design_space import DesignSpace, TargetScaler
 from ignite_mbo.tasks import Task
@@ -42,15 +42,15 @@ from ignite_mbo.tasks import Task
 class Settings(EnsembleSettings):
     """design-baselines' bo_qei TF-Bind configuration (the ensemble fields come from ``EnsembleSettings``)."""
 
-    bo_noise_se: Rate = 0.1
-    bo_gp_samples: Count = 500
-    bo_batch_size: Count = 32
-    bo_num_restarts: Count = 10
-    bo_raw_samples: Count = 128
-    bo_batch_limit: Count = 5
-    bo_maxiter: Count = 200
-    bo_iterations: Count = 10
-    bo_mc_samples: Count = 128
+    bo_noise_se: Rate = Field(0.1, description="noise std of the GP and of the labels of new points")
+    bo_gp_samples: Count = Field(500, description="best training designs that start the history")
+    bo_batch_size: Count = Field(32, description="points proposed per BO round (q)")
+    bo_num_restarts: Count = Field(10, description="restarts of the acquisition optimiser")
+    bo_raw_samples: Count = Field(128, description="raw samples that seed the acquisition optimiser's restarts")
+    bo_batch_limit: Count = Field(5, description="restarts optimised together in one batch")
+    bo_maxiter: Count = Field(200, description="L-BFGS iterations of the acquisition optimiser at most")
+    bo_iterations: Count = Field(10, description="BO rounds")
+    bo_mc_samples: Count = Field(128, description="quasi-Monte-Carlo samples of qEI")
 
     @model_validator(mode="after")
     def _history_holds_the_answer(self) -> Settings:
@@ -136,3 +136,6 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
                "final_predicted_mean": float(label(history_x[top]).mean()), "bo_rounds": float(rounds),
                "final_from_search": float((top >= settings.bo_gp_samples).float().mean())}
     return Proposal(designs=space.decode(history_x[top].float()), surrogates=[surrogate], metrics=metrics)
+
+
+BASELINE = Baseline("bo-qei", Settings, propose, order=6, quick=QUICK)

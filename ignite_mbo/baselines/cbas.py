@@ -29,7 +29,7 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-from ignite_mbo.baselines.base import Context, Count, Proposal, Rate, Scale, Size, TrainedSurrogate, epochs_per_task
+from ignite_mbo.baselines.base import Baseline, Context, Count, Proposal, Rate, Scale, Size, TrainedSurrogate, epochs_per_task
 from ignite_mbo.baselines.ensemble import ENSEMBLE_QUICK, EnsembleSettings, token_space, train_ensemble
 from ignite_mbo.models import GaussianEnsemble, keras_init
 from ignite_mbo.progress import SILENT, Progress
@@ -40,19 +40,23 @@ from ignite_mbo.training import MetricLogger, keras_adam
 class Settings(EnsembleSettings):
     """design-baselines' cbas TF-Bind configuration (the ensemble fields come from ``EnsembleSettings``)."""
 
-    learning_rate: Rate = 3e-4  # the ensemble's Adam learning rate in the cbas configuration
-    latent_size: Size = 32
-    vae_hidden_size: Size = 256
-    vae_num_layers: Annotated[int, Field(ge=1, le=16)] = 1
-    vae_embedding_size: Size = 256
-    vae_learning_rate: Rate = 3e-4
-    vae_beta: Scale = 1.0
-    vae_batch_size: Size = 100
-    offline_epochs: Count | None = None  # None: the reference's per-task value (100 on TF-Bind-10, else 200)
-    online_batches: Count = 10  # each of vae_batch_size samples; validation_size of them are held out
-    online_epochs: Count = 10
-    iterations: Count = 20
-    percentile: Annotated[float, Field(ge=0, le=100)] = 80.0
+    learning_rate: Rate = Field(3e-4, description="Adam learning rate of the ensemble (the cbas configuration's)")
+    latent_size: Size = Field(32, description="latent dimensions of the VAE")
+    vae_hidden_size: Size = Field(256, description="units of each hidden layer of the VAE's encoder and decoder")
+    vae_num_layers: Annotated[int, Field(ge=1, le=16)] = Field(1, description="hidden layers of the encoder "
+                                                                                 "and of the decoder")
+    vae_embedding_size: Size = Field(256, description="token embedding width of the VAE (discrete tasks)")
+    vae_learning_rate: Rate = Field(3e-4, description="Adam learning rate of the VAE")
+    vae_beta: Scale = Field(1.0, description="weight β of the VAE's KL term")
+    vae_batch_size: Size = Field(100, description="minibatch size of the VAE, and designs per online batch")
+    offline_epochs: Count | None = Field(None, description="epochs of the prior VAE on the offline data "
+                                                           "(unset: the reference's per-task value)")
+    online_batches: Count = Field(10, description="batches of vae_batch_size samples per iteration; "
+                                                  "validation_size of them are held out")
+    online_epochs: Count = Field(10, description="epochs that refit the search VAE in each iteration")
+    iterations: Count = Field(20, description="CbAS iterations (refits of the search VAE)")
+    percentile: Annotated[float, Field(ge=0, le=100)] = Field(80.0, description="percentile γ of the "
+                                                                               "samples' predictions to exceed")
 
     @model_validator(mode="after")
     def _samples_left_to_fit(self) -> Settings:
@@ -60,9 +64,6 @@ class Settings(EnsembleSettings):
             raise ValueError("online_batches * vae_batch_size must exceed validation_size")
         return self
 
-
-PER_TASK_DEFAULTS = {"offline_epochs": epochs_per_task}
-"""Settings whose paper value depends on the task (their default None means that value)."""
 
 QUICK = {**ENSEMBLE_QUICK, "latent_size": 8, "vae_hidden_size": 64, "vae_embedding_size": 32, "offline_epochs": 20,
          "online_epochs": 2, "iterations": 5}
@@ -257,3 +258,7 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
     metrics = {"final_predicted_mean": float(final_mean)}
     metrics.update({f"final_{key}": stats[key] for key in ("gamma", "ess") if key in stats})
     return Proposal(designs=space.decode(designs), surrogates=[surrogate], metrics=metrics)
+
+
+BASELINE = Baseline("cbas", Settings, propose, order=5, quick=QUICK,
+                    per_task_defaults={"offline_epochs": epochs_per_task})

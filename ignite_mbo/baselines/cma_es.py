@@ -18,17 +18,18 @@ from __future__ import annotations
 import cma
 import numpy as np
 import torch
+from pydantic import Field
 from threadpoolctl import threadpool_limits
 
-from ignite_mbo.baselines.base import Context, Count, Proposal, Rate, top_designs
+from ignite_mbo.baselines.base import Baseline, Context, Count, Proposal, Rate, top_designs
 from ignite_mbo.baselines.ensemble import ENSEMBLE_QUICK, EnsembleSettings, Score, ensemble_mean, train_ensemble
 from ignite_mbo.design_space import DesignSpace
 from ignite_mbo.tasks import Task
 
 
 class Settings(EnsembleSettings):
-    cma_sigma: Rate = 0.5
-    cma_max_iterations: Count = 100
+    cma_sigma: Rate = Field(0.5, description="initial step size σ₀ of each CMA-ES run, in z-scored features")
+    cma_max_iterations: Count = Field(100, description="generations of each run at most (CMA-ES may stop sooner)")
 
 
 QUICK = {**ENSEMBLE_QUICK, "cma_max_iterations": 10}
@@ -78,3 +79,6 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
                "final_best_predicted": float(np.mean([-run.result.fbest for run in runs])),
                "mean_iterations": float(np.mean([run.countiter for run in runs]))}
     return Proposal(designs=space.decode(best), surrogates=[surrogate], metrics=metrics)
+
+
+BASELINE = Baseline("cma-es", Settings, propose, order=7, quick=QUICK)

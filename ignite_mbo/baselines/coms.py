@@ -28,8 +28,10 @@ import math
 from typing import Any
 
 import torch
+from pydantic import Field
 
 from ignite_mbo.baselines.base import (
+    Baseline,
     BaselineSettings,
     Context,
     Count,
@@ -49,17 +51,19 @@ from ignite_mbo.training import KERAS_ADAM_EPSILON, FitSettings, draw_splits
 
 
 class Settings(BaselineSettings):
-    hidden_size: Size = 2048
-    epochs: Count = 2
-    batch_size: Size = 128
-    learning_rate: Rate = 3e-4
-    validation_size: ValidationSize = 500
-    initial_alpha: Rate = 0.1
-    alpha_lr: Rate = 0.01
-    overestimation_limit: Scale = 2.0  # τ, the target overestimation gap
-    particle_lr: Rate = 2.0  # times √(number of features)
-    particle_train_gradient_steps: Count = 50
-    particle_evaluate_gradient_steps: Count = 50
+    hidden_size: Size = Field(2048, description="units of each hidden layer of the conservative model")
+    epochs: Count = Field(2, description="training epochs of the conservative model")
+    batch_size: Size = Field(128, description="minibatch size of the conservative model")
+    learning_rate: Rate = Field(3e-4, description="Adam learning rate of the conservative model")
+    validation_size: ValidationSize = Field(500, description="rows held out to validate the model")
+    initial_alpha: Rate = Field(0.1, description="initial weight α of the conservative term")
+    alpha_lr: Rate = Field(0.01, description="Adam learning rate of α's dual ascent")
+    overestimation_limit: Scale = Field(2.0, description="τ, the target overestimation gap")
+    particle_lr: Rate = Field(2.0, description="ascent step of the designs, times √(number of features)")
+    particle_train_gradient_steps: Count = Field(50, description="ascent steps that make the adversarial "
+                                                                 "designs in training")
+    particle_evaluate_gradient_steps: Count = Field(50, description="ascent steps of the search from the "
+                                                                    "best designs")
 
 
 QUICK = {"hidden_size": 256, "particle_train_gradient_steps": 5, "particle_evaluate_gradient_steps": 50}
@@ -156,3 +160,6 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
     metrics = {"final_alpha": conservative.alpha, "final_overestimation": last["train_overestimation"],
                "final_train_mse": last["train_mse"]}
     return Proposal(designs=space.decode(final), surrogates=[surrogate], metrics=metrics)
+
+
+BASELINE = Baseline("coms", Settings, propose, order=9, quick=QUICK)

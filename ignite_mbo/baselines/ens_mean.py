@@ -8,14 +8,17 @@ deviation, docs/fidelity.md) ascends the members' average instead.
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from ignite_mbo.baselines import grad_ascent
-from ignite_mbo.baselines.base import Context, Count, Proposal
+from ignite_mbo.baselines.base import Baseline, Context, Count, Proposal
 from ignite_mbo.tasks import Task
 
 
 class Settings(grad_ascent.Settings):
-    num_models: Count = 5
-    true_mean: bool = False
+    num_models: Count = Field(5, description=grad_ascent.Settings.model_fields["num_models"].description)
+    true_mean: bool = Field(False, description="named deviation: ascend the members' average, not their "
+                                               "minimum as the reference's \"mean\" ensemble does")
 
 
 QUICK = grad_ascent.QUICK
@@ -24,3 +27,6 @@ QUICK = grad_ascent.QUICK
 def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
     aggregate = grad_ascent.mean_of_members if settings.true_mean else grad_ascent.min_of_members
     return grad_ascent.propose(task, settings, ctx, aggregate)
+
+
+BASELINE = Baseline("ens-mean", Settings, propose, order=2, quick=QUICK)

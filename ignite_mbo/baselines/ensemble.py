@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from pydantic import Field
 
 from ignite_mbo.baselines.base import BaselineSettings, Context, Count, Layers, Rate, Size, TrainedSurrogate, ValidationSize
-from ignite_mbo.design_space import DesignSpace, TargetScaler, TokenSpace
-from ignite_mbo.models import GaussianEnsemble
+from ignite_mbo.design_space import DesignSpace, TokenSpace
 from ignite_mbo.tasks import Task
-from ignite_mbo.training import FitSettings, draw_splits
+from ignite_mbo.training import FitSettings
 
 Score = Callable[[torch.Tensor], torch.Tensor]
 """Surrogate inputs (n, ...) -> one score per design, (n, 1)."""
@@ -26,14 +26,14 @@ Score = Callable[[torch.Tensor], torch.Tensor]
 class EnsembleSettings(BaselineSettings):
     """The forward-model ensemble's settings (design-baselines' TF-Bind configs)."""
 
-    num_models: Count = 5
-    hidden_size: Size = 256
-    num_layers: Layers = 1
-    embedding_size: Size = 256  # token embedding of discrete designs (REINFORCE, CbAS)
-    epochs: Count = 100
-    batch_size: Size = 100
-    learning_rate: Rate = 1e-3
-    validation_size: ValidationSize = 200
+    num_models: Count = Field(5, description="Gaussian MLPs in the bootstrap ensemble, each with its own λ")
+    hidden_size: Size = Field(256, description="units of each hidden layer of an ensemble member")
+    num_layers: Layers = Field(1, description="hidden layers of an ensemble member")
+    embedding_size: Size = Field(256, description="token embedding width of discrete designs (REINFORCE, CbAS)")
+    epochs: Count = Field(100, description="training epochs of the ensemble")
+    batch_size: Size = Field(100, description="minibatch size of the ensemble's training")
+    learning_rate: Rate = Field(1e-3, description="Adam learning rate of the ensemble")
+    validation_size: ValidationSize = Field(200, description="rows held out to validate the ensemble")
 
 
 ENSEMBLE_QUICK = {"hidden_size": 64, "embedding_size": 32, "epochs": 10}
@@ -49,14 +49,10 @@ def token_space(task: Task) -> DesignSpace:
 
 def train_ensemble(task: Task, space: DesignSpace, ctx: Context, settings: EnsembleSettings) -> TrainedSurrogate:
     """Fit the bootstrap ensemble on ``space``'s encoding of the task (one shared data pipeline)."""
-    x, y = space.encode(task.x), TargetScaler.fit(task.y).transform(task.y)
-    embedding = (int(task.num_classes or 0), settings.embedding_size) if isinstance(space, TokenSpace) else None
-    model = GaussianEnsemble(space.num_features, settings.hidden_size, settings.num_layers, embedding=embedding,
-                             generators=ctx.generators("ensemble/init", settings.num_models))
     fit = FitSettings(settings.epochs, settings.batch_size, settings.learning_rate, settings.validation_size)
-    splits = draw_splits(len(x), settings.num_models, settings.validation_size, ctx.streams, "ensemble",
-                         bootstrap=True, shared=True)
-    return ctx.fit("ensemble", model, space, x, y, fit, splits)
+    return ctx.fit_gaussian_ensemble("ensemble", task, space, fit, num_members=settings.num_models,
+                                     hidden_size=settings.hidden_size, num_layers=settings.num_layers,
+                                     shared_data=True, embedding_size=settings.embedding_size)
 
 
 def ensemble_mean(surrogate: TrainedSurrogate) -> Score:

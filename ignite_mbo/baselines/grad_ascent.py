@@ -14,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from pydantic import Field
 
 from ignite_mbo.baselines.base import (
+    Baseline,
     BaselineSettings,
     Context,
     Count,
@@ -45,15 +47,15 @@ def mean_of_members(predictions: torch.Tensor) -> torch.Tensor:
 
 
 class Settings(BaselineSettings):
-    num_models: Count = 1
-    hidden_size: Size = 2048
-    num_layers: Layers = 2
-    epochs: Count = 100
-    batch_size: Size = 128
-    learning_rate: Rate = 3e-4
-    validation_size: ValidationSize = 200
-    solver_steps: Count = 200
-    solver_lr: Rate = 0.01  # times √(number of features)
+    num_models: Count = Field(1, description="surrogates, each on its own shuffle and bootstrap of the data")
+    hidden_size: Size = Field(2048, description="units of each hidden layer of a surrogate")
+    num_layers: Layers = Field(2, description="hidden layers of a surrogate")
+    epochs: Count = Field(100, description="training epochs of the surrogates")
+    batch_size: Size = Field(128, description="minibatch size of the surrogates' training")
+    learning_rate: Rate = Field(3e-4, description="Adam learning rate of the surrogates")
+    validation_size: ValidationSize = Field(200, description="rows held out to validate each surrogate")
+    solver_steps: Count = Field(200, description="gradient-ascent steps of the search")
+    solver_lr: Rate = Field(0.01, description="ascent step size, times √(number of features)")
 
 
 QUICK = {"hidden_size": 256, "epochs": 10}
@@ -81,3 +83,6 @@ def propose(task: Task, settings: Settings, ctx: Context, aggregate: Aggregate =
     metrics = {"final_predicted_score": float(aggregate(predictions).mean()),
                "final_disagreement": float(predictions.std(dim=0).mean()) if settings.num_models > 1 else 0.0}
     return Proposal(designs=space.decode(final), surrogates=[surrogate], metrics=metrics)
+
+
+BASELINE = Baseline("grad-ascent", Settings, propose, order=1, quick=QUICK)

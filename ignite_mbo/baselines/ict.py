@@ -37,6 +37,7 @@ import torch
 from pydantic import Field
 
 from ignite_mbo.baselines.base import (
+    Baseline,
     BaselineSettings,
     Context,
     Count,
@@ -58,16 +59,17 @@ ROUNDS = ((2, (0, 1)), (1, (0, 2)), (0, (1, 2)))
 
 
 class Settings(BaselineSettings):
-    hidden_size: Size = 2048
-    epochs: Count = 200
-    batch_size: Size = 128
-    learning_rate: Rate = 0.1
-    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    search_steps: Count = 100  # Tmax
-    search_lr: Rate = 0.1  # ft_lr on the discrete tasks
-    neighbours: Count = 128  # K
-    neighbour_noise: Scale = 0.1  # noise_coefficient
-    fine_tune_lr: Rate = 1e-3  # alpha
+    hidden_size: Size = Field(2048, description="units of each of the two hidden layers of a proxy")
+    epochs: Count = Field(200, description="pre-training epochs of the proxies")
+    batch_size: Size = Field(128, description="minibatch size of the pre-training")
+    learning_rate: Rate = Field(0.1, description="Adam learning rate of the pre-training (cosine decay)")
+    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(0.1, description="share of the rows each "
+                                                                                      "proxy leaves out")
+    search_steps: Count = Field(100, description="Adam steps of the search and of co-teaching (Tmax)")
+    search_lr: Rate = Field(0.1, description="Adam learning rate of the designs (ft_lr on the discrete tasks)")
+    neighbours: Count = Field(128, description="pseudo-labelled points around the candidate per step (K)")
+    neighbour_noise: Scale = Field(0.1, description="std of the noise that makes the neighbours (noise_coefficient)")
+    fine_tune_lr: Rate = Field(1e-3, description="Adam learning rate of a student's co-teaching step (alpha)")
 
 
 QUICK = {"hidden_size": 256, "epochs": 20}
@@ -118,9 +120,12 @@ def co_teach(proxies: list[Proxy], candidate: torch.Tensor, settings: Settings, 
     for labeller, students in ROUNDS:
         for student in students:
             proxy = proxies[student]
-            loss = ((proxy.model(points)[0] - labels[labeller]) ** 2).sum().reshape(1)
-            ctx.step(proxy.model, proxy.regularizer, proxy.optimizer, loss, points)
-            losses[f"co_teaching/loss_{student}_from_{labeller}"] = float(loss.detach())
+
+            def loss(proxy: Proxy = proxy, label: torch.Tensor = labels[labeller]) -> tuple[torch.Tensor, None]:
+                return ((proxy.model(points)[0] - label) ** 2).sum().reshape(1), None
+
+            stats = ctx.step(proxy.model, proxy.regularizer, proxy.optimizer, loss, points)
+            losses[f"co_teaching/loss_{student}_from_{labeller}"] = float(stats["loss"].sum())
     return losses
 
 
@@ -170,3 +175,6 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
                "final_disagreement": float(predictions.std(dim=0).mean()),
                "final_lambda_mean": float(np.mean(lambdas)) if lambdas else 0.0}
     return Proposal(designs=space.decode(designs.detach()), surrogates=[surrogate], metrics=metrics)
+
+
+BASELINE = Baseline("ict", Settings, propose, order=11, quick=QUICK)

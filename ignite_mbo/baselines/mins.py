@@ -37,6 +37,7 @@ from pydantic import Field
 from torch import nn
 
 from ignite_mbo.baselines.base import (
+    Baseline,
     BaselineSettings,
     Context,
     Count,
@@ -61,27 +62,29 @@ KERAS_LAYER_NORM_EPSILON = 1e-3
 
 class Settings(BaselineSettings):
     # forward model (regularized, unused by the search)
-    hidden_size: Size = 1024
-    num_layers: Annotated[int, Field(ge=1, le=16)] = 1
-    forward_epochs: Count = 100
-    forward_batch_size: Size = 128
-    forward_lr: Rate = 1e-3
-    validation_size: ValidationSize = 200
+    hidden_size: Size = Field(1024, description="units of each hidden layer of the forward model")
+    num_layers: Annotated[int, Field(ge=1, le=16)] = Field(1, description="hidden layers of the forward model")
+    forward_epochs: Count = Field(100, description="training epochs of the forward model")
+    forward_batch_size: Size = Field(128, description="minibatch size of the forward model")
+    forward_lr: Rate = Field(1e-3, description="Adam learning rate of the forward model")
+    validation_size: ValidationSize = Field(200, description="rows held out to validate the forward model")
     # inverse model: conditional WGAN-GP
-    gan_hidden_size: Size = 1024
-    latent_size: Size = 32
-    gan_epochs: Count | None = None  # None: the reference's per-task value (100 on TF-Bind-10, else 200)
-    gan_batch_size: Size = 128
-    critic_frequency: Count = 10
-    penalty_weight: Scale = 10.0
-    generator_lr: Rate = 2e-4
-    discriminator_lr: Rate = 2e-4
-    adam_beta_1: Annotated[float, Field(ge=0, lt=1)] = 0.0  # both GAN optimizers
-    adam_beta_2: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    base_temp: Rate = 0.1  # softmax temperature of the score reweighting
-    keep: Annotated[float, Field(gt=0, le=1)] = 0.99  # probability mass kept on a real design's token by the input noise
-    start_temp: Rate = 5.0
-    final_temp: Rate = 1.0
+    gan_hidden_size: Size = Field(1024, description="units of each hidden layer of the generator and critic")
+    latent_size: Size = Field(32, description="noise dimensions of the generator")
+    gan_epochs: Count | None = Field(None, description="training epochs of the GAN "
+                                                       "(unset: the reference's per-task value)")
+    gan_batch_size: Size = Field(128, description="minibatch size of the GAN")
+    critic_frequency: Count = Field(10, description="critic steps per generator step")
+    penalty_weight: Scale = Field(10.0, description="weight of the WGAN-GP gradient penalty")
+    generator_lr: Rate = Field(2e-4, description="Adam learning rate of the generator")
+    discriminator_lr: Rate = Field(2e-4, description="Adam learning rate of the critic")
+    adam_beta_1: Annotated[float, Field(ge=0, lt=1)] = Field(0.0, description="Adam β₁ of both GAN optimizers")
+    adam_beta_2: Annotated[float, Field(ge=0, lt=1)] = Field(0.9, description="Adam β₂ of both GAN optimizers")
+    base_temp: Rate = Field(0.1, description="softmax temperature of the score reweighting of the data")
+    keep: Annotated[float, Field(gt=0, le=1)] = Field(0.99, description="probability mass the input noise keeps "
+                                                                        "on a real design's token")
+    start_temp: Rate = Field(5.0, description="Gumbel-softmax temperature of the generator at the first epoch")
+    final_temp: Rate = Field(1.0, description="Gumbel-softmax temperature at the last epoch (annealed linearly)")
 
 
 QUICK = {"hidden_size": 128, "forward_epochs": 10, "gan_hidden_size": 128, "gan_epochs": 20}
@@ -182,10 +185,6 @@ class Critic(nn.Module):
         x = x.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(self(x, y).sum(), x, create_graph=True)
         return (1.0 - grad.flatten(1).norm(dim=1, keepdim=True)) ** 2
-
-
-PER_TASK_DEFAULTS = {"gan_epochs": epochs_per_task}
-"""Settings whose paper value depends on the task (their default None means that value)."""
 
 
 def gan_epochs(task: Task, settings: Settings) -> int:
@@ -294,3 +293,6 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
     metrics["condition_score"] = float(task.normalize_score(task.y.max()))  # y*, in the summary's score units
     return Proposal(designs=space.decode(designs.flatten(1)), surrogates=[surrogate], metrics=metrics,
                     regularizer_affects_search=False)
+
+
+BASELINE = Baseline("mins", Settings, propose, order=8, quick=QUICK, per_task_defaults={"gan_epochs": epochs_per_task})

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import distributions as D
 
-from ignite_mbo.baselines.base import Context, Count, Proposal, Rate, Size, top_designs
+from ignite_mbo.baselines.base import Baseline, Context, Count, Proposal, Rate, Size, top_designs
 from ignite_mbo.baselines.ensemble import ENSEMBLE_QUICK, EnsembleSettings, ensemble_mean, token_space, train_ensemble
 from ignite_mbo.design_space import DesignSpace
 from ignite_mbo.tasks import Task
@@ -33,12 +34,13 @@ from ignite_mbo.training import keras_adam
 
 
 class Settings(EnsembleSettings):
-    policy_lr: Rate = 0.01
-    policy_batch_size: Size = 256  # the reference uses 256 on discrete tasks ...
-    policy_batch_size_continuous: Size = 2048  # ... and 2048 on continuous ones
-    exploration_std: Rate = 0.1  # fixed std of the Gaussian policy (continuous tasks)
-    iterations: Count = 200
-    per_design_credit: bool = False  # named deviation: each design's log-probability meets its own advantage
+    policy_lr: Rate = Field(0.01, description="Adam learning rate of the policy")
+    policy_batch_size: Size = Field(256, description="designs sampled per iteration on discrete tasks")
+    policy_batch_size_continuous: Size = Field(2048, description="designs sampled per iteration on continuous tasks")
+    exploration_std: Rate = Field(0.1, description="fixed std of the Gaussian policy (continuous tasks)")
+    iterations: Count = Field(200, description="policy-gradient iterations")
+    per_design_credit: bool = Field(False, description="named deviation: each design's log-probability meets "
+                                                      "its own advantage (the reference broadcasts them)")
 
 
 QUICK = {**ENSEMBLE_QUICK, "iterations": 20, "policy_batch_size_continuous": 256}
@@ -136,3 +138,6 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
     metrics = {"final_entropy": float(policy.distribution().entropy().sum().detach()),
                "final_predicted_score": float(predicted.mean())}
     return Proposal(designs=policy.to_designs(final), surrogates=[surrogate], metrics=metrics)
+
+
+BASELINE = Baseline("reinforce", Settings, propose, order=4, quick=QUICK)

@@ -32,10 +32,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 from torch.func import functional_call
 
 from ignite_mbo.baselines.base import (
+    Baseline,
     BaselineSettings,
     Context,
     Count,
@@ -55,20 +57,22 @@ FIXED = ("max_logstd", "min_logstd")
 
 
 class Settings(BaselineSettings):
-    hidden_size: Size = 64
-    epochs: Count = 50  # warmup_epochs
-    batch_size: Size = 128
-    learning_rate: Rate = 1e-3
-    validation_size: ValidationSize = 200
-    clip_norm: Rate = 1.0
-    input_noise: Scale = 0.2  # continuous_noise_std
-    perturbation_steps: Count = 20  # steps_per_update
-    perturbation_radius: Rate = 5e-3  # inner_lr: each weight perturbation totals this times ‖w‖
-    updates: Count = 500
-    adaptation_steps: Count = 100  # 5 · steps_per_update
-    solution_lr: Rate = 3e-3
-    region: Rate = 4.0
-    alpha: Scale = 1.0  # weight of the pseudo-label NLL in the adaptation
+    hidden_size: Size = Field(64, description="units of each hidden layer of the forward model")
+    epochs: Count = Field(50, description="pre-training epochs of the forward model (warmup_epochs)")
+    batch_size: Size = Field(128, description="minibatch size of the pre-training")
+    learning_rate: Rate = Field(1e-3, description="Adam learning rate of the pre-training")
+    validation_size: ValidationSize = Field(200, description="rows held out to validate the forward model")
+    clip_norm: Rate = Field(1.0, description="each pre-training gradient is clipped to this norm")
+    input_noise: Scale = Field(0.2, description="std of the Gaussian noise on the designs (continuous_noise_std)")
+    perturbation_steps: Count = Field(20, description="steps of each weight perturbation up the NLL "
+                                                      "(steps_per_update)")
+    perturbation_radius: Rate = Field(5e-3, description="each weight perturbation totals this times ‖w‖ (inner_lr)")
+    updates: Count = Field(500, description="search steps, each adapting a fresh copy of the model")
+    adaptation_steps: Count = Field(100, description="adaptation steps of the model copy per search step "
+                                                     "(5 · steps_per_update)")
+    solution_lr: Rate = Field(3e-3, description="Adam learning rate of the designs")
+    region: Rate = Field(4.0, description="trust region of the adapted mean's change")
+    alpha: Scale = Field(1.0, description="weight of the pseudo-label NLL in the adaptation")
 
 
 QUICK = {"epochs": 5, "perturbation_steps": 2, "adaptation_steps": 10}
@@ -215,3 +219,6 @@ def propose(task: Task, settings: Settings, ctx: Context) -> Proposal:
     metrics = {"final_predicted_mean": float(predicted.mean()),
                "travelled": float((final - start).norm(dim=1).mean())}
     return Proposal(designs=space.decode(final), surrogates=[surrogate], metrics=metrics)
+
+
+BASELINE = Baseline("roma", Settings, propose, order=10, quick=QUICK)

@@ -37,8 +37,13 @@ def check_tracking_server(uri: str, timeout_s: float = 3.0) -> str:
     request = urllib.request.Request(url + MLFLOW_PROBE, headers=_credentials())
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            json.loads(response.read(1_000_000) or b"{}")
-            return url
+            answer = response.read(1_000_000)
+        if not isinstance(json.loads(answer or b"{}"), dict):
+            raise json.JSONDecodeError("not an object", "", 0)
+        return url
+    except json.JSONDecodeError:
+        raise UserError(f"{url} answers, but not as an MLflow server (its reply is not MLflow's JSON); check the "
+                        "host and port of the MLflow server") from None
     except urllib.error.HTTPError as error:
         body = error.read(2000).decode(errors="replace")
         if error.code == 403 and "Host header" in body:

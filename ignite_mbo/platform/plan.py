@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ignite_mbo import limits
 from ignite_mbo import mlflow_store as store
 from ignite_mbo import tasks as task_registry
 from ignite_mbo.config import TrialConfig
@@ -110,4 +111,5 @@ def load_tasks(configs: list[TrialConfig], data_dir: str | None) -> dict[str, ta
         key = shared_task_key(config)
         if key not in built:
             built[key] = task_registry.make(config.task, data_dir, **config.checked_task_options())
+        limits.check_trial(config, built[key])
     return built

@@ -10,8 +10,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ignite_mbo import baselines
 from ignite_mbo.atomic import atomic_write
-from ignite_mbo.baselines import BASELINES
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.errors import UserError
 from ignite_mbo.protocol import PROTOCOL_DEVIATIONS
@@ -45,7 +45,7 @@ def results_table(trials: Any) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     for column in [c for c in table.columns if c.startswith("config.")]:
         table[column] = typed_column([row.get(column) for row in rows])
-    baseline_order = {name: index for index, name in enumerate(BASELINES)}  # the paper's order, not alphabetical
+    baseline_order = {name: index for index, name in enumerate(baselines.names())}  # the paper's order, not alphabetical
     order = table.assign(_baseline=table["baseline"].map(baseline_order))
     order = order.sort_values(["task", "_baseline", "regularizer", "seed"], kind="stable")
     return table.loc[order.index].reset_index(drop=True)

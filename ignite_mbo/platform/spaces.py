@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from ignite_mbo.config import TrialConfig, regularizer_mapping, set_dotted
 from ignite_mbo.errors import UserError
+from ignite_mbo.platform import space_checks
 from ignite_mbo.regularizers import one_line
 from ignite_mbo.trainables.objectives import OBJECTIVES, Objective
 
@@ -339,7 +340,9 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, max_tri
     if not path.is_file():
         raise UserError(f"search space {path} not found; pass a YAML file such as search_spaces/quick.yaml")
     try:
-        raw = read_yaml(path.read_text())
+        text = path.read_text()
+        space_checks.check_nesting(text)
+        raw = read_yaml(text)
     except UserError as error:
         raise UserError(f"{path}: {error}") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -360,7 +363,9 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, max_tri
 def parse_spec(raw: dict[str, Any], where: str = "search space", max_trials: int = MAX_TRIALS) -> SweepSpec:
     """Validate a space mapping (as read from YAML) and every trial config it makes."""
     try:
+        space_checks.check_raw(raw)
         spec = SweepSpec(**raw)
+        space_checks.announce_size(spec, max_trials)
     except ValidationError as error:
         raise UserError(f"{where}: {one_line(error)}") from None
     except UserError as error:
@@ -370,7 +375,9 @@ def parse_spec(raw: dict[str, Any], where: str = "search space", max_trials: int
                         f"than --max-trials {max_trials}; shrink the space or raise --max-trials")
     try:
         _check_coherent(spec)
+        space_checks.check_searcher(spec)
         spec.trials()
+        space_checks.dry_draw(spec)
         spec.check_search_values()
     except (UserError, ValueError) as error:
         raise UserError(f"{where}: {error}") from None

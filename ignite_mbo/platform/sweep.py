@@ -1,5 +1,10 @@
 """Run a search space as a Ray Tune sweep, recorded in MLflow, summarised as a table and a report.
 
+A sweep runs in phases, one module each: :mod:`~ignite_mbo.platform.plan` validates everything,
+:mod:`~ignite_mbo.platform.tuner` builds Tune's Tuner, this module connects to Ray, opens the
+parent run and runs the Tuner under a SIGINT handler, and :mod:`~ignite_mbo.platform.finish`
+collects the results, reconciles MLflow and writes the table and the report.
+
 A sweep folder ``OUTPUT_DIR/<name>/`` (``<name>-2``, ``-3``, ... when the space ran there before)
 holds ``sweep.json`` (:class:`SweepRecord`), ``results.parquet`` (one row per trial) and the
 report. Tune's experiment (trial folders, checkpoints, searcher state) is in the same folder unless
@@ -23,6 +28,7 @@ from typing import Any
 
 from ignite_mbo import mlflow_store as store
 from ignite_mbo.errors import UserError
+from ignite_mbo.platform import local_ray
 from ignite_mbo.platform.finish import SweepOutcome, collect_results, finish_sweep
 from ignite_mbo.platform.plan import SweepPlan, load_tasks, plan_sweep
 from ignite_mbo.platform.record import SweepRecord
@@ -47,8 +53,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Join the cluster at ``address`` (``auto`` inside a Ray job), or start an embedded local Ray.
 
     ``address="local"`` always starts a fresh instance, so a stale session file from an earlier
-    crash cannot break ``num_cpus``; it binds to 127.0.0.1 and needs no token (nothing else on the
-    machine joins it).
+    crash cannot break ``num_cpus``; it lets in only holders of a per-sweep token (:mod:`local_ray`).
     """
     import logging
 
@@ -59,9 +64,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
     else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+        local_ray.start(num_cpus)
 
 
 def check_cluster(plan: SweepPlan) -> None:

@@ -12,7 +12,7 @@ to the pydantic model of its options in ``OPTIONS``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -75,4 +75,11 @@ def make(task_id: str, data_dir: str | os.PathLike[str] | None = None, **options
     return REGISTRY[task_id](data_dir=data_dir, **checked)
 
 
-__all__ = ["OPTIONS", "REGISTRY", "Task", "make", "to_integers", "to_logits", "validate_options"]
+def build(task_id: str, checked_options: Mapping[str, Any], data_dir: str | os.PathLike[str] | None = None) -> Task:
+    """Build ``task_id`` from options that were validated already (a parsed ``TrialConfig``'s): the
+    task's defaults, then ``checked_options``, with no second check."""
+    defaults = {name: field.get_default(call_default_factory=True) for name, field in OPTIONS[task_id].model_fields.items()}
+    return REGISTRY[task_id](data_dir=data_dir, **{**defaults, **checked_options})
+
+
+__all__ = ["OPTIONS", "REGISTRY", "Task", "build", "make", "to_integers", "to_logits", "validate_options"]

@@ -59,13 +59,24 @@ def _key(params: Mapping[str, Any]) -> str:
                       sort_keys=True, default=str)
 
 
+def _planned(trials: list[TrialConfig]) -> dict[str, TrialConfig]:
+    return {_key({"trial": carried(config)}): config for config in trials}
+
+
 class TrialLookup:
     """The driver's :func:`trial_config`: its planned trials come back as they are (no validation),
     a trial with sampled values is validated once and remembered."""
 
     def __init__(self, trials: Sequence[TrialConfig]) -> None:
         self.trials = list(trials)
-        self.known = {_key({"trial": carried(config)}): config for config in self.trials}
+        self.known = _planned(self.trials)
+
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks: keep that small
+        return {"trials": self.trials}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.trials = state["trials"]
+        self.known = _planned(self.trials)
 
     def __call__(self, params: Mapping[str, Any]) -> TrialConfig:
         key = _key(params)

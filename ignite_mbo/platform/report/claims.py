@@ -121,7 +121,7 @@ def render(report: Report) -> list[str]:
                         "baseline and seeds to pair with.", ""]
     small = sorted({c.gain.n for c in found if c.gain.n < stats.min_pairs()})
     if small:
-        lines += [f"**Warning:** {stats.too_few_warning(small[-1])}. Cells with n < {stats.min_pairs()} "
+        lines += [f"**Warning:** {stats.too_few_warning(small[0])}. Cells with n < {stats.min_pairs()} "
                   "show their gains, but none can be told apart from 0.", ""]
     lines += _gains(found) + _rivals(report, found) + _sharpness(found) + _sensitivity(report) + _cost(found)
     return lines
@@ -138,10 +138,10 @@ def _gains(found: list[Cell]) -> list[str]:
             told = sum(c.gain.significant for c in hits)
             parts.append(f"{len(hits)} {state}" + (f" ({told} told apart from 0)" if state in ("improved", "dropped")
                                                     else ""))
-        text = f"- **{regularizer}**: {len(mine)} cells: " + ", ".join(parts)
+        text = f"- **{regularizer}**: {_cells(len(mine))}: " + ", ".join(parts)
         if counted:
             gains = [c.gain.pct for c in counted]
-            text += (f"; over the {len(counted)} cells that can change: mean {np.mean(gains):+.2f} %, "
+            text += (f"; over the {_cells(len(counted))} that can change: mean {np.mean(gains):+.2f} %, "
                      f"best {max(gains):+.2f} %, worst {min(gains):+.2f} %")
         lines.append(text + ".")
     lines += ["", "| task | row | gain | 95% t-interval | sign-flip p | n | told apart from 0 | cell |",
@@ -149,7 +149,7 @@ def _gains(found: list[Cell]) -> list[str]:
     for c in found:
         g = c.gain
         interval = "—" if math.isnan(g.low) else f"{g.low:+.2f}% .. {g.high:+.2f}%"
-        p = "—" if math.isnan(g.p_value) else f"{g.p_value:.3g}"
+        p = _p(g.p_value)
         state = f"cannot change: {c.reason}" if c.reason else c.state
         lines.append(f"| {c.task} | {c.row} | {g.pct:+.2f}% | {interval} | {p} | {g.n} | "
                      f"{'yes' if g.significant else 'no'} | {state} |")
@@ -160,7 +160,8 @@ def _rivals(report: Report, found: list[Cell]) -> list[str]:
     lines = ["### 2. IGNITE against the other regularizers", "", f"Paper: {PAPER['rivals']}", ""]
     rivals = [r for r in dict.fromkeys(c.regularizer for c in found) if r != CLAIMED]
     if CLAIMED not in {c.regularizer for c in found} or not rivals:
-        return lines + [f"Not tested: these sweeps did not run {CLAIMED} beside another regularizer.", ""]
+        lines.append(f"Not tested: these sweeps did not run {CLAIMED} beside another regularizer.")
+        rivals = []
     done = report.results
     for rival in rivals:
         wins = told = total = 0
@@ -175,14 +176,14 @@ def _rivals(report: Report, found: list[Cell]) -> list[str]:
                         total += 1
                         wins += test.mean > 0
                         told += test.significant and test.mean > 0
-        lines.append(f"- {CLAIMED} above {rival} in {wins} of {total} cells that can change "
+        lines.append(f"- {CLAIMED} above {rival} in {wins} of {_cells(total)} that can change "
                      f"({told} told apart by the paired test).")
     best = compare.contests(report)
     if best:
         lines += ["", "Best per cell: " + "; ".join(
             f"{c.task} / {c.baseline}: {c.best.removeprefix(c.baseline + ' + ')} "
             f"({'told apart' if c.best_vs_second.significant else 'not told apart'} from "
-            f"{c.second.removeprefix(c.baseline + ' + ')}, p={c.best_vs_second.p_value:.3g}, "
+            f"{c.second.removeprefix(c.baseline + ' + ')}, p={_p(c.best_vs_second.p_value)}, "
             f"n={c.best_vs_second.n})" for c in best) + "."]
     return lines + [""]
 
@@ -194,11 +195,11 @@ def _sharpness(found: list[Cell]) -> list[str]:
         return lines + ["Not measured: the trials record no `sharpness_candidates`.", ""]
     lowered = sum(c.sharpness[0] < c.sharpness[1] for c in measured if c.sharpness)
     told = sum(c.sharpness[2].significant and c.sharpness[0] < c.sharpness[1] for c in measured if c.sharpness)
-    lines += [f"Lower with the regularizer in {lowered} of {len(measured)} cells ({told} told apart).", "",
+    lines += [f"Lower with the regularizer in {lowered} of {_cells(len(measured))} ({told} told apart).", "",
               "| task | row | with | without | difference | sign-flip p | n |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for c in measured:
         with_, without, test = c.sharpness  # type: ignore[misc]
-        p = "—" if math.isnan(test.p_value) else f"{test.p_value:.3g}"
+        p = _p(test.p_value)
         lines.append(f"| {c.task} | {c.row} | {with_:.4g} | {without:.4g} | {test.mean:+.4g} | {p} | {test.n} |")
     return lines + ["", "Sharpness: ρ‖∇G‖ (ρ = 0.05) of the trained surrogate(s) at the proposed designs.", ""]
 
@@ -228,9 +229,20 @@ def _cost(found: list[Cell]) -> list[str]:
     if not timed:
         return lines + ["Not measured: the trials record no `wall_time_s`.", ""]
     for regularizer in dict.fromkeys(c.regularizer for c in timed):
-        mine = [c.overhead.mean for c in timed if c.regularizer == regularizer and c.overhead]
+        tests = [c.overhead for c in timed if c.regularizer == regularizer and c.overhead]
+        mine = [t.mean for t in tests]
+        seeds = sorted({t.n for t in tests})
+        n = f"n={seeds[0]}" if len(seeds) == 1 else f"n={seeds[0]}..{seeds[-1]}"
         lines.append(f"- **{regularizer}**: {np.mean(mine):+.1f} % wall time per trial on average over "
-                     f"{len(mine)} cells (range {min(mine):+.1f} % .. {max(mine):+.1f} %).")
+                     f"{_cells(len(mine))} (range {min(mine):+.1f} % .. {max(mine):+.1f} %; {n} seeds per cell).")
     return lines + ["", "Whole-trial wall time (surrogate training, search and scoring) of regularized − none trials, "
                     "paired by seed, in % of none's mean; the training share alone is larger. Timings of trials "
                     "that shared a busy machine are noisy.", ""]
+
+
+def _cells(count: int) -> str:
+    return f"{count} cell" + ("" if count == 1 else "s")
+
+
+def _p(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.3g}"

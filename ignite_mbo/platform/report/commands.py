@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from ignite_mbo.errors import UserError
-from ignite_mbo.platform.report import claims, inputs
+from ignite_mbo.platform.report import claims, inputs, plots
 from ignite_mbo.platform.report.build import build_report
 from ignite_mbo.platform.report.latex import render_latex
 from ignite_mbo.platform.report.render import render_markdown, write_atomic, write_report
@@ -38,6 +40,16 @@ def latex_for(sources: list[Path], out_dir: Path) -> Path:
     path = Path(out_dir) / LATEX_FILE
     write_atomic(path, render_latex(build_report(inputs.read_sources(sources))).encode())
     return path
+
+
+def write_curves(table: pd.DataFrame, tracking_uri: str, out_dir: Path) -> list[Path]:
+    """λ and sharpness curves across seeds (read from the trials' MLflow runs) into ``out_dir/curves/``."""
+    from ignite_mbo import mlflow_store as store
+
+    def read(run_id: str) -> plots.Histories:
+        return store.metric_histories(tracking_uri, run_id, plots.CURVES)
+
+    return plots.plot_curves(build_report(table).results, read, Path(out_dir) / plots.FOLDER)
 
 
 def claims_text(sources: list[Path]) -> str:

@@ -78,7 +78,8 @@ def render(found: list[Contest]) -> list[str]:
         interval = "—" if math.isnan(test.low) else f"{test.low:+.4f} .. {test.high:+.4f}"
         p = "—" if math.isnan(test.p_value) else f"{test.p_value:.3g}"
         told = "yes" if test.significant else ("no (n too small)" if test.too_few else "no")
-        lines.append(f"| {c.task} | {c.baseline} | {ranking} | {test.mean:+.4f} | {interval} | {p} | {test.n} | "
+        difference = "—" if math.isnan(test.mean) else f"{test.mean:+.4f}"
+        lines.append(f"| {c.task} | {c.baseline} | {ranking} | {difference} | {interval} | {p} | {test.n} | "
                      f"{told} |")
     lines += ["", f"Best and second compared seed for seed on the seeds both ran: the {stats.TEST_NAME} "
               f"(exact up to {stats.EXACT_UP_TO} seeds); told apart when p < {stats.ALPHA:g}.", ""]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ignite_mbo.atomic import atomic_write
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform.report import claims, compare, reproduction, stats
 from ignite_mbo.platform.report.build import (
@@ -48,7 +47,8 @@ def render_markdown(report: Report) -> str:
     for percentile in PERCENTILES:
         table = cell_table(report, percentile)
         lines += [
-            f"### {percentile} percentile",
+            f"### {percentile} percentile (n = {report.n_max} seed{'s' if report.n_max > 1 else ''} per cell "
+            "unless marked [n=k])",
             "",
             _md_row(["baseline + regularizer", *table.columns]),
             _md_row(["---"] * (len(table.columns) + 1)),
@@ -98,7 +98,7 @@ def render_figure(report: Report) -> bytes:
     tasks = [task for task in report.tasks if (data["task"] == task).any()] or report.tasks
     ncols = min(3, len(tasks))
     nrows = math.ceil(len(tasks) / ncols)
-    fig = Figure(figsize=(5 * ncols, 4.5 * nrows), layout="constrained")
+    fig = Figure(figsize=(max(7, 5 * ncols), 4.5 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     colors = _regularizer_colors(data["regularizer"])
     for ax, task in zip(axes, tasks, strict=False):
@@ -109,9 +109,11 @@ def render_figure(report: Report) -> bytes:
             error = None if math.isnan(low) else [[bar["gain_pct"] - low], [high - bar["gain_pct"]]]
             ax.bar(x, bar["gain_pct"], yerr=error, capsize=3, color=colors[bar["regularizer"]], edgecolor="black",
                    hatch=None if bar["affects_search"] else "//")
-            ax.annotate(f"n={bar['paired_n']}{' ' + SIGNIFICANT if bar['significant'] else ''}",
-                        (x, max(bar["gain_pct"], high if not math.isnan(high) else bar["gain_pct"])),
-                        xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
+            up = bar["gain_pct"] >= 0
+            end = (high if up else low) if not math.isnan(low) else bar["gain_pct"]
+            ax.annotate(f"n={bar['paired_n']}{' ' + SIGNIFICANT if bar['significant'] else ''}", (x, end),
+                        xytext=(0, 2 if up else -2), textcoords="offset points", ha="center",
+                        va="bottom" if up else "top", fontsize=7)
         ax.axhline(0.0, color="black", lw=0.8)
         ax.set_xticks(xs, [bar["row"] for bar in bars], rotation=60, ha="right", fontsize=7)
         ax.set_title(task)
@@ -122,7 +124,8 @@ def render_figure(report: Report) -> bytes:
         ax.set_visible(False)
     handles = [Patch(facecolor=c, edgecolor="black", label=r) for r, c in colors.items()]
     if not data["affects_search"].all():
-        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label=DAGGER_NOTE))
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
+                             label=f"{DAGGER} search never queries the regularized model"))
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
     buffer = io.BytesIO()
@@ -249,13 +252,5 @@ def _regularizer_colors(regularizers: pd.Series) -> dict[str, str]:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file next to ``path`` and rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically (:func:`ignite_mbo.atomic.atomic_write`)."""
+    atomic_write(path, lambda partial: partial.write_bytes(data))

@@ -65,13 +65,20 @@ def compare(finished: pd.DataFrame) -> list[Comparison]:
 
 def _not_comparable(trial: dict) -> str:
     """'' for a full-fidelity trial at the paper's protocol, else why it is not comparable."""
-    fidelity = str(trial.get("config.fidelity") or "").strip()
+    fidelity, deviations = (_text(trial.get(key)) for key in ("config.fidelity", "protocol_deviations"))
     if fidelity != "full":
-        return f"{fidelity} fidelity" if fidelity and fidelity not in ("None", "nan") else "fidelity not recorded"
-    deviations = str(trial.get("protocol_deviations") or "").strip()
-    if deviations and deviations != "nan":
+        return f"{fidelity} fidelity" if fidelity else "fidelity not recorded"
+    if deviations:
         return f"settings differ from the paper's protocol ({deviations})"
     return ""
+
+
+def _text(value: object) -> str:
+    """A recorded text value, '' when missing (None, NaN, pd.NA, 'None')."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    text = str(value).strip()
+    return "" if text in ("None", "nan", "<NA>") else text
 
 
 def render(comparisons: list[Comparison]) -> str:

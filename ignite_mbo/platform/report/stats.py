@@ -104,6 +104,9 @@ def too_few_warning(n: int) -> str:
     """A plain sentence for a comparison with n pairs below ``min_pairs()`` ('' when n is enough)."""
     if n >= min_pairs():
         return ""
+    if n <= 1:
+        return (f"n={n} is too few for any conclusion: no test or interval exists without two paired seeds; "
+                f"run at least {min_pairs()} seeds")
     return (f"n={n} is too few for any conclusion: with {n} paired seeds the exact two-sided test cannot go "
             f"below p = {2.0 ** (1 - n):.3g}, so nothing can be marked at α = {ALPHA:g}; "
             f"run at least {min_pairs()} seeds")

@@ -1,0 +1,175 @@
+"""Bounds that a schema cannot know: they depend on the task's data or on this machine.
+
+A value can pass its field's type and range and still fail deep inside a trial: more threads than
+the machine has cores, a validation split larger than the rows a run trains on, a model that does
+not fit in memory, or a YAML boolean that pydantic reads as the number 1. Each is checked here
+before anything is started or written, with a one-line :class:`UserError` naming the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+
+from ignite_mbo.errors import UserError
+from ignite_mbo.tasks import Task
+
+BYTES_PER_PARAMETER = 16
+"""float32 weight, its gradient and Adam's two moments: what one trainable parameter costs."""
+MEMORY_SHARE = 0.8
+"""A model may take at most this share of the memory available now (the rest: data, batches, torch)."""
+
+
+# ---- YAML booleans --------------------------------------------------------------------------------
+
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field of type ``annotation`` accepts a boolean as itself (not as the number 0 or 1)."""
+    if annotation is bool or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return any(isinstance(value, bool) for value in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType) or origin is typing.Annotated:
+        return any(_takes_bool(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field of type ``annotation`` holds (``X | None`` too), else None."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def refuse_booleans(model: type[BaseModel], values: dict[str, Any], where: str = "") -> None:
+    """Refuse ``true``/``false`` given for a numeric field of ``model`` (pydantic would read it as 1 or 0).
+
+    Nested mappings are checked against the nested model; unknown keys are left to ``model`` itself.
+    """
+    for key, value in values.items():
+        field = model.model_fields.get(str(key))
+        if field is None:
+            continue
+        if isinstance(value, bool) and not _takes_bool(field.annotation):
+            raise UserError(f"{where}{key}: {str(value).lower()} is a YAML boolean where a number is expected; "
+                            "write the number")
+        nested = _model_of(field.annotation)
+        if nested is not None and isinstance(value, dict):
+            refuse_booleans(nested, value, f"{where}{key}.")
+
+
+def refuse_trial_booleans(values: dict[str, Any]) -> None:
+    """:func:`refuse_booleans` for a raw trial config: its own fields, the baseline's settings and the
+    regularizer's hyperparameters."""
+    from ignite_mbo.baselines import registry
+    from ignite_mbo.regularizers import CONFIGS
+
+    for key in ("seed",):
+        if isinstance(values.get(key), bool):
+            raise UserError(f"{key}: {str(values[key]).lower()} is a YAML boolean where a number is expected; "
+                            "write the number")
+    baseline, options = registry().get(values.get("baseline", "grad-ascent")), values.get("baseline_options")
+    if baseline is not None and isinstance(options, dict):
+        refuse_booleans(baseline.settings_type, options, "baseline_options.")
+    regularizer = values.get("regularizer")
+    if isinstance(regularizer, dict) and regularizer.get("name") in CONFIGS:
+        refuse_booleans(CONFIGS[regularizer["name"]], regularizer, "regularizer.")
+
+
+# ---- the machine ----------------------------------------------------------------------------------
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def check_threads(threads: int | None) -> None:
+    """``--threads``: at least 1, at most this machine's cores (more only slows torch down, and a huge
+    count crashes it)."""
+    if threads is None:
+        return
+    available = cores()
+    if not 1 <= threads <= available:
+        raise UserError(f"--threads {threads}: this machine has {available} core(s); use 1 to {available}")
+
+
+def available_memory(device: str = "cpu") -> int:
+    """Bytes free now on ``device``: the GPU's for ``cuda...``, else the machine's."""
+    if device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            index = int(device.partition(":")[2] or 0)
+            return int(torch.cuda.mem_get_info(index)[0])
+    try:  # Linux: what can be allocated without swapping, page cache included
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def model_bytes(settings: BaseModel, num_features: int) -> int:
+    """About how many bytes training the largest model ``settings`` describe takes (weights, gradients,
+    Adam's moments): for every ``*hidden_size`` setting, an MLP of ``*num_layers`` such layers on
+    ``num_features`` inputs (times ``*embedding_size`` where set), ``num_models`` members."""
+    values = settings.model_dump()
+    members = int(values.get("num_models", 1) or 1)
+    largest = 0
+    for name, hidden in values.items():
+        if not name.endswith("hidden_size") or not isinstance(hidden, int):
+            continue
+        prefix = name.removesuffix("hidden_size")
+        layers = int(values.get(f"{prefix}num_layers", 2) or 1)
+        width = num_features * int(values.get(f"{prefix}embedding_size", 1) or 1)
+        largest = max(largest, width * hidden + (layers - 1) * hidden * hidden + hidden)
+    return members * largest * BYTES_PER_PARAMETER
+
+
+def check_model_size(settings: BaseModel, num_features: int, device: str = "cpu") -> None:
+    """Refuse a model that would take more than :data:`MEMORY_SHARE` of the free memory."""
+    needed = model_bytes(settings, num_features)
+    free = available_memory(device)
+    if needed > MEMORY_SHARE * free:
+        sizes = {k: v for k, v in settings.model_dump().items() if k.endswith(("hidden_size", "num_layers"))}
+        described = ", ".join(f"{k}={v}" for k, v in sizes.items())
+        where = device if device.startswith("cuda") else "this machine"
+        raise UserError(f"the surrogate ({described}) needs about {needed / 2**30:.1f} GiB to train, and "
+                        f"{where} has {free / 2**30:.1f} GiB free; lower hidden_size or num_layers")
+
+
+# ---- the task -------------------------------------------------------------------------------------
+
+def training_rows(task: Task) -> int:
+    """Rows one run trains on: the task's pool, or ``max_samples`` of it."""
+    pool = len(task.y)
+    return pool if task.max_samples is None else min(pool, task.max_samples)
+
+
+def check_rows(settings: BaseModel, task: Task) -> None:
+    """Every held-out split (``*validation_size``) must leave rows to train on."""
+    rows = training_rows(task)
+    drawn = f"max_samples={task.max_samples} of the pool's {len(task.y):,}" if rows < len(task.y) else "its pool"
+    values = settings.model_dump()
+    for name, size in values.items():
+        if name.endswith("validation_size") and isinstance(size, int) and size >= rows:
+            raise UserError(f"{name}={size} holds out every row: {task.task_id} trains on {rows:,} rows "
+                            f"({drawn}); use {name} below {rows:,} or max_samples above {size}")
+
+
+def check_trial(config: Any, task: Task, *, device: str = "cpu") -> None:
+    """Every task- and machine-dependent bound of one trial ``config`` (a TrialConfig) on ``task``."""
+    settings = config.baseline_settings()
+    check_rows(settings, task)
+    num_features = int(task.x.shape[1]) if task.x.ndim > 1 else 1
+    check_model_size(settings, num_features, device)

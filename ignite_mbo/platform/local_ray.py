@@ -1,0 +1,37 @@
+"""The embedded Ray a sweep starts on this machine when no ``--address`` is given.
+
+Ray 2.60 binds some of its servers (GCS, raylet, workers) to every interface even when the node's
+address is 127.0.0.1, so loopback alone does not keep other machines out. The embedded Ray
+therefore runs with Ray's token authentication on (``RAY_AUTH_MODE=token``): a fresh random token
+for each sweep, held only in the environment of this process and the Ray processes it starts (no
+token file is written). A client from another address, or another user's process, that does not
+hold the token cannot join it or run a task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+TOKEN_ENV = "RAY_AUTH_TOKEN"
+
+
+def start(num_cpus: int | None = None) -> None:
+    """Start a fresh local Ray on 127.0.0.1 that accepts only clients holding this sweep's token.
+
+    ``address="local"`` always starts a new instance, so a stale session file from an earlier crash
+    cannot break ``num_cpus``. A ``RAY_AUTH_TOKEN`` already in the environment is kept (the user
+    chose it); otherwise a new one is made.
+    """
+    import ray
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+    os.environ[AUTH_MODE_ENV] = "token"
+    if not os.environ.get(TOKEN_ENV):
+        os.environ[TOKEN_ENV] = secrets.token_urlsafe(32)
+    Config.initialize("")  # Ray caches the mode when first imported: read it again, as Ray itself does
+    AuthenticationTokenLoader.instance().reset_cache()
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+             log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)

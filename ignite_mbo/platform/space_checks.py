@@ -1,0 +1,120 @@
+"""Checks of a search space that the schema alone misses, run before the store or a folder is touched.
+
+Each of these once passed ``SweepSpec`` and failed only after ``mlflow.db`` and the sweep folder
+were written: a YAML nested too deep for Python's recursion, ``true`` where a count is expected,
+a seed Optuna or numpy refuses, a ``quniform`` bound that is not a multiple of its q, an ASHA
+``grace_period`` beyond ``max_t``, a variant axis with no values, and distributions that draw
+values a field refuses (``randn`` for a bound that must stay > 0). A huge grid is said at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ignite_mbo.errors import UserError
+from ignite_mbo.limits import refuse_booleans
+
+MAX_DEPTH = 50
+"""Deepest nesting of mappings and lists a search space may have (the deepest real one has 5)."""
+TRIAL_LIMIT = 100_000
+"""Trials one sweep may plan whatever ``--max-trials`` says: Tune holds every trial in the driver."""
+ANNOUNCE_FROM = 1_000
+"""From this many planned trials, the count is printed before the (long) validation starts."""
+DRAWS = 64
+"""Values drawn from each distribution to check them against the field they set."""
+SEED_RANGE = 2**32
+
+
+def check_nesting(text: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse YAML nested deeper than ``limit``, read as a stream of events (no recursion, no objects)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > limit:
+                    line = event.start_mark.line + 1 if event.start_mark else "?"
+                    raise UserError(f"nested more than {limit} levels deep (line {line}); a search space needs "
+                                    "a few levels: flatten it")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return  # the YAML reader reports syntax errors with their line
+
+
+def check_raw(raw: dict[str, Any]) -> None:
+    """Booleans given where the space expects a number (``num_samples: true`` would run one sample)."""
+    from ignite_mbo.platform.spaces import SweepSpec
+
+    refuse_booleans(SweepSpec, raw)
+
+
+def announce_size(spec: Any, max_trials: int) -> None:
+    """Say at once how many trials a big space plans; refuse more than :data:`TRIAL_LIMIT`."""
+    planned = spec.size_bound
+    if planned > max_trials:
+        return  # refused by --max-trials, with its own message
+    if planned > TRIAL_LIMIT:
+        raise UserError(f"asks for up to {planned:,} trials (grid × variants × num_samples); one sweep plans at "
+                        f"most {TRIAL_LIMIT:,} whatever --max-trials says: split the space into several sweeps")
+    if planned >= ANNOUNCE_FROM:
+        print(f"planning up to {planned:,} trials (grid × variants × num_samples); checking every trial config",
+              file=sys.stderr, flush=True)
+
+
+def check_searcher(spec: Any) -> None:
+    """The search algorithm's and the scheduler's own constraints."""
+    seed = spec.search_alg.seed if spec.search_alg is not None else None
+    if seed is not None and not 0 <= seed < SEED_RANGE:
+        raise UserError(f"search_alg.seed {seed} is out of range; use 0 <= seed < 2**32")
+    scheduler = spec.scheduler
+    if scheduler is not None and scheduler.name == "asha" and scheduler.grace_period > scheduler.max_t:
+        raise UserError(f"scheduler.grace_period {scheduler.grace_period} exceeds scheduler.max_t {scheduler.max_t}: "
+                        "ASHA would stop no trial early; use grace_period <= max_t")
+    for number, variant in enumerate(spec.variants, start=1):
+        for key, values in variant.items():
+            if not values:
+                raise UserError(f"variant {number}: axis {key!r} has no values; give at least one or drop the axis")
+
+
+def _draws(key: str, distribution: dict[str, list[Any]]) -> list[Any]:
+    """Values Tune's domain for ``distribution`` produces (a fixed-seed sample), plus randn's far tails."""
+    from ignite_mbo.platform.spaces import tune_domain
+
+    ((name, args),) = distribution.items()
+    try:
+        domain = tune_domain(distribution)
+    except ValueError as error:
+        raise UserError(f"search.{key}: Ray Tune refuses {{{name}: {args}}} ({error}); with a q, make both "
+                        "bounds multiples of q") from None
+    drawn = list(domain.sample(size=DRAWS, random_state=np.random.RandomState(0)))
+    if name == "randn":
+        drawn += [args[0] - 6 * args[1], args[0] + 6 * args[1]]
+    return [value.item() if isinstance(value, np.generic) else value for value in drawn]
+
+
+def dry_draw(spec: Any) -> None:
+    """Set every ``search`` key to values its distribution draws, on one grid point of each kind
+    (task, baseline, regularizer), and validate the trial configs that makes."""
+    if not spec.search:
+        return
+    kinds = {(config.task, config.baseline, config.regularizer.name): config for config in spec.trials()}
+    for key, distribution in spec.search.items():
+        ((name, _),) = distribution.items()
+        for value in {repr(value): value for value in _draws(key, distribution)}.values():
+            for config in kinds.values():
+                try:
+                    config.with_values({key: value})
+                except UserError as error:
+                    raise UserError(f"search.{key}: {name} can draw {value!r}, which a trial refuses ({error}); "
+                                    "pick a distribution inside the field's bounds") from None
+
+
+def check_spec(spec: Any) -> None:
+    """Everything above that needs the parsed space."""
+    check_searcher(spec)
+    dry_draw(spec)

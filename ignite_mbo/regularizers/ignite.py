@@ -1,0 +1,158 @@
+"""IGNITE: train a surrogate under a constraint on the norm of its gradient (NeurIPS 2024).
+
+The surrogate's parameters β minimise the loss L(β) subject to ρ‖∇_β G(β)‖ ≤ ε, where G(β) is the
+mean prediction over the minibatch. Per minibatch, with the Lagrange multiplier λ:
+
+    g  = ∇G(β)
+    ĝ  = ∇G(β + r·g/‖g‖)
+    ∇  = ∇L + λ·(ρ/r)·(ĝ − g)            # (ρ/r)(ĝ − g) ≈ ρ·H g/‖g‖ = ∇(ρ‖∇G‖)
+    λ ← λ + η_λ·(ρ‖g‖ − ε)               # dual ascent; IGNITE-2 keeps λ fixed
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ignite_mbo.regularizers.base import (
+    LossClosure,
+    MeanPrediction,
+    NonNegative,
+    Positive,
+    Radius,
+    Regularizer,
+    RegularizerSettings,
+    member_norms,
+    num_members,
+    per_member,
+    trainable,
+)
+
+
+class SharpnessConstraint:
+    """IGNITE (``lambda_lr > 0``: λ by dual ascent) and IGNITE-2 (``lambda_lr = 0``: λ fixed).
+
+    Each member of a stacked model has its own λ. ``hvp="finite_difference"`` is the paper's
+    two-gradient estimate; ``"exact"`` differentiates ρ‖∇G‖ by double backpropagation.
+    ``project_lambda`` keeps λ ≥ 0, as the multiplier of an inequality constraint must be; the
+    paper's code lets λ go negative (the default here). λ is updated inside ``backward`` right
+    after the gradient is formed from the old λ, which is the same as after the optimizer step.
+    """
+
+    def __init__(self, *, epsilon: float, initial_lambda: float, lambda_lr: float, rho: float, radius: float,
+                 hvp: Literal["finite_difference", "exact"] = "finite_difference", project_lambda: bool = False) -> None:
+        self.epsilon = epsilon
+        self.initial_lambda = initial_lambda
+        self.lambda_lr = lambda_lr
+        self.rho = rho
+        self.radius = radius
+        self.hvp = hvp
+        self.project_lambda = project_lambda
+        self.lam: torch.Tensor | None = None  # (members,), on the model's device once training starts
+
+    def _lambda(self, members: int, device: torch.device) -> torch.Tensor:
+        if self.lam is None:
+            self.lam = torch.full((members,), float(self.initial_lambda))
+        if self.lam.device != device:
+            self.lam = self.lam.to(device)
+        return self.lam
+
+    def backward(self, model: nn.Module, loss: LossClosure, mean_prediction: MeanPrediction) -> dict[str, torch.Tensor]:
+        members = num_members(model)
+        params = trainable(model)
+        lam = self._lambda(members, params[0].device)
+        value, current_mean = loss()
+        mean = mean_prediction() if current_mean is None else current_mean
+        loss_grads = torch.autograd.grad(value.sum(), params, retain_graph=True, allow_unused=True)
+        g_all = torch.autograd.grad(mean.sum(), params, allow_unused=True, create_graph=self.hvp == "exact")
+        used = [i for i, gi in enumerate(g_all) if gi is not None]
+        used_params = [params[i] for i in used]
+        g = [g_all[i] for i in used]
+        norm = member_norms([t.detach() for t in g], members)
+        step = self.radius / norm.clamp_min(torch.finfo(norm.dtype).tiny)  # r / ‖g‖ per member
+        if self.hvp == "exact":
+            penalty = self._exact_penalty(used_params, g, step / self.radius, members)
+        else:
+            penalty = self._finite_difference_penalty(used_params, [t.detach() for t in g], step, members, mean_prediction)
+
+        for i, p in enumerate(params):  # ∇L + λ·penalty, with λ before this step's update, as the reference
+            total = loss_grads[i]
+            if i in used:
+                term = penalty[used.index(i)].mul_(per_member(lam, p, members))
+                total = term if total is None else term.add_(total)
+            if total is not None:
+                p.grad = total if p.grad is None else p.grad + total
+
+        sharpness = self.rho * norm
+        lam.add_(self.lambda_lr * (sharpness - self.epsilon))  # in place: a captured CUDA graph keeps updating it
+        if self.project_lambda:
+            lam.clamp_min_(0.0)
+        return {"loss": value.detach(), "sharpness": sharpness, "grad_norm": norm}
+
+    def _finite_difference_penalty(self, params: list[torch.Tensor], g: list[torch.Tensor], step: torch.Tensor,
+                                   members: int, mean_prediction: MeanPrediction) -> list[torch.Tensor]:
+        """(ρ/r)(∇G(β + r·g/‖g‖) − g) per parameter: the paper's finite-difference ρ·H·g/‖g‖."""
+        with torch.no_grad():
+            saved = torch._foreach_mul(params, 1.0)  # copies, to restore β bit for bit
+            for p, gi in zip(params, g, strict=True):
+                p.addcmul_(gi, per_member(step, p, members))
+        try:
+            g_hat = torch.autograd.grad(mean_prediction().sum(), params, allow_unused=True)
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(params, saved)
+        scale = self.rho / self.radius
+        return [(gh if gh is not None else torch.zeros_like(gi)).sub_(gi).mul_(scale)
+                for gh, gi in zip(g_hat, g, strict=True)]
+
+    def _exact_penalty(self, params: list[torch.Tensor], g: list[torch.Tensor], inverse_norm: torch.Tensor,
+                       members: int) -> list[torch.Tensor]:
+        """ρ·H·g/‖g‖ = ∇(ρ‖∇G‖) per parameter, by double backpropagation."""
+        direction = [gi.detach() * per_member(inverse_norm, p, members) for gi, p in zip(g, params, strict=True)]
+        inner = torch.stack([(gi * d).sum() for gi, d in zip(g, direction, strict=True)]).sum()
+        hessian_direction = torch.autograd.grad(inner, params, allow_unused=True)
+        return [self.rho * (h if h is not None else torch.zeros_like(p)) for h, p in zip(hessian_direction, params, strict=True)]
+
+    def lambdas(self) -> list[float]:
+        """Each member's current λ (host values; call between epochs, not per step)."""
+        return [] if self.lam is None else [float(v) for v in self.lam.cpu()]
+
+    def state_dict(self) -> dict[str, list[float]]:
+        return {"lambda": self.lambdas()}
+
+    def load_state_dict(self, state: dict[str, list[float]]) -> None:
+        values = state.get("lambda") or []
+        self.lam = torch.tensor(values, dtype=torch.float32) if values else None
+
+
+class IgniteConfig(RegularizerSettings):
+    """IGNITE, published settings (the paper's §5 and cuong-dm/IGNITE's scripts): ε=0.1, λ₀=1e-3,
+    η_λ=1e-3, ρ=0.05, r=0.05."""
+
+    name: Literal["ignite"] = "ignite"
+    epsilon: Positive = Field(0.1, description="ε, the bound on the sharpness ρ‖∇G‖")
+    initial_lambda: NonNegative = Field(1e-3, description="λ₀, the initial Lagrange multiplier (IGNITE-2: fixed λ)")
+    lambda_lr: NonNegative = Field(1e-3, description="η_λ, the dual-ascent step of λ (0 keeps λ fixed)")
+    rho: Positive = Field(0.05, description="ρ, the sharpness scale")
+    radius: Radius = Field(0.05, description="r, the finite-difference perturbation radius")
+    hvp: Literal["finite_difference", "exact"] = Field(
+        "finite_difference", description="Hessian-vector product: the paper's finite difference, or exact double backprop")
+    project_lambda: bool = Field(False, description="keep λ ≥ 0, as a constraint's multiplier must be (the official "
+                                                    "code lets λ go negative)")
+
+    def build(self) -> Regularizer:
+        return SharpnessConstraint(**self.model_dump(exclude={"name"}))
+
+
+class Ignite2Config(IgniteConfig):
+    """IGNITE-2, published settings (the paper's Appendix G.4): λ fixed at 0.01, ρ=0.2, r=0.2
+    (ε only enters the logged violation)."""
+
+    name: Literal["ignite2"] = "ignite2"  # type: ignore[assignment]
+    initial_lambda: NonNegative = Field(0.01, description="λ, fixed")
+    lambda_lr: Annotated[float, Field(ge=0, le=0, description="0: λ is fixed")] = 0.0
+    rho: Positive = Field(0.2, description="ρ, the sharpness scale")
+    radius: Radius = Field(0.2, description="r, the finite-difference perturbation radius")

@@ -1,0 +1,99 @@
+"""A tracking store that misbehaves fails fast and in one line, and never leaks a password.
+
+- Every MLflow HTTP call has a timeout and few retries (:func:`bound_http_calls`): a server that
+  accepts the connection and never answers gives an error within seconds, not a hang.
+- A SQLite file that is not an MLflow store (corrupt, another kind of file, or another program's
+  database) is refused before MLflow adds its tables to it (:func:`check_sqlite_store`).
+- An error raised by MLflow, its HTTP client or SQLAlchemy becomes one line (:func:`store_failure`).
+- Credentials in a URI (``http://user:password@host``) are masked in every message (:func:`mask`).
+
+Nothing here imports MLflow (``mlflow_store`` is its only user).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from pathlib import Path
+
+from ignite_mbo.errors import UserError
+
+HTTP_TIMEOUT_S = 10
+"""Seconds one MLflow HTTP request may take (MLflow's own default is 120)."""
+HTTP_MAX_RETRIES = 2
+"""Retries of a failed MLflow HTTP request (MLflow's own default is 7, with growing back-off)."""
+HTTP_BACKOFF_FACTOR = 1
+MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}
+"""Tables every MLflow SQL store has."""
+_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/\s:@]*):[^/\s@]*@")
+_STORE_ERROR_MODULES = ("mlflow", "requests", "urllib3", "sqlalchemy", "sqlite3")
+
+
+def mask(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` replaced by ``***``."""
+    return _CREDENTIALS.sub(lambda match: f"{match['scheme']}{match['user']}:***@", text)
+
+
+def bound_http_calls() -> None:
+    """Give MLflow's HTTP calls a timeout and few retries, unless the user set them (environment,
+    inherited by Ray workers started afterwards)."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(HTTP_TIMEOUT_S))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(HTTP_MAX_RETRIES))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", str(HTTP_BACKOFF_FACTOR))
+
+
+def check_sqlite_store(path: Path) -> None:
+    """Refuse ``path`` unless it is missing, empty, or a readable SQLite database holding MLflow's tables
+    (and only then may MLflow open it). Read-only: the file is never changed."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    if not path.is_file():
+        raise UserError(f"tracking store {path} is not a regular file; name a new file or an MLflow sqlite store")
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(16)
+        if header != b"SQLite format 3\x00":
+            raise sqlite3.DatabaseError("not a database")
+        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            check = connection.execute("PRAGMA quick_check(1)").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.OperationalError as error:
+        if "locked" in str(error):
+            return  # a sweep is writing it: MLflow's own retries handle that
+        raise UserError(f"tracking store {path} cannot be read as SQLite ({error}); pass another --tracking-uri") from None
+    except sqlite3.DatabaseError:
+        raise UserError(f"tracking store {path} is not an SQLite database (corrupt, or another kind of file); "
+                        "restore it from a backup or pass a new --tracking-uri") from None
+    if check and check[0] != "ok":
+        problem = " ".join(str(check[0]).split())[:200]
+        raise UserError(f"tracking store {path} is corrupt (SQLite: {problem}); restore it from a backup or "
+                        "pass a new --tracking-uri")
+    if tables and not MLFLOW_TABLES <= tables:
+        shown = ", ".join(sorted(tables)[:5])
+        raise UserError(f"{path} is another program's SQLite database (tables: {shown}), not an MLflow store; "
+                        "it is left as it is: pass a new file as --tracking-uri")
+
+
+def store_failure(error: BaseException) -> str | None:
+    """One line for an error the tracking store raised (MLflow, HTTP, SQL), else None (a bug: keep its
+    traceback)."""
+    chain: BaseException | None = error
+    while chain is not None:
+        if type(chain).__module__.split(".")[0] in _STORE_ERROR_MODULES:
+            break
+        chain = chain.__cause__ or chain.__context__
+    if chain is None:
+        return None
+    first = mask(str(chain).strip().splitlines()[0] if str(chain).strip() else type(chain).__name__)[:300]
+    lowered = str(chain).lower()
+    if "disk is full" in lowered or "no space left" in lowered:
+        return ("the disk holding the tracking store is full (no space left on the device); free space or "
+                f"pass another --tracking-uri ({first})")
+    if any(word in lowered for word in ("timed out", "timeout", "max retries", "connection")):
+        return (f"the tracking server did not answer in time ({first}); check that it is up and not "
+                "overloaded, or raise MLFLOW_HTTP_REQUEST_TIMEOUT")
+    return f"the tracking store failed: {type(chain).__name__}: {first}"

@@ -101,7 +101,7 @@ def test_the_console_is_one_table_then_where_everything_went(finished_sweep):
     noise = ("TensorBoard", "tensorboard", "auth", "Checkpoint successfully", "Traceback", "Exception ignored",
              "╭", "Trial status")
     assert not [word for word in noise if word in stdout + stderr], stdout + stderr
-    assert len(lines) < 80, "a short console, not hundreds of lines"
+    assert len(lines) < 150, "a short console, not hundreds of lines (the report is most of it)"
 
 
 @pytest.mark.slow

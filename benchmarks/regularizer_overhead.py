@@ -1,19 +1,21 @@
-"""What IGNITE costs: training-step time of each regularizer relative to plain backward, in one run.
+"""What each regularizer costs: training-step time relative to plain backward, beside its matrix-product floor, in one run.
 
     python benchmarks/regularizer_overhead.py [--hidden 2048] [--batches 40] [--repeats 3] [--device cpu|cuda]
 
 Times blocks of ``--batches`` optimizer steps of the GA surrogate (a one-member GaussianEnsemble on TF-Bind-8's
 24 logit features, batch 128, Adam) through ``training._Step`` — the loop's own step, the loss's
-forward shared with G — for none / ignite / ignite (exact HVP) / ignite2, the variants' blocks interleaved
+forward shared with G — for every regularizer (and the exact-HVP variants), the variants' blocks interleaved
 ``--repeats`` times so that load changes hit them all, and prints each per-step time (median of
-its blocks) and its ratio to none. Ratios are measured in this one run.
+its blocks), its ratio to none, its floor and measured/floor. Ratios are measured in this one run.
 Synthetic inputs: no data needed. On CUDA it also times the captured-graph step.
 
-The floor: a plain step is F + B (B ≈ 2F) = 3 units; finite-difference IGNITE with a shared forward
-is F + 2B for ∇L and ∇G plus F + B at the perturbed weights = 8 units, so ≈ 2.7 before fixed costs
-(Adam, Python), which pull the measured ratio down. The last line measures that floor in the same
-run: the hidden layer's matrix products alone, timed for both steps, and the best ratio possible
-when IGNITE costs nothing beyond its products and the plain step's own other costs.
+The floor: the hidden×hidden layer's matrix products, timed alone in the same run — forward F, grad-input Bi,
+grad-weight Bw — counted per step for each regularizer (``PRODUCTS``): a plain step is F + Bi + Bw;
+finite-difference IGNITE with a shared forward is F + 2(Bi + Bw) for ∇L and ∇G plus F + Bi + Bw at the
+perturbed weights. A regularizer's floor is its products plus the plain step's other costs (Adam, Python,
+the other layers), over the plain step: the best ratio possible when it costs nothing beyond its products.
+The exact-HVP counts (double backprop) are estimates: 2F + Bi + Bw for differentiating the layer's backward,
+plus Bi + Bw back through the forward.
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ VARIANTS = {
     "ignite": ("ignite", {}),
     "ignite (exact hvp)": ("ignite", {"hvp": "exact"}),
     "ignite2": ("ignite2", {}),
+    "sam": ("sam", {}),
+    "l1": ("l1", {}),
+    "l2": ("l2", {}),
+    "boss": ("boss", {}),
+    "boss (exact hvp)": ("boss", {"hvp": "exact"}),
+}
+
+PRODUCTS = {  # (F, Bi, Bw) of the hidden layer per step
+    "none": (1, 1, 1), "ignite": (2, 3, 3), "ignite (exact hvp)": (3, 4, 4), "ignite2": (2, 3, 3),
+    "sam": (2, 2, 2), "l1": (1, 1, 1), "l2": (1, 1, 1), "boss": (2, 3, 3), "boss (exact hvp)": (3, 4, 4),
 }
 
 
@@ -64,10 +76,9 @@ def seconds_per_step(run: Callable[[int], None], batches: int) -> float:
     return (time.perf_counter() - start) / batches
 
 
-def gemm_floor(hidden: int, device: torch.device, repeats: int) -> tuple[float, float]:
-    """Measured time of the hidden×hidden layer's matrix products alone, at batch 128: a plain step
-    needs forward + grad-input + grad-weight (F + Bi + Bw); finite-difference IGNITE with a shared
-    forward needs 2F + 3Bi + 3Bw (∇L and ∇G at β, ∇G at the perturbed β̂). Returns both, in seconds."""
+def product_seconds(hidden: int, device: torch.device, repeats: int) -> dict[str, float]:
+    """Measured time of each of the hidden×hidden layer's matrix products alone, at batch 128: F (forward),
+    Bi (grad-input), Bw (grad-weight), in seconds."""
     activations = torch.randn(128, hidden, device=device)
     weight = torch.randn(hidden, hidden, device=device)
     products = {"F": lambda: activations @ weight, "Bi": lambda: activations @ weight.T,
@@ -84,8 +95,12 @@ def gemm_floor(hidden: int, device: torch.device, repeats: int) -> tuple[float, 
                 torch.cuda.synchronize()
             runs.append((time.perf_counter() - start) / 10)
         seconds[name] = statistics.median(runs)
-    plain = seconds["F"] + seconds["Bi"] + seconds["Bw"]
-    return plain, 2 * seconds["F"] + 3 * seconds["Bi"] + 3 * seconds["Bw"]
+    return seconds
+
+
+def products_time(label: str, seconds: dict[str, float]) -> float:
+    forward, grad_input, grad_weight = PRODUCTS[label]
+    return forward * seconds["F"] + grad_input * seconds["Bi"] + grad_weight * seconds["Bw"]
 
 
 def main() -> None:
@@ -98,7 +113,9 @@ def main() -> None:
     print(f"device={args.device} hidden={args.hidden} batch=128 threads={torch.get_num_threads()} "
           f"median of {args.repeats} runs of {args.batches} steps")
     modes = [False, True] if args.device.startswith("cuda") else [False]
-    plain, ignite = gemm_floor(args.hidden, torch.device(args.device), args.repeats)  # the same for both modes
+    seconds = product_seconds(args.hidden, torch.device(args.device), args.repeats)  # the same for both modes
+    print(f"the {args.hidden}x{args.hidden} layer's products alone: F {1000 * seconds['F']:.3f} ms, "
+          f"Bi {1000 * seconds['Bi']:.3f} ms, Bw {1000 * seconds['Bw']:.3f} ms", flush=True)
     for graphed in modes:
         variants = {label: make_step(name, options, args, graphed) for label, (name, options) in VARIANTS.items()
                     if not (graphed and options.get("hvp") == "exact")}
@@ -107,14 +124,14 @@ def main() -> None:
             for label, run in variants.items():
                 times[label].append(seconds_per_step(run, args.batches))
         base = statistics.median(times["none"])
+        other = base - products_time("none", seconds)  # the plain step's costs beyond the layer's products
+        mode = "graph" if graphed else "eager"
+        print(f"{'':5} {'regularizer':>20}  {'ms/step':>8}  {'ratio':>5}  {'floor':>5}  measured/floor")
         for label, values in times.items():
-            seconds = statistics.median(values)
-            mode = "graph" if graphed else "eager"
-            print(f"{mode} {label:>20}: {1000 * seconds:8.3f} ms/step  ratio to none {seconds / base:5.2f}", flush=True)
-        best = (ignite + base - plain) / base  # IGNITE's products plus no more than the plain step's other costs
-        print(f"{mode} floor: the {args.hidden}x{args.hidden} layer's products alone take {1000 * plain:.3f} ms (plain), "
-              f"{1000 * ignite:.3f} ms (ignite), ratio {ignite / plain:.2f}; with the plain step's other "
-              f"{1000 * (base - plain):.3f} ms added to both, the best possible ratio is {best:.2f}", flush=True)
+            ratio = statistics.median(values) / base
+            floor = (products_time(label, seconds) + other) / base
+            print(f"{mode:5} {label:>20}  {1000 * statistics.median(values):8.3f}  {ratio:5.2f}  {floor:5.2f}  "
+                  f"{ratio / floor:5.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -357,7 +357,12 @@ def command_data(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except UserError as error:  # a module named in IGNITE_MBO_PLUGINS that does not import
+        print(f"ignite-mbo: error: {error}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         if args.command == "run":
             return command_run(args)

@@ -143,7 +143,8 @@ def _rows(x: torch.Tensor, rows: torch.Tensor, shared: bool) -> torch.Tensor:
 
 class _Step:
     """One optimizer step on a minibatch, accumulating the epoch's loss, finiteness and sharpness on
-    the device (nothing here waits for the device)."""
+    the device (nothing here waits for the device). The regularizer gets the loss and G as closures
+    over the batch, so it may evaluate them again at perturbed parameters (IGNITE, SAM, BOSS)."""
 
     def __init__(self, model: StackedMLP, loss: Loss, regularizer: Regularizer, optimizer: torch.optim.Optimizer,
                  members: int, device: torch.device) -> None:

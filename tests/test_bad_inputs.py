@@ -22,7 +22,7 @@ from ignite_mbo.cli import main
 RUN = [
     (["run", "--task", "TFBind9-Exact-v0"], "unknown task"),
     (["run", "--baseline", "gradient-descent"], "unknown baseline"),
-    (["run", "--regularizer", "sam"], "unknown regularizer 'sam'"),
+    (["run", "--regularizer", "magic"], "unknown regularizer 'magic'"),
     (["run", "--regularizer", "ignite", "--rho", "-1"], "rho"),
     (["run", "--regularizer", "ignite", "--rho", "0"], "rho"),
     (["run", "--regularizer", "ignite", "--rho", "nan"], "rho"),

@@ -399,3 +399,21 @@ def test_every_baseline_trains_under_every_rival(quick_run, tf_bind_8, baseline,
     assert_valid(result, tf_bind_8, baseline)
     assert all(type(s.regularizer).__name__ == type(build(name)).__name__ for s in result.proposal.surrogates)
     assert any(key.endswith("train_loss") for _, metrics in logged for key in metrics)
+
+
+def test_paper_table2_spaces_pair_every_rival_with_none_by_seed():
+    from pathlib import Path
+
+    from ignite_mbo.platform.spaces import load_spec
+
+    folder = Path(__file__).resolve().parents[1] / "search_spaces"
+    for file, rivals in [("paper_table2.yaml", ["ignite", "sam", "l1", "l2"]),
+                         ("paper_table2_boss.yaml", ["ignite", "sam", "l1", "l2", "boss"])]:
+        configs = load_spec(folder / file).trials()
+        assert len(configs) == 2 * 2 * (1 + len(rivals)) * 16
+        assert {c.baseline for c in configs} == {"grad-ascent", "reinforce"} and {c.fidelity for c in configs} == {"full"}
+        cells = {(c.task, c.baseline, c.regularizer.name): sorted(d.seed for d in configs if
+                 (d.task, d.baseline, d.regularizer.name) == (c.task, c.baseline, c.regularizer.name)) for c in configs}
+        assert {name for _, _, name in cells} == {"none", *rivals}
+        assert set(map(tuple, cells.values())) == {tuple(range(16))}
+        assert all(c.regularizer == parse_config(c.regularizer.name) for c in configs)  # published settings

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -77,6 +79,10 @@ def test_results_table_and_printed_gain_table(finished_sweep):
     table = pd.read_parquet(folder / "out" / "two_trials" / "results.parquet")
     assert len(table) == 2 and set(table["status"]) == {"TERMINATED"}
     assert {"task", "baseline", "regularizer", "seed", "score_100th", "final_lambda", "mlflow_run_id"} <= set(table.columns)
+    schema = pq.read_schema(folder / "out" / "two_trials" / "results.parquet")  # typed, as the trial config
+    assert schema.field("config.seed").type == pa.int64() and schema.field("config.regularizer.epsilon").type == pa.float64()
+    assert schema.field("config.regularizer.project_lambda").type == pa.bool_()
+    assert schema.field("config.baseline_options.epochs").type == pa.int64()
     assert "### 100th percentile" in stdout and "grad-ascent + ignite" in stdout
 
 
@@ -101,7 +107,8 @@ def test_the_console_is_one_table_then_where_everything_went(finished_sweep):
     noise = ("TensorBoard", "tensorboard", "auth", "Checkpoint successfully", "Traceback", "Exception ignored",
              "╭", "Trial status")
     assert not [word for word in noise if word in stdout + stderr], stdout + stderr
-    assert len(lines) < 150, "a short console, not hundreds of lines (the report is most of it)"
+    assert lines[4:6] == ["", "## IGNITE gain report"], "after the table, the report"
+    assert len(lines) < 150, "a short console (the report is most of it), not hundreds of lines of Ray's noise"
 
 
 @pytest.mark.slow

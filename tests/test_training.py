@@ -34,7 +34,7 @@ def train(model, x, splits, regularizer: str):
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared pipeline", "own pipelines"])
-@pytest.mark.parametrize("regularizer", ["none", "ignite"])
+@pytest.mark.parametrize("regularizer", ["none", "ignite", "sam", "l1", "l2"])
 @pytest.mark.parametrize("inputs", ["features", "tokens"])
 def test_stacked_ensemble_equals_member_by_member_training(shared, regularizer, inputs):
     x, embedding = (X, None) if inputs == "features" else (TOKENS, (4, 3))
@@ -111,8 +111,9 @@ def test_streams_are_named_distinct_and_reproducible():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run by benchmarks/device_check.sh)")
-@pytest.mark.parametrize("regularizer", ["none", "ignite"])
-def test_cuda_graph_step_equals_the_eager_step(monkeypatch, regularizer):
+@pytest.mark.parametrize("regularizer", ["none", "ignite", "ignite2", "sam", "l1", "l2", "boss"])
+def test_cuda_graph_step_equals_the_eager_step(monkeypatch, recwarn, regularizer):
+    """Every regularizer's step captures (no host synchronisation inside) and replays the eager numbers."""
     device = torch.device("cuda")
     splits = draw_splits(ROWS, 2, SETTINGS.validation_size, Streams(7), "fit", bootstrap=True, shared=True)
     results = []
@@ -125,7 +126,10 @@ def test_cuda_graph_step_equals_the_eager_step(monkeypatch, regularizer):
     (eager, eager_reg, eager_history), (graphed, graphed_reg, graphed_history) = results
     for p, q in zip(eager.parameters(), graphed.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+    assert not [w for w in recwarn if "CUDA graph capture failed" in str(w.message)]
     assert graphed_reg.lambdas() == pytest.approx(eager_reg.lambdas(), rel=1e-4)
+    if regularizer == "boss":
+        assert graphed_reg.omegas() == pytest.approx(eager_reg.omegas(), rel=1e-4)
     assert graphed_history[-1]["train_loss"] == pytest.approx(eager_history[-1]["train_loss"], rel=1e-4)
 
 

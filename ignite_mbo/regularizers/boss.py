@@ -124,20 +124,22 @@ class SurrogateSensitivity:
             shift, bound = gamma * s_leaf[:, None], self.alpha * mean_leaf[:, None]
             penalty = torch.minimum(torch.ones_like(shift), (shift / _nonzero(bound)) ** 2).mean(dim=1)
             slope_s, slope_mean = torch.autograd.grad(penalty.sum(), [s_leaf, mean_leaf])
-        # ∇P = ∂P/∂s · H·1 + ∂P/∂G · ∇G
-        curvature = self._hessian_ones(model, [params[i] for i in used], g, slope_s, members, mean_prediction)
+        # λ∇P = λ∂P/∂s · H·1 + λ∂P/∂G · ∇G, in fused passes over the parameters
+        used_params, g_fixed = [params[i] for i in used], [gi.detach() for gi in g]
+        terms = self._hessian_ones(used_params, g, self.weight * slope_s, members, mean_prediction)
+        torch._foreach_addcmul_(terms, g_fixed, [per_member(self.weight * slope_mean, p, members) for p in used_params])
+        both = [k for k, i in enumerate(used) if loss_grads[i] is not None]
+        torch._foreach_add_([terms[k] for k in both], [loss_grads[used[k]] for k in both])
         totals: list[torch.Tensor | None] = list(loss_grads)
         for k, i in enumerate(used):
-            term = curvature[k].add_(g[k].detach() * per_member(slope_mean, params[i], members)).mul_(self.weight)
-            own = totals[i]
-            totals[i] = term if own is None else term.add_(own)
+            totals[i] = terms[k]
         accumulate(params, totals)
         sensitive = (shift.detach().abs() > bound.detach().abs()).to(gamma.dtype)
         self._update_omega(gamma, sensitive)
         return {"loss": value.detach(), "sensitivity_penalty": penalty.detach()}
 
-    def _hessian_ones(self, model: nn.Module, params: list[torch.Tensor], g: list[torch.Tensor], scale: torch.Tensor,
-                      members: int, mean_prediction: MeanPrediction) -> list[torch.Tensor]:
+    def _hessian_ones(self, params: list[torch.Tensor], g: list[torch.Tensor], scale: torch.Tensor, members: int,
+                      mean_prediction: MeanPrediction) -> list[torch.Tensor]:
         """scale·H·1 per parameter, H the Hessian of G and 1 the all-ones direction of each member:
         by double backpropagation (``exact``), or from ∇G one step ``radius`` along 1/‖1‖."""
         if self.hvp == "exact":
@@ -150,12 +152,14 @@ class SurrogateSensitivity:
             saved = torch._foreach_mul(params, 1.0)  # copies, to restore β bit for bit
             torch._foreach_add_(params, step)
         try:
-            g_hat = torch.autograd.grad(mean_prediction().sum(), params, allow_unused=True)
+            found = torch.autograd.grad(mean_prediction().sum(), params, allow_unused=True)
         finally:
             with torch.no_grad():
                 torch._foreach_copy_(params, saved)
-        return [(gh if gh is not None else torch.zeros_like(gi)).sub_(gi.detach()).mul_(per_member(scale / step, p, members))
-                for gh, gi, p in zip(g_hat, g, params, strict=True)]
+        g_hat = [gh if gh is not None else torch.zeros_like(p) for gh, p in zip(found, params, strict=True)]
+        torch._foreach_mul_(g_hat, [per_member(scale / step, p, members) for p in params])  # (scale/r)(ĝ − g)
+        torch._foreach_addcmul_(g_hat, [gi.detach() for gi in g], [per_member(-scale / step, p, members) for p in params])
+        return g_hat
 
     def _phi(self, gamma: torch.Tensor) -> torch.Tensor:
         """Φ(γ) per member: (members, n) -> (members, n, 1)."""

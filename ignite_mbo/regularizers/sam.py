@@ -53,8 +53,7 @@ class SharpnessAwareMinimization:
         scale = self.rho / norm.clamp_min(torch.finfo(norm.dtype).tiny)  # ρ/‖∇L‖ per member
         with torch.no_grad():
             saved = torch._foreach_mul(used, 1.0)  # copies, to restore β bit for bit
-            torch._foreach_mul_(g, [per_member(scale, p, members) for p in used])  # g becomes e, in place
-            torch._foreach_add_(used, g)
+            torch._foreach_addcmul_(used, g, [per_member(scale, p, members) for p in used])  # β + ρ·g/‖g‖
         try:
             perturbed, _ = loss()
             sharp_grads = torch.autograd.grad(perturbed.sum(), params, allow_unused=True)

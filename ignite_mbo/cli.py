@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ignite_mbo.errors import UserError
-from ignite_mbo.settings_cli import Parser, key_values
+from ignite_mbo.settings_cli import Parser, describe_baselines, key_values
 from ignite_mbo.store_guard import mask, store_failure
 
 INTERRUPTED_EXIT = 130
@@ -272,16 +272,6 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_baselines(args: argparse.Namespace) -> int:
-    from ignite_mbo import baselines
-    from ignite_mbo.settings_cli import describe_baseline
-    from ignite_mbo.tasks import REGISTRY
-
-    chosen = [baselines.load(args.name)] if args.name else list(baselines.registry().values())
-    print("\n\n".join(describe_baseline(baseline, REGISTRY) for baseline in chosen))
-    return 0
-
-
 def command_claims(args: argparse.Namespace) -> int:
     from ignite_mbo.platform.report.commands import claims_text
 
@@ -375,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("rerun", "spaces"):
             return command_rerun(args) if args.command == "rerun" else command_spaces(args)
         if args.command == "baselines":
-            return command_baselines(args)
+            print(describe_baselines(args.name))
+            return 0
         return command_data(args)
     except UserError as error:
         print(f"ignite-mbo {args.command}: error: {mask(str(error))}", file=sys.stderr)

@@ -218,7 +218,7 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     except SweepInterrupted as interrupted:
         print(f"Sweep interrupted; its state is in {interrupted.sweep_dir}. To finish it, run: {resume_command}",
               file=sys.stderr)
-        return INTERRUPTED_EXIT
+        return 128 + interrupted.signum  # 130 for SIGINT, 143 for SIGTERM
     print()
     print(outcome.report_markdown)
     print(f"{outcome.num_trials} trials ({outcome.num_errors} failed)")

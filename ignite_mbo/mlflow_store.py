@@ -88,7 +88,13 @@ def _client(uri: str) -> Any:
     for quiet in ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
         os.environ.setdefault(quiet, "true" if "SUPPRESS" in quiet else "false")  # no "View run" lines, no bars
     store_guard.bound_http_calls()
-    return MlflowClient(uri)
+    path = sqlite_path(uri)
+    if path is None:
+        return MlflowClient(uri)
+    with store_guard.creating_store(path):  # the schema is built (once per process) under the lock
+        client = MlflowClient(uri)
+        client._tracking_client.store  # noqa: B018
+    return client
 
 
 def _retry(call: Callable[[], T], attempts: int = 8) -> T:

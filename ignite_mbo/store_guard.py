@@ -12,9 +12,12 @@ Nothing here imports MLflow (``mlflow_store`` is its only user).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ignite_mbo.errors import UserError
@@ -76,6 +79,18 @@ def check_sqlite_store(path: Path) -> None:
         shown = ", ".join(sorted(tables)[:5])
         raise UserError(f"{path} is another program's SQLite database (tables: {shown}), not an MLflow store; "
                         "it is left as it is: pass a new file as --tracking-uri")
+
+
+@contextmanager
+def creating_store(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the folder of sqlite store ``path`` while a process builds or upgrades
+    its schema: two sweeps that open a new store at once would otherwise race in MLflow's migrations."""
+    descriptor = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def store_failure(error: BaseException) -> str | None:

@@ -220,6 +220,31 @@ def test_require_names_missing_file_and_fix(tf8_copy: Path) -> None:
     assert "ignite-mbo data download --task tf_bind_8" in message and data.DATA_DIR_ENV in message
 
 
+WRONG_KINDS = [
+    ("symlink to /dev/zero", "a symlink to /dev/zero (a character device)"),
+    ("directory", "a directory"),
+    ("fifo", "a FIFO (named pipe)"),
+]
+
+
+@pytest.mark.parametrize(("kind", "said"), WRONG_KINDS, ids=[kind for kind, _ in WRONG_KINDS])
+def test_a_data_file_of_the_wrong_kind_is_named_not_called_missing(tf8_copy: Path, kind: str, said: str) -> None:
+    path = tf8_copy / TF8 / "tf_bind_8-y-0.npy"
+    path.unlink()
+    if kind.startswith("symlink"):
+        path.symlink_to("/dev/zero")
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    for check_sha256 in (False, True):  # building a task, and `data verify`
+        with pytest.raises(UserError) as exc:
+            data.require(TF8, tf8_copy, check_sha256=check_sha256)
+        message = one_line(exc)
+        assert message.startswith("TF-Bind-8 data wrong:") and "not found" not in message, message
+        assert f"{path} is {said}, not a regular file" in message, message
+
+
 def test_require_counts_further_missing_files(tmp_path: Path) -> None:
     with pytest.raises(UserError) as exc:
         data.require(TF10, tmp_path)

@@ -51,7 +51,7 @@ _HASH_THREADS = min(8, os.cpu_count() or 1)
 _DOWNLOAD_THREADS = 4
 _LAYOUT_HINT = f"set {DATA_DIR_ENV} to a folder with the Design-Bench layout"
 
-State = Literal["ok", "missing", "wrong size", "sha256 mismatch", "unreadable"]
+State = Literal["ok", "missing", "wrong kind", "wrong size", "sha256 mismatch", "unreadable"]
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,14 @@ def _sha256_once(path: Path, info: os.stat_result) -> str:
     return _SHA256_SEEN[key]
 
 
+def _kind(path: Path, mode: int) -> str:
+    """What ``path`` is when it is not a regular file, e.g. ``a symlink to /dev/zero (a character device)``."""
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    return f"a symlink to {os.readlink(path)} ({kind})" if path.is_symlink() else kind
+
+
 def _status_by_size(entry: FileEntry, data_dir: Path) -> tuple[FileStatus, os.stat_result | None]:
     """The status from ``stat`` alone; the stat result comes back when the size is right."""
     path = entry.path(data_dir)
@@ -164,7 +172,7 @@ def _status_by_size(entry: FileEntry, data_dir: Path) -> tuple[FileStatus, os.st
     except OSError as exc:
         return FileStatus(entry, path, "unreadable", exc.strerror or type(exc).__name__), None
     if not stat.S_ISREG(info.st_mode):
-        return FileStatus(entry, path, "missing", "not a regular file"), None
+        return FileStatus(entry, path, "wrong kind", _kind(path, info.st_mode)), None
     if info.st_size != entry.bytes:
         detail = f"{info.st_size} bytes, the manifest says {entry.bytes}"
         return FileStatus(entry, path, "wrong size", detail), None
@@ -235,6 +243,11 @@ def require(
         raise UserError(
             f"{label} data missing: {first.path} not found{more}; "
             f"run '{_download_hint([folder])}' or {_LAYOUT_HINT}"
+        )
+    if first.state == "wrong kind":
+        raise UserError(
+            f"{label} data wrong: {first.path} is {first.detail}, not a regular file{more}; "
+            f"remove it and run '{_download_hint([folder])}' or {_LAYOUT_HINT}"
         )
     if first.state == "unreadable":
         raise UserError(

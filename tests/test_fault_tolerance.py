@@ -173,7 +173,7 @@ def test_raising_trial_is_retried_from_its_checkpoint_and_nan_trial_fails_at_onc
     assert retried_run.info.status == "FINISHED" and retried_run.data.tags["ignite_mbo.attempt"] == "2"
     assert retried_run.data.tags["ignite_mbo.previous_error"].startswith("RuntimeError: injected failure")
     assert "ignite_mbo.error" not in retried_run.data.tags
-    assert [m.step for m in client.get_metric_history(retried_run.info.run_id, "surrogate.lambda")] == [0], \
+    assert [m.step for m in client.get_metric_history(retried_run.info.run_id, "surrogate/lambda")] == [0], \
         "the restored epoch's metrics are recorded once"
     for seed in ("0", "1", "2"):
         assert runs[seed].info.run_id == table.loc[int(seed), "mlflow_run_id"]
@@ -258,7 +258,7 @@ def test_sweep_whose_driver_is_killed_resumes_with_every_trial_once(tmp_path, de
     finished_before = {run.info.run_id for run in interrupted if run.info.status == "FINISHED"}
     assert finished_before <= set(table["mlflow_run_id"]), "finished trials kept their runs"
     for run in runs:  # one point per epoch, whichever attempt logged it
-        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "surrogate.val_loss")]
+        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "surrogate/val_loss")]
         assert steps == [0, 1], (run.data.tags["ignite_mbo.trial_id"], steps)
     meta = json.loads((sweep_dir / "sweep.json").read_text())
     parent = MlflowClient(uri).get_run(meta["parent_run_id"])
@@ -337,7 +337,7 @@ def every_trial_once(uri: str, experiment: str, sweep_dir: Path, trials: int) ->
     assert {run.info.status for run in runs} == {"FINISHED"}
     assert {run.info.run_id for run in runs} == set(table["mlflow_run_id"])
     for run in runs:  # one point per epoch, whichever attempt logged it
-        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "surrogate.val_loss")]
+        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "surrogate/val_loss")]
         assert steps == [0, 1], (run.data.tags["ignite_mbo.trial_id"], steps)
     return table
 

@@ -340,7 +340,7 @@ def command_spaces(args: argparse.Namespace) -> int:
 
 
 def command_data(args: argparse.Namespace) -> int:
-    from ignite_mbo.tasks.data import data_command
+    from ignite_mbo.platform.data_console import data_command
 
     return data_command(args.action, [args.task], args.data_dir, args.revision)
 

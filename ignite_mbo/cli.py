@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ignite_mbo.errors import UserError
-from ignite_mbo.settings_cli import Parser, key_values
+from ignite_mbo.settings_cli import Parser, describe_baselines, key_values
 from ignite_mbo.store_guard import mask, store_failure
 
 INTERRUPTED_EXIT = 130
@@ -218,7 +218,7 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     except SweepInterrupted as interrupted:
         print(f"Sweep interrupted; its state is in {interrupted.sweep_dir}. To finish it, run: {resume_command}",
               file=sys.stderr)
-        return INTERRUPTED_EXIT
+        return 128 + interrupted.signum  # 130 for SIGINT, 143 for SIGTERM
     print()
     print(outcome.report_markdown)
     print(f"{outcome.num_trials} trials ({outcome.num_errors} failed)")
@@ -269,16 +269,6 @@ def command_report(args: argparse.Namespace) -> int:
         markdown = paths[-1].read_text()
     print(markdown)
     print(f"written: {', '.join(str(p) for p in paths)}" + (" (and logged to the sweep's MLflow run)" if log else ""))
-    return 0
-
-
-def command_baselines(args: argparse.Namespace) -> int:
-    from ignite_mbo import baselines
-    from ignite_mbo.settings_cli import describe_baseline
-    from ignite_mbo.tasks import REGISTRY
-
-    chosen = [baselines.load(args.name)] if args.name else list(baselines.registry().values())
-    print("\n\n".join(describe_baseline(baseline, REGISTRY) for baseline in chosen))
     return 0
 
 
@@ -350,7 +340,7 @@ def command_spaces(args: argparse.Namespace) -> int:
 
 
 def command_data(args: argparse.Namespace) -> int:
-    from ignite_mbo.tasks.data import data_command
+    from ignite_mbo.platform.data_console import data_command
 
     return data_command(args.action, [args.task], args.data_dir, args.revision)
 
@@ -375,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("rerun", "spaces"):
             return command_rerun(args) if args.command == "rerun" else command_spaces(args)
         if args.command == "baselines":
-            return command_baselines(args)
+            print(describe_baselines(args.name))
+            return 0
         return command_data(args)
     except UserError as error:
         print(f"ignite-mbo {args.command}: error: {mask(str(error))}", file=sys.stderr)

@@ -56,7 +56,7 @@ class TrialConfig(BaseModel):
     @field_validator("baseline")
     @classmethod
     def _known_baseline(cls, baseline: str) -> str:
-        if baseline not in baselines.names():
+        if baselines.find(baseline) is None:
             raise ValueError(f"unknown baseline; choose one of {', '.join(baselines.names())}")
         return baseline
 

@@ -66,14 +66,15 @@ def refuse_booleans(model: type[BaseModel], values: dict[str, Any], where: str =
 def refuse_trial_booleans(values: dict[str, Any]) -> None:
     """:func:`refuse_booleans` for a raw trial config: its own fields, the baseline's settings and the
     regularizer's hyperparameters."""
-    from ignite_mbo.baselines import registry
+    from ignite_mbo.baselines import find
     from ignite_mbo.regularizers import CONFIGS
 
     for key in ("seed",):
         if isinstance(values.get(key), bool):
             raise UserError(f"{key}: {str(values[key]).lower()} is a YAML boolean where a number is expected; "
                             "write the number")
-    baseline, options = registry().get(values.get("baseline", "grad-ascent")), values.get("baseline_options")
+    name, options = values.get("baseline", "grad-ascent"), values.get("baseline_options")
+    baseline = find(name) if isinstance(name, str) else None
     if baseline is not None and isinstance(options, dict):
         refuse_booleans(baseline.settings_type, options, "baseline_options.")
     regularizer = values.get("regularizer")

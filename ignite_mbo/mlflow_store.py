@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ignite_mbo import mlflow_ui as ui
 from ignite_mbo import store_guard
 from ignite_mbo.errors import UserError
 from ignite_mbo.progress import EpochMetrics
@@ -27,8 +28,7 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
 """The value of ``mlflow.experimentKind`` for which MLflow 3's UI shows the runs table (its "Model training" view)."""
 SWEEP_RUN_TAG = "ignite_mbo.sweep_run_id"
-"""A trial run's sweep (its parent run's id). Not ``mlflow.parentRunId``: the UI would fold the trials
-under the parent, and the experiment page must list them."""
+"""A trial run's sweep (its parent run's id; also ``mlflow.parentRunId``, see ``ignite_mbo.mlflow_ui``)."""
 _BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 _STREAM_EVERY_S = 5.0  # buffered metrics reach MLflow at least this often, and at every epoch's end
 T = TypeVar("T")
@@ -88,7 +88,13 @@ def _client(uri: str) -> Any:
     for quiet in ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
         os.environ.setdefault(quiet, "true" if "SUPPRESS" in quiet else "false")  # no "View run" lines, no bars
     store_guard.bound_http_calls()
-    return MlflowClient(uri)
+    path = sqlite_path(uri)
+    if path is None:
+        return MlflowClient(uri)
+    with store_guard.creating_store(path):  # the schema is built (once per process) under the lock
+        client = MlflowClient(uri)
+        client._tracking_client.store  # noqa: B018
+    return client
 
 
 def _retry(call: Callable[[], T], attempts: int = 8) -> T:
@@ -131,6 +137,8 @@ def experiment_id(client: Any, name: str) -> str:
                         f"--experiment-id {experiment.experiment_id}) or rename the space")
     if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
         _retry(lambda: client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING))
+    if experiment.tags.get(ui.SHARED_VIEW_TAG) != ui.shared_view():  # the view the printed link opens
+        _retry(lambda: client.set_experiment_tag(experiment.experiment_id, ui.SHARED_VIEW_TAG, ui.shared_view()))
     return str(experiment.experiment_id)
 
 
@@ -148,7 +156,8 @@ def experiment_url(uri: str, experiment: str, server: str = "http://127.0.0.1:50
     """The page of ``experiment``'s runs in the MLflow UI at ``server`` (its "Model training" view)."""
     found = _client(uri).get_experiment_by_name(experiment)
     where = f"/#/experiments/{found.experiment_id}/runs" if found is not None else "/"
-    return f"{server.rstrip('/')}{where}?workflowType=machine_learning"
+    view = f"&viewStateShareKey={ui.SHARED_VIEW_KEY}" if found is not None else ""
+    return f"{server.rstrip('/')}{where}?workflowType=machine_learning{view}"
 
 
 def run_exists(uri: str, run_id: str) -> bool:
@@ -229,8 +238,10 @@ class TrialRecorder:
         tags[f"{TAG_PREFIX}attempt"] = str(self.attempt)
         if trial_id:
             tags[f"{TAG_PREFIX}trial_id"] = trial_id
-        if parent_run_id:
-            tags[SWEEP_RUN_TAG] = parent_run_id
+        if parent_run_id:  # nested under the sweep's run, grouped by its name
+            parent = _retry(lambda: self.client.get_run(parent_run_id))
+            tags.update({SWEEP_RUN_TAG: parent_run_id, ui.PARENT_TAG: parent_run_id,
+                         ui.SWEEP_TAG: parent.data.tags.get(ui.SWEEP_TAG, ui.sweep_name(parent.info.run_name))})
         exp_id = experiment_id(self.client, experiment)
         from ignite_mbo.provenance import trial_record
 
@@ -286,7 +297,7 @@ class TrialRecorder:
         from mlflow.entities import Metric
 
         timestamp = int(time.time() * 1000)
-        self.metrics += [Metric(key.replace("/", "."), float(value), timestamp, step)
+        self.metrics += [Metric(key, float(value), timestamp, step)  # "surrogate/lambda": a section of its own
                          for key, value in metrics.items() if math.isfinite(float(value))]
         epoch_done = isinstance(metrics, EpochMetrics)
         if epoch_done or time.monotonic() - self._last_flush > _STREAM_EVERY_S:
@@ -351,8 +362,8 @@ def start_sweep_run(tracking_uri: str, experiment: str, run_name: str, spec: dic
     """Create the sweep's parent run (trials nest under it in the MLflow UI); returns its id."""
     client = _client(tracking_uri)
     exp_id = experiment_id(client, experiment)
-    run = _retry(lambda: client.create_run(exp_id, run_name=run_name,
-                                           tags={f"{TAG_PREFIX}kind": "sweep", **(tags or {})}))
+    run = _retry(lambda: client.create_run(exp_id, run_name=run_name, tags={
+        f"{TAG_PREFIX}kind": "sweep", ui.SWEEP_TAG: ui.sweep_name(run_name), **(tags or {})}))
     _retry(lambda: client.log_dict(run.info.run_id, spec, "sweep_spec.json"))
     return str(run.info.run_id)
 

@@ -165,3 +165,12 @@ def describe_baseline(baseline: Baseline[Any], task_ids: Iterable[str]) -> str:
         per_task = ", ".join(f"{task_id} {default_for(task_id)}" for task_id in task_ids)
         lines.append(f"  per task, {name}: {per_task}")
     return "\n".join(line.rstrip() for line in lines)
+
+
+def describe_baselines(name: str | None = None) -> str:
+    """``ignite-mbo baselines [NAME]``: baseline ``name``'s settings, or every baseline's."""
+    from ignite_mbo import baselines
+    from ignite_mbo.tasks import REGISTRY
+
+    chosen = [baselines.load(name)] if name else list(baselines.registry().values())
+    return "\n\n".join(describe_baseline(baseline, REGISTRY) for baseline in chosen)

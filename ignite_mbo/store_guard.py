@@ -12,9 +12,12 @@ Nothing here imports MLflow (``mlflow_store`` is its only user).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ignite_mbo.errors import UserError
@@ -46,10 +49,12 @@ def bound_http_calls() -> None:
 def check_sqlite_store(path: Path) -> None:
     """Refuse ``path`` unless it is missing, empty, or a readable SQLite database holding MLflow's tables
     (and only then may MLflow open it). Read-only: the file is never changed."""
-    if not path.exists() or path.stat().st_size == 0:
+    if not path.exists():
         return
-    if not path.is_file():
+    if not path.is_file():  # a FIFO or a device would hang MLflow or feed it garbage
         raise UserError(f"tracking store {path} is not a regular file; name a new file or an MLflow sqlite store")
+    if path.stat().st_size == 0:
+        return
     try:
         with open(path, "rb") as handle:
             header = handle.read(16)
@@ -76,6 +81,18 @@ def check_sqlite_store(path: Path) -> None:
         shown = ", ".join(sorted(tables)[:5])
         raise UserError(f"{path} is another program's SQLite database (tables: {shown}), not an MLflow store; "
                         "it is left as it is: pass a new file as --tracking-uri")
+
+
+@contextmanager
+def creating_store(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the folder of sqlite store ``path`` while a process builds or upgrades
+    its schema: two sweeps that open a new store at once would otherwise race in MLflow's migrations."""
+    descriptor = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def store_failure(error: BaseException) -> str | None:

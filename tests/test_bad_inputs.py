@@ -22,7 +22,7 @@ from ignite_mbo.cli import main
 RUN = [
     (["run", "--task", "TFBind9-Exact-v0"], "unknown task"),
     (["run", "--baseline", "gradient-descent"], "unknown baseline"),
-    (["run", "--regularizer", "sam"], "unknown regularizer 'sam'"),
+    (["run", "--regularizer", "magic"], "unknown regularizer 'magic'"),
     (["run", "--regularizer", "ignite", "--rho", "-1"], "rho"),
     (["run", "--regularizer", "ignite", "--rho", "0"], "rho"),
     (["run", "--regularizer", "ignite", "--rho", "nan"], "rho"),
@@ -478,3 +478,47 @@ def test_a_full_disk_under_the_store_gives_one_line(tiny_disk, places, capsys, d
     (tiny_disk / "filler").write_bytes(b"\0" * (200 * 1024))
     fails_cleanly(["run", "--fidelity", "quick", "--quiet", "--tracking-uri", f"sqlite:///{tiny_disk / 'mlflow.db'}"],
                   "the disk holding the tracking store is full", work, capsys)
+
+
+@pytest.fixture
+def no_inodes_left(tmp_path):
+    """A tmpfs with every inode used: nothing more can be created in it (needs root, as the full disk)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=8", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        for number in range(100):
+            (mount / f"f{number}").touch()
+    except OSError:
+        pass
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("flag", ["--output-dir", "--storage-path"])
+def test_a_folder_that_cannot_be_created_fails_before_the_store(flag, no_inodes_left, places, capsys,
+                                                               design_bench_dir, monkeypatch):
+    work, values = places
+    monkeypatch.setenv("IGNITE_MBO_DATA_DIR", str(design_bench_dir))
+    space = Path(values["outside"]) / "space.yaml"
+    space.write_text(GOOD)
+    store = Path(values["outside"]) / "mlflow.db"
+    fails_cleanly(["sweep", str(space), "--quiet", "--tracking-uri", f"sqlite:///{store}", flag,
+                   str(no_inodes_left / "x")],
+                  "cannot create or write", work, capsys)
+    assert not store.exists() and not (Path(values["outside"]) / "mlartifacts").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_store_path_that_is_not_a_regular_file_is_refused_before_mlflow_opens_it(kind, places, capsys):
+    """A FIFO would hang MLflow's sqlite driver; a symlink to /dev/zero would feed it zeros."""
+    work, values = places
+    path = Path(values["outside"]) / "mlflow.db"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    fails_cleanly(["run", "--tracking-uri", f"sqlite:///{path}"], "is not a regular file", work, capsys)

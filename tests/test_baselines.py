@@ -7,6 +7,9 @@ protocol in test_protocol.py.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -48,6 +51,16 @@ def test_a_new_module_is_a_new_baseline(tmp_path, monkeypatch) -> None:
         assert load("toy-search").settings("quick").epochs == 1
     finally:
         package.registry.cache_clear()
+
+
+def test_a_trial_imports_only_its_own_baseline() -> None:
+    """A worker that validates a CMA-ES trial does not import BoTorch (BO-qEI) or any other baseline."""
+    code = ("import sys; from ignite_mbo.config import TrialConfig; TrialConfig.parse({'baseline': 'cma-es'})"
+            ".baseline_settings(); print(sorted(m for m in sys.modules if m.startswith(('ignite_mbo.baselines.', "
+            "'botorch'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.split() == ["['ignite_mbo.baselines.base',", "'ignite_mbo.baselines.cma_es',",
+                                     "'ignite_mbo.baselines.ensemble']"]
 
 
 def test_a_declaration_with_a_typo_fails_on_import() -> None:

@@ -83,8 +83,9 @@ def test_flags_come_from_the_pydantic_fields(capsys, monkeypatch):
     assert "how strongly the toy pulls (default: 0.25)" in help_of(flat, "TOY_STRENGTH")
     assert "a keyword's field (default: off)" in help_of(flat, "--no-lambda")
     rho = help_of(flat, "RHO")
-    assert "toy: the toy's own ρ" in rho and "ignite2: 0.2; toy: 3)" in rho, "a shared name: each one's"
-    assert "(default: ignite, sam: 0.05;" in rho  # regularizers that agree share one entry
+    assert "; toy: the toy's own ρ (default: " in rho and "; toy: 3)" in rho, "a shared name: each one's"
+    assert "ignite, ignite2: ρ, the sharpness scale" in rho, "regularizers that agree share one entry"
+    assert "ignite2: 0.2" in rho
     assert f"{TrialConfig.model_fields['seed'].description} (default: 0)" in help_of(flat, "SEED")
     assert "one of none, ignite, ignite2" in help_of(flat, "REGULARIZER")
 

@@ -23,7 +23,8 @@ import pytest
 
 from ignite_mbo.cli import main
 from ignite_mbo.errors import UserError
-from ignite_mbo.tasks import data
+from ignite_mbo.platform import data_console
+from ignite_mbo.tasks import data, download
 
 TF8, TF10 = data.FOLDERS
 COMMIT = "0123456789abcdef0123456789abcdef01234567"  # the commit FakeHub's "main" points to
@@ -220,6 +221,31 @@ def test_require_names_missing_file_and_fix(tf8_copy: Path) -> None:
     assert "ignite-mbo data download --task tf_bind_8" in message and data.DATA_DIR_ENV in message
 
 
+WRONG_KINDS = [
+    ("symlink to /dev/zero", "a symlink to /dev/zero (a character device)"),
+    ("directory", "a directory"),
+    ("fifo", "a FIFO (named pipe)"),
+]
+
+
+@pytest.mark.parametrize(("kind", "said"), WRONG_KINDS, ids=[kind for kind, _ in WRONG_KINDS])
+def test_a_data_file_of_the_wrong_kind_is_named_not_called_missing(tf8_copy: Path, kind: str, said: str) -> None:
+    path = tf8_copy / TF8 / "tf_bind_8-y-0.npy"
+    path.unlink()
+    if kind.startswith("symlink"):
+        path.symlink_to("/dev/zero")
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    for check_sha256 in (False, True):  # building a task, and `data verify`
+        with pytest.raises(UserError) as exc:
+            data.require(TF8, tf8_copy, check_sha256=check_sha256)
+        message = one_line(exc)
+        assert message.startswith("TF-Bind-8 data wrong:") and "not found" not in message, message
+        assert f"{path} is {said}, not a regular file" in message, message
+
+
 def test_require_counts_further_missing_files(tmp_path: Path) -> None:
     with pytest.raises(UserError) as exc:
         data.require(TF10, tmp_path)
@@ -311,7 +337,7 @@ def test_verify_names_every_missing_wrong_corrupt_and_unexpected_file(
 
     y_7_bytes = next(e.bytes for e in data.manifest(TF10) if e.file == "tf_bind_10-y-7.npy")
     with pytest.raises(UserError) as exc:
-        data.data_command("verify", ["tf_bind_10"], tf10_links)
+        data_console.data_command("verify", ["tf_bind_10"], tf10_links)
     assert capsys.readouterr().out.splitlines() == [
         f"{folder / 'tf_bind_10-x-5.npy'}: sha256 mismatch",
         f"{folder / 'tf_bind_10-y-7.npy'}: wrong size ({y_7_bytes + 2} bytes, the manifest says {y_7_bytes})",
@@ -329,14 +355,14 @@ def test_verify_names_every_missing_wrong_corrupt_and_unexpected_file(
 def test_verify_prints_one_ok_line_per_folder(
     design_bench_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert data.data_command("verify", ["all"], design_bench_dir) == 0
+    assert data_console.data_command("verify", ["all"], design_bench_dir) == 0
     assert capsys.readouterr().out.splitlines() == [f"{TF8}: ok (2 files)", f"{TF10}: ok (168 files)"]
     with pytest.raises(UserError, match="unknown Design-Bench task 'tf_bind_9'"):
-        data.data_command("verify", ["tf_bind_9"], tmp_path)
+        data_console.data_command("verify", ["tf_bind_9"], tmp_path)
 
 
 def test_data_command_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert data.data_command("path", [], tmp_path) == 0
+    assert data_console.data_command("path", [], tmp_path) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path)
 
 
@@ -347,19 +373,19 @@ def test_download_places_checked_files_and_nothing_else(
     hub: FakeHub, hf_cache: Path, tmp_path: Path
 ) -> None:
     target = tmp_path / "fresh"
-    written = data.download([TF8], target, endpoint=hub.url, cache_dir=hf_cache)
+    written = download.download([TF8], target, endpoint=hub.url, cache_dir=hf_cache)
     assert written == [e.path(target) for e in data.manifest(TF8)]
     assert tree(target) == [TF8, f"{TF8}/tf_bind_8-x-0.npy", f"{TF8}/tf_bind_8-y-0.npy"]
     assert data.require(TF8, target) == target / TF8
     assert sorted(method for method, _, _ in hub.requests) == ["GET", "GET", "HEAD", "HEAD"]
 
-    assert data.download([TF8], target, endpoint=hub.url, cache_dir=hf_cache) == []  # intact: no request
+    assert download.download([TF8], target, endpoint=hub.url, cache_dir=hf_cache) == []  # intact: no request
     assert len(hub.requests) == 4
 
 
 def test_download_replaces_only_the_damaged_file(hub: FakeHub, hf_cache: Path, tf8_copy: Path) -> None:
     flip_byte(tf8_copy / TF8 / "tf_bind_8-y-0.npy")
-    written = data.download([TF8], tf8_copy, endpoint=hub.url, cache_dir=hf_cache)
+    written = download.download([TF8], tf8_copy, endpoint=hub.url, cache_dir=hf_cache)
     assert written == [tf8_copy / TF8 / "tf_bind_8-y-0.npy"]
     assert gets(hub) == [(f"{TF8}/tf_bind_8-y-0.npy", None)]
     assert tree(tf8_copy / TF8) == ["tf_bind_8-x-0.npy", "tf_bind_8-y-0.npy"]
@@ -373,7 +399,7 @@ def test_download_survives_an_interrupted_transfer(
     larger than any shard, so the shard is fetched again from the start)."""
     x_path = f"{TF8}/tf_bind_8-x-0.npy"
     hub.cut_once.add(x_path)
-    data.download([TF8], tmp_path / "fresh", endpoint=hub.url, cache_dir=hf_cache)
+    download.download([TF8], tmp_path / "fresh", endpoint=hub.url, cache_dir=hf_cache)
     assert [name for name, _ in gets(hub)].count(x_path) == 2
     assert sleeps  # it waited before the retry
     assert data.require(TF8, tmp_path / "fresh")
@@ -384,12 +410,12 @@ def test_a_failed_run_resumes_where_it_stopped(hub: FakeHub, hf_cache: Path, tmp
     y_path = f"{TF8}/tf_bind_8-y-0.npy"
     y_bytes = hub.files.pop(y_path)
     with pytest.raises(UserError, match=f"{y_path} not found"):
-        data.download([TF8], tmp_path / "fresh", endpoint=hub.url, cache_dir=hf_cache)
+        download.download([TF8], tmp_path / "fresh", endpoint=hub.url, cache_dir=hf_cache)
     assert not (tmp_path / "fresh").exists()
 
     hub.files[y_path] = y_bytes
     hub.requests.clear()
-    data.download([TF8], tmp_path / "fresh", endpoint=hub.url, cache_dir=hf_cache)
+    download.download([TF8], tmp_path / "fresh", endpoint=hub.url, cache_dir=hf_cache)
     assert gets(hub) == [(y_path, None)]
     data.require(TF8, tmp_path / "fresh")
 
@@ -400,14 +426,14 @@ def test_corrupt_download_is_one_line_and_leaves_nothing(
     hub.corrupt.add(f"{TF8}/tf_bind_8-y-0.npy")
     target = tmp_path / "fresh"
     with pytest.raises(UserError) as exc:
-        data.download([TF8], target, endpoint=hub.url, cache_dir=hf_cache)
+        download.download([TF8], target, endpoint=hub.url, cache_dir=hf_cache)
     message = one_line(exc)
     assert f"{hub.url} served a corrupt {TF8}/tf_bind_8-y-0.npy (sha256 mismatch)" in message
     assert "HF_ENDPOINT" in message and "ignite-mbo data verify" in message
     assert not target.exists()
 
     hub.corrupt.clear()  # the bad copy left the cache, so the next try fetches it again
-    data.download([TF8], target, endpoint=hub.url, cache_dir=hf_cache)
+    download.download([TF8], target, endpoint=hub.url, cache_dir=hf_cache)
     assert [n for n, _ in gets(hub)].count(f"{TF8}/tf_bind_8-y-0.npy") == 2
     data.require(TF8, target)
 
@@ -420,7 +446,7 @@ def test_server_down_is_one_line_after_retries(
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
     target = tmp_path / "fresh"
     with pytest.raises(UserError) as exc:
-        data.download([TF8], target, endpoint=url, cache_dir=hf_cache)
+        download.download([TF8], target, endpoint=url, cache_dir=hf_cache)
     message = one_line(exc)
     assert f"download of {TF8}/tf_bind_8-" in message and f"from {url} failed (ConnectError" in message
     assert "check the network, set HF_ENDPOINT to a mirror" in message
@@ -431,12 +457,12 @@ def test_server_down_is_one_line_after_retries(
 
 def test_unknown_revision_and_missing_file(hub: FakeHub, hf_cache: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError) as exc:
-        data.download([TF8], tmp_path / "a", revision="v9", endpoint=hub.url, cache_dir=hf_cache)
+        download.download([TF8], tmp_path / "a", revision="v9", endpoint=hub.url, cache_dir=hf_cache)
     assert f"revision 'v9' of {data.REPO_ID} not found at {hub.url}; pass an existing --revision" in one_line(exc)
 
     del hub.files[f"{TF8}/tf_bind_8-y-0.npy"]
     with pytest.raises(UserError) as exc:
-        data.download([TF8], tmp_path / "b", revision=COMMIT, endpoint=hub.url, cache_dir=hf_cache)
+        download.download([TF8], tmp_path / "b", revision=COMMIT, endpoint=hub.url, cache_dir=hf_cache)
     assert f"{TF8}/tf_bind_8-y-0.npy not found in {data.REPO_ID} at revision '{COMMIT}'" in one_line(exc)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
@@ -456,20 +482,20 @@ def test_failed_placement_removes_the_folder_it_created(
     monkeypatch.setattr(shutil, "copyfile", copy_then_fail)
     (tmp_path / "data").mkdir()
     with pytest.raises(UserError) as exc:
-        data.download([TF8], tmp_path / "data", endpoint=hub.url, cache_dir=hf_cache)
+        download.download([TF8], tmp_path / "data", endpoint=hub.url, cache_dir=hf_cache)
     assert "(No space left on device); pass --data-dir" in one_line(exc)
     assert tree(tmp_path / "data") == []  # the first file was placed, then its folder went
 
     copies.clear()
     with pytest.raises(UserError):
-        data.download([TF8], tmp_path / "new" / "deeper", endpoint=hub.url, cache_dir=hf_cache)
+        download.download([TF8], tmp_path / "new" / "deeper", endpoint=hub.url, cache_dir=hf_cache)
     assert not (tmp_path / "new").exists()  # every folder the download made is gone
 
 
 def test_a_data_dir_that_is_a_file_is_refused_before_any_request(hub: FakeHub, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(UserError) as exc:
-        data.download([TF8], tmp_path / "file" / "data", endpoint=hub.url, cache_dir=tmp_path / "c")
+        download.download([TF8], tmp_path / "file" / "data", endpoint=hub.url, cache_dir=tmp_path / "c")
     assert f"the data dir {tmp_path / 'file' / 'data'} is not a folder ({tmp_path / 'file'} is a file)" in one_line(exc)
     assert hub.requests == []
 
@@ -477,15 +503,15 @@ def test_a_data_dir_that_is_a_file_is_refused_before_any_request(hub: FakeHub, t
 def test_offline_mode_uses_the_cache_only(
     hub: FakeHub, hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data.download([TF8], tmp_path / "first", endpoint=hub.url, cache_dir=hf_cache)
+    download.download([TF8], tmp_path / "first", endpoint=hub.url, cache_dir=hf_cache)
     hub.requests.clear()
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
-    data.download([TF8], tmp_path / "second", endpoint=hub.url, cache_dir=hf_cache)
+    download.download([TF8], tmp_path / "second", endpoint=hub.url, cache_dir=hf_cache)
     assert hub.requests == []
     data.require(TF8, tmp_path / "second")
 
     with pytest.raises(UserError) as exc:
-        data.download([TF8], tmp_path / "third", endpoint=hub.url, cache_dir=tmp_path / "empty-cache")
+        download.download([TF8], tmp_path / "third", endpoint=hub.url, cache_dir=tmp_path / "empty-cache")
     assert f"HF_HUB_OFFLINE is set and {TF8}/tf_bind_8-" in one_line(exc)
     assert "is not in the Hugging Face cache; unset HF_HUB_OFFLINE" in one_line(exc)
     assert not (tmp_path / "third").exists()

@@ -173,7 +173,7 @@ def test_raising_trial_is_retried_from_its_checkpoint_and_nan_trial_fails_at_onc
     assert retried_run.info.status == "FINISHED" and retried_run.data.tags["ignite_mbo.attempt"] == "2"
     assert retried_run.data.tags["ignite_mbo.previous_error"].startswith("RuntimeError: injected failure")
     assert "ignite_mbo.error" not in retried_run.data.tags
-    assert [m.step for m in client.get_metric_history(retried_run.info.run_id, "surrogate.lambda")] == [0], \
+    assert [m.step for m in client.get_metric_history(retried_run.info.run_id, "surrogate/lambda")] == [0], \
         "the restored epoch's metrics are recorded once"
     for seed in ("0", "1", "2"):
         assert runs[seed].info.run_id == table.loc[int(seed), "mlflow_run_id"]
@@ -258,7 +258,7 @@ def test_sweep_whose_driver_is_killed_resumes_with_every_trial_once(tmp_path, de
     finished_before = {run.info.run_id for run in interrupted if run.info.status == "FINISHED"}
     assert finished_before <= set(table["mlflow_run_id"]), "finished trials kept their runs"
     for run in runs:  # one point per epoch, whichever attempt logged it
-        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "surrogate.val_loss")]
+        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "surrogate/val_loss")]
         assert steps == [0, 1], (run.data.tags["ignite_mbo.trial_id"], steps)
     meta = json.loads((sweep_dir / "sweep.json").read_text())
     parent = MlflowClient(uri).get_run(meta["parent_run_id"])
@@ -337,7 +337,7 @@ def every_trial_once(uri: str, experiment: str, sweep_dir: Path, trials: int) ->
     assert {run.info.status for run in runs} == {"FINISHED"}
     assert {run.info.run_id for run in runs} == set(table["mlflow_run_id"])
     for run in runs:  # one point per epoch, whichever attempt logged it
-        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "surrogate.val_loss")]
+        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "surrogate/val_loss")]
         assert steps == [0, 1], (run.data.tags["ignite_mbo.trial_id"], steps)
     return table
 
@@ -371,6 +371,48 @@ def test_sigint_stops_gracefully_and_resume_finishes_with_every_trial_once(tmp_p
         sweep.cleanup()
     every_trial_once(sweep.uri, "four", tmp_path / "out" / "four", 4)
     assert MlflowClient(sweep.uri).get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_sigterm_stops_like_sigint_and_a_corrupt_tuner_state_changes_no_record(tmp_path, design_bench_dir):
+    """SIGTERM (what `ray job stop`, Kubernetes and schedulers send, to the driver alone): the trials stop,
+    their runs become KILLED, the command prints the resume command and exits 143. A corrupt tuner.pkl
+    then gives one line and leaves every record as it was; the intact one resumes the sweep."""
+    sweep = Sweep(tmp_path, design_bench_dir, FOUR)
+    try:
+        driver = sweep.start()
+        sweep.wait_for(lambda: count_runs(tmp_path / "mlflow.db", "FINISHED") >= 1, "a finished trial")
+        os.kill(driver.pid, signal.SIGTERM)
+        stdout, stderr = driver.communicate(timeout=300)
+        assert driver.returncode == 143, stderr[-3000:]
+        assert "Traceback" not in stdout + stderr and "SIGTERM received" not in stderr, stderr[-3000:]
+        command = resume_command(stderr)
+        client = MlflowClient(sweep.uri)
+        experiment = client.get_experiment_by_name("four").experiment_id
+        (parent,) = client.search_runs([experiment], "tags.`ignite_mbo.kind` = 'sweep'")
+        assert parent.info.status == "KILLED"
+        assert "RUNNING" not in {run.info.status for run in trial_runs(sweep.uri, "four")}
+        sweep.cleanup()
+
+        state = tmp_path / "out" / "four" / "tuner.pkl"
+        intact = state.read_bytes()
+        before = sorted((run.info.run_id, run.info.status) for run in trial_runs(sweep.uri, "four"))
+        state.write_bytes(b"\x80\x04garbage, not Tune's state")
+        refused = sweep.resume(command)
+        err = refused.stderr.strip().splitlines()[-1]  # after the "resuming ..." note: one error line
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+        assert err.startswith("ignite-mbo sweep: error: cannot restore the sweep's Tune state"), err
+        assert client.get_run(parent.info.run_id).info.status == "KILLED"
+        assert "ignite_mbo.resumed" not in client.get_run(parent.info.run_id).data.tags
+        assert sorted((run.info.run_id, run.info.status) for run in trial_runs(sweep.uri, "four")) == before
+        sweep.cleanup()
+
+        state.write_bytes(intact)
+        resumed = sweep.resume(command)
+        assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    finally:
+        sweep.cleanup()
+    every_trial_once(sweep.uri, "four", tmp_path / "out" / "four", 4)
 
 
 @pytest.mark.slow
@@ -529,3 +571,55 @@ def test_the_embedded_ray_lets_in_no_client_without_its_token(tmp_path):
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         kill_marked("TEST_MARKER", marker)
+
+
+# ---- sweep folders claimed atomically; --resume's trust boundary -----------------------------------
+
+def test_sweeps_started_at_once_never_share_a_folder(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ignite_mbo.platform.folders import claim_sweep_folder
+
+    (tmp_path / "out" / "conc").mkdir(parents=True)  # an empty folder left by an earlier attempt
+    with ThreadPoolExecutor(8) as pool:
+        claimed = list(pool.map(lambda _: claim_sweep_folder(tmp_path / "out", "conc"), range(8)))
+    assert len(set(claimed)) == 8
+    assert {path.name for path in claimed} == {"conc", *(f"conc-{k}" for k in range(2, 9))}
+
+
+def test_resume_reads_tune_state_only_under_the_sweep_folder_or_storage_path(tmp_path):
+    from ignite_mbo.errors import UserError
+    from ignite_mbo.platform.signals import check_resume_state
+
+    sweep_dir = tmp_path / "out" / "x"
+    check_resume_state(str(tmp_path / "out" / "x"), sweep_dir, None)
+    check_resume_state("s3://bucket/runs/x", sweep_dir, "s3://bucket/runs")
+    for elsewhere, storage in (("/etc/x", None), (str(tmp_path / "other" / "x"), None),
+                               (str(tmp_path / "out" / ".." / "other"), None), ("s3://evil/x", "s3://bucket/runs"),
+                               ("s3://bucket/runs-evil/x", "s3://bucket/runs")):
+        with pytest.raises(UserError, match="outside the sweep folder"):
+            check_resume_state(elsewhere, sweep_dir, storage)
+
+
+@pytest.mark.slow
+def test_two_sweeps_started_at_once_in_one_folder_keep_every_row(tmp_path, design_bench_dir):
+    """Both pick their own folder; both results tables hold both their rows; MLflow holds 4 trial runs."""
+    space = ("name: conc\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick,\n"
+             "  baseline_options: {epochs: 1, solver_steps: 5}}\ngrid: {seed: [0, 1]}\nresources: {cpu: 1}\n")
+    first, second = Sweep(tmp_path, design_bench_dir, space), Sweep(tmp_path, design_bench_dir, space)
+    try:
+        for sweep in (first, second):
+            sweep.command[sweep.command.index("--num-cpus") + 1] = "1"
+            sweep.command.append("--quiet")
+        processes = [first.start(), second.start()]
+        outputs = [process.communicate(timeout=600) for process in processes]
+        for process, (_, stderr) in zip(processes, outputs, strict=True):
+            assert process.returncode == 0, stderr[-3000:]
+    finally:
+        first.cleanup()
+        second.cleanup()
+    folders = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert folders == ["conc", "conc-2"]
+    for name in folders:
+        assert len(pd.read_parquet(tmp_path / "out" / name / "results.parquet")) == 2
+    assert len(trial_runs(first.uri, "conc")) == 4

@@ -33,12 +33,20 @@ def test_eight_quarter_gpu_trials_run_at_once_each_told_its_gpu(tmp_path, monkey
     peak = {"running": 0}
 
     class CountRunning(sweep.NonFiniteNoRetry):  # the driver's own callback, plus a count of running trials
+        def count(self, trials: list[Any], trial: Any) -> None:
+            running = 1 + sum(t.status == "RUNNING" for t in trials if t is not trial)  # ``trial`` runs
+            peak["running"] = max(peak["running"], running)
+
         def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            peak["running"] = max(peak["running"], sum(t.status == "RUNNING" for t in trials))
+            self.count(trials, trial)
+
+        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
+                            **info: Any) -> None:
+            super().on_trial_result(iteration, trials, trial, result, **info)
+            self.count(trials, trial)
 
     assert issubclass(CountRunning, tune.Callback)
     monkeypatch.setattr(sweep, "NonFiniteNoRetry", CountRunning)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no real GPU either way: Ray's ids are what the trials see
     (tmp_path / "space.yaml").write_text(SPACE)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from contextlib import closing
 from dataclasses import dataclass
@@ -189,3 +190,73 @@ def test_quick_sweep_as_a_ray_job_with_token_auth(ray_head, mlflow_server, tmp_p
     table = pd.read_parquet(tmp_path / "out" / "quick" / "results.parquet")
     assert len(table) == 3 and set(table["status"]) == {"TERMINATED"}
     assert set(table["mlflow_run_id"]) == {run.info.run_id for run in runs}
+
+
+def guide_block() -> str:
+    """The shell lines of docs/cluster.md's "A local head, step by step", as a user copies them."""
+    text = (ROOT / "docs" / "cluster.md").read_text()
+    section = text[text.index("## A local head, step by step"):]
+    section = section[:section.index("\n* **")]
+    return "\n".join(line[4:] for line in section.splitlines() if line.startswith("    "))
+
+
+@pytest.mark.slow
+def test_the_local_head_guide_runs_as_written_on_a_non_private_address(tmp_path, design_bench_dir):
+    """docs/cluster.md's steps, literally, with HEAD_IP=127.0.0.2 (loopback, but neither localhost nor RFC 1918:
+    MLflow's host check treats it as a public address), free ports, a throwaway HOME (token, --temp-dir) and a
+    smaller sweep; then the runs in the MLflow server's store, and nothing of the head left running."""
+    home = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's unix sockets live under it
+    gcs, dashboard, mlflow_port, client, agent, agent_grpc, runtime_env, metrics, node_manager = free_ports(9)
+    block = guide_block()
+    assert "HEAD_IP=127.0.0.1 " in block and "ray stop" not in block and "--allowed-hosts" in block
+    small = ("--override grid.seed=[0] --override 'trial.baseline_options={hidden_size: 32, epochs: 1, "
+             "batch_size: 2048, solver_steps: 20}'")
+    block = (block.replace("HEAD_IP=127.0.0.1 ", "HEAD_IP=127.0.0.2 ")
+             .replace("--port=6379", f"--port={gcs} --ray-client-server-port={client} "
+                      f"--dashboard-agent-listen-port={agent} --dashboard-agent-grpc-port={agent_grpc} "
+                      f"--runtime-env-agent-port={runtime_env} --metrics-export-port={metrics} "
+                      f"--node-manager-port={node_manager}")
+             .replace("8265", str(dashboard)).replace("5000", str(mlflow_port))
+             .replace(f"--tracking-uri http://$HEAD_IP:{mlflow_port}", f"--tracking-uri http://$HEAD_IP:{mlflow_port} {small}")
+             .replace('--output-dir "$PWD/ignite_mbo_results"', f'--output-dir "{tmp_path / "out"}"'))
+    marker = uuid.uuid4().hex
+    env = {key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN",
+                                                                          "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE")}
+    env.update({"HOME": str(home), MARKER: marker, "IGNITE_MBO_DATA_DIR": str(design_bench_dir),
+                "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                "PATH": f"{IGNITE_BIN}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
+    try:
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=900)
+        output = done.stdout + done.stderr
+        assert done.returncode == 0 and "Job 'quick-1' succeeded" in output, output[-4000:]
+        assert output.count("3 trials (0 failed)") == 2, "the submission's log, then `ray job logs` again"
+        assert not [noise for noise in ("View run", "Downloading artifacts", "Traceback") if noise in output]
+        deadline = time.monotonic() + 30
+        while (left := processes_under(home)) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not left, f"the guide's kill left processes of the head running: {left}"
+    finally:
+        kill_marked(MARKER, marker)
+    client_ = MlflowClient(f"sqlite:///{home / 'ignite-head' / 'mlflow.db'}")
+    experiment = client_.get_experiment_by_name("quick").experiment_id
+    (sweep,) = client_.search_runs([experiment], "tags.`ignite_mbo.kind` = 'sweep'")
+    trials = client_.search_runs([experiment], "tags.`ignite_mbo.kind` = 'trial'")
+    assert sweep.info.status == "FINISHED" and len(trials) == 3
+    assert {run.info.status for run in trials} == {"FINISHED"}
+    assert {run.data.tags["mlflow.parentRunId"] for run in trials} == {sweep.info.run_id}
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def processes_under(folder: Path) -> list[str]:
+    """Command lines of the processes that name ``folder`` (the head's --temp-dir, the server's store)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(folder) in command:
+                found.append(command[:200])
+    return found

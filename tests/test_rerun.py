@@ -73,6 +73,7 @@ def test_rerun_of_an_unknown_run_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     MlflowClient(uri).search_experiments()  # an empty store
+    capsys.readouterr()  # MLflow's own "Creating initial MLflow database tables" lines
     assert main(["rerun", "0123456789abcdef", "--tracking-uri", uri]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no run '0123456789abcdef'" in err

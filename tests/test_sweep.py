@@ -64,9 +64,9 @@ def test_every_trial_is_an_mlflow_run_with_params_tags_curves_and_artifacts(fini
 
     client = MlflowClient(uri)
     ignite = runs[runs["tags.ignite_mbo.regularizer"] == "ignite"]["run_id"].iloc[0]
-    lambdas = client.get_metric_history(ignite, "surrogate.lambda")
+    lambdas = client.get_metric_history(ignite, "surrogate/lambda")
     assert [m.step for m in lambdas] == [0, 1]  # one point per epoch
-    assert len(client.get_metric_history(ignite, "surrogate.val_rank_corr")) == 2
+    assert len(client.get_metric_history(ignite, "surrogate/val_rank_corr")) == 2
     artifacts = {a.path for a in client.list_artifacts(ignite)}
     assert {"candidates.parquet", "surrogate_0.pt", "training_curves.png", "summary.json"} <= artifacts
     candidates = pd.read_parquet(client.download_artifacts(ignite, "candidates.parquet", str(folder)))
@@ -101,7 +101,8 @@ def test_the_console_is_one_table_then_where_everything_went(finished_sweep):
         f"results:      {folder / 'out' / 'two_trials' / 'results.parquet'}",
         f"report:       {folder / 'out' / 'two_trials' / 'gain_table.md'}",
         f"look at it:   mlflow ui --backend-store-uri {uri}",
-        f"then open:    http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning",
+        f"then open:    http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+        "&viewStateShareKey=ignite_mbo_scores",
     ]
     noise = ("TensorBoard", "tensorboard", "auth", "Checkpoint successfully", "Traceback", "Exception ignored",
              "╭", "Trial status")
@@ -250,8 +251,8 @@ def test_the_mlflow_ui_in_a_browser_shows_runs_curves_and_the_report(finished_sw
     experiment_id = client.get_experiment_by_name("two_trials").experiment_id
     (trial,) = client.search_runs([experiment_id], "tags.`ignite_mbo.regularizer` = 'ignite'")
     run_page = f"{mlflow_ui}/#/experiments/{experiment_id}/runs/{trial.info.run_id}/model-metrics?workflowType=machine_learning"
-    text = page_text_with(browser, run_page, ["grad-ascent ignite TFBind8 s0 (surrogate.lambda)",
-                                              "grad-ascent ignite TFBind8 s0 (surrogate.sharpness)"], "2_trial_charts.png")
+    text = page_text_with(browser, run_page, ["grad-ascent ignite TFBind8 s0 (surrogate/lambda)",
+                                              "grad-ascent ignite TFBind8 s0 (surrogate/sharpness)"], "2_trial_charts.png")
 
     (parent,) = client.search_runs([experiment_id], "tags.`ignite_mbo.kind` = 'sweep'")
     artifacts_page = (f"{mlflow_ui}/#/experiments/{experiment_id}/runs/{parent.info.run_id}/artifacts/"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import pkgutil
 from typing import Any
 
@@ -40,12 +41,23 @@ def names() -> list[str]:
     return list(registry())
 
 
+def find(name: str) -> Baseline[Any] | None:
+    """The baseline called ``name``, or None. Tries the module named like it first (``cma-es`` in
+    ``cma_es.py``), so a trial imports only its own baseline; else looks through them all."""
+    module_name = f"{__name__}.{name.replace('-', '_')}"
+    if name.replace("-", "_").isidentifier() and importlib.util.find_spec(module_name) is not None:
+        declared = vars(importlib.import_module(module_name)).get("BASELINE")
+        if isinstance(declared, Baseline) and declared.name == name:
+            return declared
+    return registry().get(name)
+
+
 def load(name: str) -> Baseline[Any]:
     """The baseline called ``name``; an unknown name raises a UserError listing the known ones."""
-    baselines = registry()
-    if name not in baselines:
-        raise UserError(f"unknown baseline {name!r}; choose one of {', '.join(baselines)}")
-    return baselines[name]
+    found = find(name)
+    if found is None:
+        raise UserError(f"unknown baseline {name!r}; choose one of {', '.join(names())}")
+    return found
 
 
-__all__ = ["Baseline", "BaselineSettings", "Context", "Proposal", "TrainedSurrogate", "load", "names", "registry"]
+__all__ = ["Baseline", "BaselineSettings", "Context", "Proposal", "TrainedSurrogate", "find", "load", "names", "registry"]

@@ -8,6 +8,7 @@ Ray Tune's status boxes, with a live ``N/M done, ETA`` line on stderr; ``run`` s
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -38,6 +39,18 @@ def quiet_ray() -> None:
     for name in ("ray", "ray.tune", "ray.train", "ray.air", "ray._private", "ray.util"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # trial errors: the table, results and MLflow say why
     warnings.filterwarnings("ignore", module="ray")
+    no_color_reset_at_exit()
+
+
+def no_color_reset_at_exit() -> None:
+    """No stray ``ESC[0m`` after the last line: Ray's bundled colorama (``colorama.init`` in Ray's CLI logger)
+    writes a colour reset to a terminal at exit; this process prints no colours, so it has nothing to reset."""
+    try:
+        from colorama import initialise
+    except ImportError:
+        return
+    atexit.unregister(initialise.reset_all)
+    initialise.atexit_done = True  # a later colorama.init() registers none either
 
 
 def announce(folder: Path, total: int, resume: bool) -> None:

@@ -25,6 +25,7 @@ from ignite_mbo.platform.checks import (
     check_storage_path,
 )
 from ignite_mbo.platform.record import SWEEP_FILE, SweepRecord
+from ignite_mbo.platform.signals import check_resume_state
 from ignite_mbo.platform.spaces import MAX_TRIALS, SweepSpec, load_spec
 from ignite_mbo.trainables.mbo import shared_task_key
 
@@ -98,6 +99,7 @@ def plan_sweep(
             raise UserError(f"the sweep's Tune experiment is under {record.storage_path}; resume with that --storage-path")
         uri = store.check_tracking_uri(record.tracking_uri, must_exist=True)
         storage = record.storage_path
+        check_resume_state(record.experiment_path, sweep_dir, storage_path or os.environ.get(STORAGE_ENV))
     else:
         uri = store.check_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store.default_tracking_uri())
         storage = check_storage_path(storage_path or os.environ.get(STORAGE_ENV) or str(sweep_dir.parent))

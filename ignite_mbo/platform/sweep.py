@@ -18,20 +18,19 @@ FINISHED, FAILED with the error, or KILLED when interrupted (SIGINT).
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from ignite_mbo import mlflow_store as store
 from ignite_mbo.errors import UserError
-from ignite_mbo.platform import local_ray
+from ignite_mbo.platform import folders, local_ray, signals
 from ignite_mbo.platform.finish import SweepOutcome, collect_results, finish_sweep
 from ignite_mbo.platform.plan import SweepPlan, load_tasks, plan_sweep
 from ignite_mbo.platform.record import SweepRecord
+from ignite_mbo.platform.signals import Interruptions
 from ignite_mbo.platform.spaces import MAX_TRIALS
 from ignite_mbo.platform.tuner import NonFiniteNoRetry, build_tuner
 from ignite_mbo.trainables.params import TrialLookup
@@ -42,11 +41,12 @@ __all__ = ["SweepInterrupted", "SweepOutcome", "run_sweep"]
 
 
 class SweepInterrupted(Exception):
-    """The sweep was stopped by SIGINT: its state is saved and ``--resume`` finishes it."""
+    """The sweep was stopped by SIGINT or SIGTERM (``signum``): its state is saved and ``--resume`` finishes it."""
 
-    def __init__(self, sweep_dir: Path) -> None:
+    def __init__(self, sweep_dir: Path, signum: int = signal.SIGINT) -> None:
         super().__init__(f"sweep interrupted; its state is in {sweep_dir}")
         self.sweep_dir = sweep_dir
+        self.signum = int(signum)
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
@@ -131,36 +131,6 @@ class SweepRun:
         store.close_run(record.tracking_uri, record.parent_run_id, "KILLED", INTERRUPTED, tag="interrupted")
 
 
-class Interruptions:
-    """SIGINT while Tune runs: the first stops the sweep gracefully (through Tune's SIGUSR1 handler),
-    the second exits at once with status 130. ``resume_hint`` is printed either way."""
-
-    def __init__(self, resume_hint: str) -> None:
-        self.resume_hint = resume_hint
-        self.count = 0
-        self.first_at_ms = 0
-        self.previous: Any = None
-
-    def __enter__(self) -> Interruptions:
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Tune's own handler would replace this one
-        self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGINT, self.previous)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.count += 1
-        if self.count == 1:
-            self.first_at_ms = int(time.time() * 1000) - 1000  # slack for clocks of other processes
-            print("\ninterrupted: stopping the running trials and saving the sweep "
-                  "(press Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
-            os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop
-            return
-        print(f"\nexited at once; {self.resume_hint}", file=sys.stderr, flush=True)
-        os._exit(130)
-
-
 def run_sweep(
     spec_path: str | Path, *, address: str | None = None, tracking_uri: str | None = None,
     output_dir: str | Path = "ignite_mbo_results", data_dir: str | None = None,
@@ -183,20 +153,27 @@ def run_sweep(
     if not quiet:
         announce(plan.sweep_dir, total, resume=plan.resume is not None)
     tasks = load_tasks(plan.trials, data_dir)
+    if plan.resume is None:  # made and owned before the store is touched (two sweeps never share one)
+        folders.prepare_storage(plan.storage_path)
+        plan.sweep_dir = folders.claim_sweep_folder(plan.sweep_dir.parent, plan.spec.name)
     quiet_ray()
     connect(address, num_cpus)
     check_cluster(plan)
-    sweep = SweepRun(plan)
     callbacks: list[Any] = [NonFiniteNoRetry()]
+    restored = None
+    if plan.resume is not None:  # a state that cannot be restored leaves the records as they were
+        record = plan.resume
+        restored = signals.restored(lambda: build_tuner(plan, record, tasks, callbacks), record.experiment_path)
+    sweep = SweepRun(plan)
     if not quiet:
         callbacks.append(TrialTable(TrialLookup(plan.trials), total))
     try:
         with Interruptions(resume_hint) as interruptions:
-            tuner = build_tuner(plan, sweep.record, tasks, callbacks)
+            tuner = restored or build_tuner(plan, sweep.record, tasks, callbacks)
             results = tuner.fit()
         if interruptions.count:
             sweep.interrupted(interruptions.first_at_ms)
-            raise SweepInterrupted(plan.sweep_dir)
+            raise SweepInterrupted(plan.sweep_dir, interruptions.signum)
         table = collect_results(results, TrialLookup(plan.trials), plan.spec)
         return finish_sweep(plan.sweep_dir, table, sweep.record)
     except SweepInterrupted:

@@ -45,6 +45,8 @@ from ignite_mbo.trial import TrialResult, resolve_device, run_trial
 
 NONFINITE = "nonfinite_loss"
 COMPLETED = "trial_completed"  # on the final result only (Tune's own "done" is also set on a stopped trial's last)
+logging.getLogger("ray.tune.trainable").setLevel(logging.WARNING)  # set on import in the worker, before Tune
+# restores a checkpoint: no "Restored on ... from checkpoint" lines among the sweep's table rows
 
 
 def shared_task_key(config: TrialConfig) -> str:

@@ -1,0 +1,90 @@
+"""`ignite-mbo data path|verify|download`: the data checks and downloads, printed for a person."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ignite_mbo.errors import UserError
+from ignite_mbo.tasks.data import (
+    FOLDERS,
+    REVISION,
+    TASK_FOLDERS,
+    _download_hint,
+    manifest,
+    resolve_data_dir,
+    unexpected_files,
+    verify,
+)
+from ignite_mbo.tasks.download import download
+
+# --- CLI ------------------------------------------------------------------------------------
+
+
+def _expand(names: Sequence[str]) -> list[str]:
+    """Folder names from a mix of folder names, task keys (tf_bind_8) and 'all'."""
+    folders: list[str] = []
+    for name in names or ["all"]:
+        if name == "all":
+            folders.extend(FOLDERS)
+        elif name in TASK_FOLDERS:
+            folders.append(TASK_FOLDERS[name])
+        elif name in FOLDERS:
+            folders.append(name)
+        else:
+            choices = ", ".join([*TASK_FOLDERS, "all"])
+            raise UserError(f"unknown Design-Bench task {name!r}; use --task with one of {choices}")
+    return list(dict.fromkeys(folders))
+
+
+def _count(problems: Iterable[str]) -> str:
+    counts: dict[str, int] = {}
+    for problem in problems:
+        counts[problem] = counts.get(problem, 0) + 1
+    return ", ".join(f"{n} {problem}" for problem, n in counts.items())
+
+
+def check_data_dir(root: Path, folders: Sequence[str]) -> int:
+    """Print one line per problem of the folders (missing, wrong size, corrupt, unreadable,
+    unexpected file); raise a one-line UserError summing them up, or print one ok line per folder."""
+    bad = [s for s in verify(root, folders) if not s.ok]
+    strays = unexpected_files(root, folders)
+    if not bad and not strays:
+        for folder in folders:
+            print(f"{folder}: ok ({len(manifest(folder))} files)")
+        return 0
+    for status in bad:
+        print(f"{status.path}: {status.problem}")
+    for path in strays:
+        print(f"{path}: unexpected (not in the manifest; loaders ignore it)")
+    fixes = []
+    if any(s.state != "unreadable" for s in bad):
+        fixes.append(f"run '{_download_hint(s.entry.folder for s in bad)}' to replace missing and damaged files")
+    if any(s.state == "unreadable" for s in bad):
+        fixes.append("make the unreadable files readable by this user")
+    if strays:
+        fixes.append("delete the unexpected files")
+    total = len(bad) + len(strays)
+    counts = _count([s.state for s in bad] + ["unexpected"] * len(strays))
+    noun = "problem" if total == 1 else "problems"
+    raise UserError(f"{total} {noun} under {root} ({counts}); {', '.join(fixes)}")
+
+
+def data_command(
+    action: str,
+    folders: Sequence[str],
+    data_dir: str | os.PathLike[str] | None,
+    revision: str = REVISION,
+) -> int:
+    """`ignite-mbo data path|verify|download`: returns 0, or raises UserError naming the fix."""
+    root = resolve_data_dir(data_dir)
+    if action == "path":
+        print(root)
+        return 0
+    if action not in ("verify", "download"):
+        raise UserError(f"unknown data action {action!r}; use one of path, verify, download")
+    chosen = _expand(folders)
+    if action == "download":
+        download(chosen, root, revision=revision)
+    return check_data_dir(root, chosen)

@@ -1,0 +1,63 @@
+"""The sweep's folders, made before the tracking store is touched, the sweep folder claimed atomically.
+
+Two sweeps of one space started at once in one ``--output-dir`` must never share a folder (one
+would overwrite the other's results table and report). A folder is claimed by the exclusive
+create of a marker file (``.claimed``) in it while it is empty, which only one process can win.
+The storage path (Tune's experiments) is created and test-written at the same moment, so a path
+that cannot be created fails before ``mlflow.db``, ``mlartifacts/`` or an MLflow run exist.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ignite_mbo.errors import UserError
+
+CLAIM_MARKER = ".claimed"
+MAX_FOLDERS = 999
+
+
+def _claim(path: Path) -> bool:
+    """Whether this process now owns ``path``: the one that creates its marker file (an exclusive
+    create) in it while it holds nothing else."""
+    if path.exists() and not path.is_dir():
+        return False
+    path.mkdir(exist_ok=True)
+    if any(entry.name != CLAIM_MARKER for entry in path.iterdir()):
+        return False  # an earlier sweep's folder
+    try:
+        os.close(os.open(path / CLAIM_MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+def claim_sweep_folder(output_dir: Path, name: str) -> Path:
+    """Create and own the first free one of ``OUTPUT_DIR/name``, ``name-2``, ...; a one-line error if the
+    output folder cannot be made."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for number in range(1, MAX_FOLDERS + 1):
+            path = output_dir / (name if number == 1 else f"{name}-{number}")
+            if _claim(path):
+                return path
+    except OSError as error:
+        raise UserError(f"cannot create the sweep folder in {output_dir} ({error.strerror or error}); "
+                        "pick another --output-dir") from None
+    raise UserError(f"{output_dir} holds {MAX_FOLDERS} sweeps of {name!r}; pick another --output-dir")
+
+
+def prepare_storage(storage_path: str) -> None:
+    """Create a local storage path and check that a file can be written in it (URIs are left to Tune)."""
+    if "://" in storage_path and not storage_path.startswith("file://"):
+        return
+    folder = Path(storage_path.removeprefix("file://"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise UserError(f"cannot create or write {folder}, where Tune keeps the sweep's state (--storage-path, "
+                        f"by default the --output-dir): {error.strerror or error}; pick another folder") from None

@@ -1,0 +1,92 @@
+"""How a sweep ends when it is told to: SIGINT (Ctrl-C) and SIGTERM (``ray job stop``, Kubernetes,
+batch schedulers) alike, and the guards of ``--resume``.
+
+The first signal stops the sweep gracefully through Tune (the running trials stop, their runs and
+the sweep's run become KILLED, the exact resume command is printed, and the command exits with
+128 + the signal: 130 or 143); a second one exits at once with that status. ``--resume`` reads
+Tune's pickled state only under the sweep folder or the storage path the user gave, and a state
+that cannot be restored is a one-line error that leaves the sweep's records as they were.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+from ignite_mbo.errors import UserError
+
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+T = TypeVar("T")
+
+
+def exit_status(signum: int) -> int:
+    """The shell's status for a command ended by signal ``signum`` (130 for SIGINT, 143 for SIGTERM)."""
+    return 128 + signum
+
+
+class Interruptions:
+    """SIGINT or SIGTERM while Tune runs: the first stops the sweep gracefully (through Tune's SIGUSR1
+    handler), the second exits at once. ``resume_hint`` is printed either way."""
+
+    def __init__(self, resume_hint: str) -> None:
+        self.resume_hint = resume_hint
+        self.count = 0
+        self.first_at_ms = 0
+        self.signum = signal.SIGINT
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Interruptions:
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Tune's own handler would replace this one
+        for signum in STOPPING_SIGNALS:  # installed after Ray's, so Ray's fatal-signal dump never runs
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        name = signal.Signals(signum).name
+        if self.count == 1:
+            self.signum = signal.Signals(signum)
+            self.first_at_ms = int(time.time() * 1000) - 1000  # slack for clocks of other processes
+            print(f"\n{name}: stopping the running trials and saving the sweep "
+                  "(send it again to exit at once)", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop
+            return
+        print(f"\n{name} again: exited at once; {self.resume_hint}", file=sys.stderr, flush=True)
+        os._exit(exit_status(signum))
+
+
+def _inside(path: str, root: str) -> bool:
+    if "://" in path or "://" in root:
+        return path.rstrip("/") == root.rstrip("/") or path.startswith(root.rstrip("/") + "/")
+    resolved = Path(path).resolve()
+    return resolved == Path(root).resolve() or Path(root).resolve() in resolved.parents
+
+
+def check_resume_state(experiment_path: str, sweep_dir: Path, storage_path: str | None) -> None:
+    """Refuse to unpickle Tune state outside the sweep folder (and its output folder, the default storage)
+    or the ``--storage-path`` given now: ``sweep.json`` alone must not point ``--resume`` anywhere."""
+    roots = [str(sweep_dir.parent)] + ([storage_path] if storage_path else [])
+    if not any(_inside(experiment_path, root) for root in roots):
+        raise UserError(f"{sweep_dir / 'sweep.json'} points --resume at Tune state in {experiment_path}, outside "
+                        "the sweep folder; if you trust it, pass its parent as --storage-path")
+
+
+def restored(restore: Callable[[], T], experiment_path: str) -> T:
+    """``restore()`` (Tune's ``Tuner.restore``); any failure is a one-line error and nothing is changed."""
+    try:
+        return restore()
+    except Exception as error:  # noqa: BLE001 - a corrupt or foreign pickle raises anything
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise UserError(f"cannot restore the sweep's Tune state from {experiment_path} ({type(error).__name__}: "
+                        f"{first}); it is corrupt or from another Ray version. The sweep's records are unchanged; "
+                        "run it again without --resume") from None

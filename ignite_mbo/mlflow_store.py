@@ -22,6 +22,9 @@ from ignite_mbo import store_guard
 from ignite_mbo.errors import UserError
 from ignite_mbo.progress import EpochMetrics
 from ignite_mbo.protocol import PROTOCOL_DEVIATIONS
+from ignite_mbo.store_guard import check_tracking_uri as check_tracking_uri
+from ignite_mbo.store_guard import default_tracking_uri as default_tracking_uri
+from ignite_mbo.store_guard import sqlite_path as sqlite_path
 
 TAG_PREFIX = "ignite_mbo."
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -34,49 +37,7 @@ _STREAM_EVERY_S = 5.0  # buffered metrics reach MLflow at least this often, and 
 T = TypeVar("T")
 
 
-# ---- tracking URIs ------------------------------------------------------------------------------
-
-def default_tracking_uri(directory: str | os.PathLike[str] = ".") -> str:
-    """A sqlite store in ``directory`` (absolute, so Ray workers in other folders find it)."""
-    return f"sqlite:///{Path(directory).resolve() / 'mlflow.db'}"
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (relative paths against the working folder), else None."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///")).absolute()
-
-
-def check_tracking_uri(uri: str, *, must_exist: bool = False, timeout_s: float = 3.0) -> str:
-    """The tracking URI, validated and made absolute; bad ones raise a one-line UserError.
-
-    ``sqlite:///mlflow.db`` is resolved against the working folder; its folder must exist and be
-    writable (``must_exist``: the file too). ``http(s)://`` must answer an MLflow API call within
-    ``timeout_s``. Nothing is created.
-    """
-    hint = "use sqlite:///PATH/mlflow.db or http(s)://HOST:PORT of an MLflow server"
-    if uri.startswith("sqlite:"):
-        path = sqlite_path(uri)
-        if path is None or not path.name:
-            raise UserError(f"tracking URI {uri!r} names no database file; {hint}")
-        if path.is_dir():
-            raise UserError(f"tracking URI {uri!r} points at a folder; name a file, e.g. sqlite:///{path}/mlflow.db")
-        if must_exist and not path.is_file():
-            raise UserError(f"no MLflow store at {path}; pass the sweep's --tracking-uri, or --no-mlflow")
-        if not path.parent.is_dir():
-            raise UserError(f"tracking URI {uri!r}: folder {path.parent} does not exist; create it or pick another path")
-        if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-            raise UserError(f"tracking URI {uri!r}: {path} is not writable; pick a path you can write")
-        store_guard.check_sqlite_store(path)
-        return f"sqlite:///{path}"
-    if uri.startswith(("http://", "https://")):
-        store_guard.bound_http_calls()
-        from ignite_mbo.platform.checks import check_tracking_server  # a real API call, not only /health
-
-        return check_tracking_server(uri, timeout_s)
-    raise UserError(f"unsupported tracking URI {uri!r}; {hint}")
-
+# ---- the client (tracking URIs are checked in store_guard, which needs no MLflow) ----------------
 
 def _client(uri: str) -> Any:
     import logging

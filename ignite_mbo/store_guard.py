@@ -86,11 +86,18 @@ def check_sqlite_store(path: Path) -> None:
 @contextmanager
 def creating_store(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on the folder of sqlite store ``path`` while a process builds or upgrades
-    its schema: two sweeps that open a new store at once would otherwise race in MLflow's migrations."""
+    its schema: two sweeps that open a new store at once would otherwise race in MLflow's migrations.
+    A new store whose schema could not be built is removed."""
     descriptor = os.open(path.parent, os.O_RDONLY)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
+        existed = path.exists()
+        try:
+            yield
+        except BaseException:
+            if not existed:  # a store this process began (e.g. on a full disk) is not left half-built
+                path.unlink(missing_ok=True)
+            raise
     finally:
         os.close(descriptor)  # releases the lock
 

@@ -478,6 +478,7 @@ def test_a_full_disk_under_the_store_gives_one_line(tiny_disk, places, capsys, d
     (tiny_disk / "filler").write_bytes(b"\0" * (200 * 1024))
     fails_cleanly(["run", "--fidelity", "quick", "--quiet", "--tracking-uri", f"sqlite:///{tiny_disk / 'mlflow.db'}"],
                   "the disk holding the tracking store is full", work, capsys)
+    assert not (tiny_disk / "mlflow.db").exists(), "no half-built store is left"
 
 
 @pytest.fixture

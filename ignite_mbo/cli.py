@@ -12,7 +12,7 @@ from typing import Any
 
 from ignite_mbo.errors import UserError
 from ignite_mbo.settings_cli import Parser, describe_baselines, key_values
-from ignite_mbo.store_guard import mask, store_failure
+from ignite_mbo.store_guard import check_tracking_uri, default_tracking_uri, mask, store_failure
 
 INTERRUPTED_EXIT = 130
 TRUST_NOTE = ("--resume unpickles Ray Tune's state (tuner.pkl) from the sweep folder or --storage-path: "
@@ -161,8 +161,6 @@ def command_run(args: argparse.Namespace) -> int:
     limits.check_threads(args.threads)
     uri = None
     if args.tracking_uri:
-        from ignite_mbo.mlflow_store import check_tracking_uri
-
         uri = check_tracking_uri(args.tracking_uri)
     task = tasks.build(config.task, config.task_options, args.data_dir)
     limits.check_trial(config, task, device=args.device)
@@ -257,7 +255,7 @@ def command_report(args: argparse.Namespace) -> int:
     table = read_table(path)
     log = record is not None and not args.no_mlflow
     if log and record is not None:
-        store.check_tracking_uri(record.tracking_uri, must_exist=True)
+        check_tracking_uri(record.tracking_uri, must_exist=True)
         if not store.run_exists(record.tracking_uri, record.parent_run_id):
             raise UserError(f"the sweep's MLflow run {record.parent_run_id} is not in {record.tracking_uri}; "
                             "pass --no-mlflow to write the report only to the folder")
@@ -300,7 +298,6 @@ def add_record_commands(commands: Any) -> None:
 def command_rerun(args: argparse.Namespace) -> int:
     import os
 
-    from ignite_mbo import mlflow_store as store
     from ignite_mbo.platform.checks import check_device
     from ignite_mbo.platform.console import ProgressBar
     from ignite_mbo.platform.rerun import rerun
@@ -315,8 +312,8 @@ def command_rerun(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    uri = store.check_tracking_uri(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                                   or store.default_tracking_uri(), must_exist=True)
+    uri = check_tracking_uri(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                                   or default_tracking_uri(), must_exist=True)
     progress = None if args.quiet else ProgressBar()
     try:
         outcome = rerun(uri, args.run_id, data_dir=args.data_dir, device=args.device,

@@ -1,9 +1,7 @@
 """Every MLflow call of ignite-mbo: one experiment per search space, a parent run per sweep, a run per trial.
 
-Local runs use a sqlite store (MLflow 3 refuses plain ``file:`` stores) with artifacts in
-``mlartifacts/`` beside it; clusters point every trial at the tracking server on the head node
-(``http://HEAD:5000``). Experiments are marked as model-training experiments, so the MLflow UI
-opens on their runs.
+Local runs use a sqlite store (MLflow 3 refuses ``file:`` stores), artifacts in ``mlartifacts/`` beside it;
+clusters use the head's tracking server (``http://HEAD:5000``). Experiments are model-training ones (runs table).
 """
 
 from __future__ import annotations
@@ -22,9 +20,7 @@ from ignite_mbo import store_guard
 from ignite_mbo.errors import UserError
 from ignite_mbo.progress import EpochMetrics
 from ignite_mbo.protocol import PROTOCOL_DEVIATIONS
-from ignite_mbo.store_guard import check_tracking_uri as check_tracking_uri
-from ignite_mbo.store_guard import default_tracking_uri as default_tracking_uri
-from ignite_mbo.store_guard import sqlite_path as sqlite_path
+from ignite_mbo.store_guard import sqlite_path
 
 TAG_PREFIX = "ignite_mbo."
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"

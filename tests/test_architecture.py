@@ -41,3 +41,9 @@ def test_every_mlflow_call_is_in_mlflow_store():
     users = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
                    if any(name == "mlflow" or name.startswith("mlflow.") for name in imported_modules(path)))
     assert users == ["mlflow_store.py"]
+
+
+def test_no_module_is_longer_than_400_lines():
+    """A module with many jobs is split by phase (plan / tuner / sweep / finish), not allowed to grow."""
+    lengths = {str(path.relative_to(PACKAGE)): len(path.read_text().splitlines()) for path in PACKAGE.rglob("*.py")}
+    assert {name: lines for name, lines in lengths.items() if lines > 400} == {}

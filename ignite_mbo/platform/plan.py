@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ignite_mbo import limits
-from ignite_mbo import mlflow_store as store
+from ignite_mbo import limits, store_guard
 from ignite_mbo import tasks as task_registry
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.errors import UserError
@@ -93,15 +92,16 @@ def plan_sweep(
         if record.spec != spec.model_dump(mode="json"):
             raise UserError(f"the search space differs from the one the sweep started with ({sweep_dir / SWEEP_FILE}); "
                             "resume with the same YAML file and options")
-        if tracking_uri and store.check_tracking_uri(tracking_uri) != record.tracking_uri:
+        if tracking_uri and store_guard.check_tracking_uri(tracking_uri) != record.tracking_uri:
             raise UserError(f"the sweep records to {record.tracking_uri}; resume without --tracking-uri or with that one")
         if storage_path and storage_path.rstrip("/") != record.storage_path.rstrip("/"):
             raise UserError(f"the sweep's Tune experiment is under {record.storage_path}; resume with that --storage-path")
-        uri = store.check_tracking_uri(record.tracking_uri, must_exist=True)
+        uri = store_guard.check_tracking_uri(record.tracking_uri, must_exist=True)
         storage = record.storage_path
         check_resume_state(record.experiment_path, sweep_dir, storage_path or os.environ.get(STORAGE_ENV))
     else:
-        uri = store.check_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store.default_tracking_uri())
+        uri = store_guard.check_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                                             or store_guard.default_tracking_uri())
         storage = check_storage_path(storage_path or os.environ.get(STORAGE_ENV) or str(sweep_dir.parent))
     return SweepPlan(spec, spec.trials(), sweep_dir, uri, storage, address, num_cpus, record)
 

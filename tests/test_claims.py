@@ -203,3 +203,13 @@ def test_best_per_cell_is_named_even_without_ignite() -> None:
     text = "\n".join(claims.render(build_report(inputs.records_table(rows))))
     assert "Not tested: these sweeps did not run ignite beside another regularizer." in text
     assert "Best per cell: TFBind8-Exact-v0 / reinforce: l2 (told apart from sam, p=0.00781, n=8)." in text
+
+
+def test_rivals_are_compared_only_where_both_cells_can_change(tmp_path: Path) -> None:
+    """REINFORCE with the reference loss: every regularizer gives the same designs, so its cell is no contest."""
+    rows = [record("reinforce", r, seed, 0.90 + float(JITTER[seed])) for seed in SEEDS for r in ("none", "ignite", "sam")]
+    rows += [record("grad-ascent", r, seed, score + float(JITTER[seed])) for seed in SEEDS
+             for r, score in (("none", 0.90), ("ignite", 0.93), ("sam", 0.91))]
+    path = tmp_path / "trials.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert "ignite above sam in 1 of 1 cell that can change" in claims_text([path])

@@ -51,7 +51,7 @@ def test_a_trial_has_one_live_run_across_attempts_and_its_curves_stream(tmp_path
     assert "ignite_mbo.error" not in run.data.tags
 
     second(EpochMetrics({"model_0/val_loss": 1.0, "model_0/lambda": 0.5}), 0)  # an epoch ends: it reaches MLflow at once
-    assert [m.value for m in second.client.get_metric_history(second.run_id, "model_0.lambda")] == [0.5]
+    assert [m.value for m in second.client.get_metric_history(second.run_id, "model_0/lambda")] == [0.5]
     second.close("FAILED", "RuntimeError: boom")
     third = attempt()  # the retry logs the restored epoch again: a fresh run, so no metric twice
     assert third.run_id != second.run_id and third.attempt == 3

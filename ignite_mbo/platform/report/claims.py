@@ -163,11 +163,12 @@ def _rivals(report: Report, found: list[Cell]) -> list[str]:
         lines.append(f"Not tested: these sweeps did not run {CLAIMED} beside another regularizer.")
         rivals = []
     done = report.results
+    frozen = {(c.task, c.baseline, c.regularizer) for c in found if c.reason}  # cells that cannot change
     for rival in rivals:
         wins = told = total = 0
-        for (_, _, _), group in done.groupby(["task", "baseline", "_pair"], sort=False):
+        for (task, baseline, _), group in done.groupby(["task", "baseline", "_pair"], sort=False):
             mine, theirs = (group[group["regularizer"] == r] for r in (CLAIMED, rival))
-            if mine.empty or theirs.empty or not mine["_affects"].all():
+            if mine.empty or theirs.empty or {(task, baseline, CLAIMED), (task, baseline, rival)} & frozen:
                 continue
             for _, ours in mine.groupby("_row", sort=False):
                 for _, other in theirs.groupby("_row", sort=False):

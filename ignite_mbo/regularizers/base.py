@@ -55,6 +55,19 @@ class Regularizer(Protocol):
     def load_state_dict(self, state: dict[str, list[float]]) -> None: ...
 
 
+class Stateless:
+    """For a regularizer with no state across steps: no λ to report, nothing to checkpoint."""
+
+    def lambdas(self) -> list[float]:
+        return []
+
+    def state_dict(self) -> dict[str, list[float]]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, list[float]]) -> None:
+        pass
+
+
 def num_members(model: nn.Module) -> int:
     """How many independent members ``model`` stacks (its ``num_members``; 1 for a plain module).
 

@@ -17,10 +17,18 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ignite_mbo.regularizers.base import LossClosure, MeanPrediction, NonNegative, Regularizer, RegularizerSettings, trainable
+from ignite_mbo.regularizers.base import (
+    LossClosure,
+    MeanPrediction,
+    NonNegative,
+    Regularizer,
+    RegularizerSettings,
+    Stateless,
+    trainable,
+)
 
 
-class WeightPenalty:
+class WeightPenalty(Stateless):
     """The loss's gradient plus the gradient of c·‖β‖₁ (``norm=1``) or c·‖β‖² (``norm=2``)."""
 
     def __init__(self, *, coefficient: float, norm: Literal[1, 2]) -> None:
@@ -42,15 +50,6 @@ class WeightPenalty:
             else:
                 torch._foreach_add_(grads, torch._foreach_sign(params), alpha=self.coefficient)
         return {"loss": value.detach()}
-
-    def lambdas(self) -> list[float]:
-        return []
-
-    def state_dict(self) -> dict[str, list[float]]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, list[float]]) -> None:
-        pass
 
 
 class L1Config(RegularizerSettings):

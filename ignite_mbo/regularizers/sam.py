@@ -24,6 +24,7 @@ from ignite_mbo.regularizers.base import (
     Positive,
     Regularizer,
     RegularizerSettings,
+    Stateless,
     accumulate,
     member_norms,
     num_members,
@@ -32,7 +33,7 @@ from ignite_mbo.regularizers.base import (
 )
 
 
-class SharpnessAwareMinimization:
+class SharpnessAwareMinimization(Stateless):
     """SAM with each member of a stacked model perturbed along its own normalised loss gradient.
 
     The loss is evaluated twice per step (at β and at β + e); a loss with state of its own (COMs'
@@ -62,15 +63,6 @@ class SharpnessAwareMinimization:
                 torch._foreach_copy_(used, saved)
         accumulate(params, sharp_grads)
         return {"loss": value.detach(), "perturbed_loss": perturbed.detach(), "grad_norm": norm}
-
-    def lambdas(self) -> list[float]:
-        return []
-
-    def state_dict(self) -> dict[str, list[float]]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, list[float]]) -> None:
-        pass
 
 
 class SamConfig(RegularizerSettings):

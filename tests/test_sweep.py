@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-from processes import answers_health, wait_until_up
+from processes import answers_health, headless_chromium, page_text, wait_until_up
 
 SPACE = """
 name: two_trials
@@ -165,7 +165,6 @@ def test_report_without_its_mlflow_store_creates_none(finished_sweep, tmp_path):
 
 # ---- the MLflow UI in a real browser -----------------------------------------------------------------
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output" / "browser"
 
 
@@ -200,42 +199,12 @@ def mlflow_ui(finished_sweep, tmp_path):
 
 @pytest.fixture
 def browser():
-    """Debian's headless Chromium through Selenium (.ci/run installs chromium and chromium-driver)."""
-    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), \
-        "install the browser: apt-get install chromium chromium-driver (as .ci/run does)"
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1600,2400"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
+    with headless_chromium(2400) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def page_text_with(driver, url: str, needles: list[str], screenshot: str, timeout: float = 60) -> str:
-    """Open ``url``, wait until the page shows every needle, save a screenshot; the page's text."""
-    import time
-
-    driver.get(url)
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        text = driver.find_element("tag name", "body").text
-        if all(needle in text for needle in needles):
-            break
-        time.sleep(0.5)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SCREENSHOTS / screenshot))
-    missing = [needle for needle in needles if needle not in text]
-    assert not missing, f"{url} never showed {missing}; see {SCREENSHOTS / screenshot}:\n{text[:2000]}"
-    return text
+    return page_text(driver, url, needles, SCREENSHOTS / screenshot, timeout)
 
 
 @pytest.mark.slow

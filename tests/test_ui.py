@@ -11,15 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from processes import answers_health, wait_until_up
+from processes import answers_health, headless_chromium, page_text, wait_until_up
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output" / "ui"
 SPACE = """
 name: ui_check
@@ -78,41 +76,12 @@ def ui_server(swept, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chromium():
-    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), \
-        "install the browser: apt-get install chromium chromium-driver (as .ci/run does)"
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1600,2600"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
+    with headless_chromium(2600) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def page_with(driver, url: str, needles: list[str], screenshot: str, timeout: float = 90) -> str:
-    """Open ``url`` afresh, wait until its text shows every needle, save a screenshot; the page's text."""
-    driver.get("about:blank")  # a full load, not a route change inside the previous page
-    driver.get(url)
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        text = driver.find_element("tag name", "body").text
-        if all(needle in text for needle in needles):
-            break
-        time.sleep(0.5)
-    time.sleep(1)  # let the charts finish drawing for the screenshot
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SCREENSHOTS / screenshot))
-    missing = [needle for needle in needles if needle not in text]
-    assert not missing, f"{url} never showed {missing}; see {SCREENSHOTS / screenshot}:\n{text[:2000]}"
-    return text
+    return page_text(driver, url, needles, SCREENSHOTS / screenshot, timeout)
 
 
 @pytest.mark.slow

@@ -46,7 +46,8 @@ def main() -> None:
     paper = [row for row in rows if row["fidelity"] == "full" and not row.get("protocol_deviations")]
     if paper:
         print()
-        print(reproduction.render(reproduction.compare(pd.DataFrame(paper))))
+        trials = pd.DataFrame(paper).rename(columns={"fidelity": "config.fidelity"})  # the results table's name
+        print(reproduction.render(reproduction.compare(trials)))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
 Trials already in OUT.jsonl are skipped, so a killed run resumes. Each worker is a process with
 ``--threads`` torch threads; on a GPU machine every worker shares the visible GPU (fractional
 packing). ``--deadline`` (seconds) stops starting new trials after that time. The last line printed
-is a throughput summary: trials finished, wall time and trials per hour. Used for the background
+is a throughput summary: trials finished, wall time and trials per hour. Each row records its wall
+time and the worker process's CPU time (``cpu_time_s``: what the trial cost on a shared machine). Used for the background
 reproduction runs on the CPU and by ``benchmarks/device_check.sh`` on a GPU.
 """
 
@@ -37,12 +38,12 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     from ignite_mbo.trial import run_trial
 
     config = TrialConfig.parse(job)
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     result = run_trial(config, device=os.environ.get("IGNITE_MBO_DEVICE", "auto"))
     summary = {key: value for key, value in result.summary.items()}
     return {"task": config.task, "baseline": config.baseline, "regularizer": config.regularizer.name,
             "seed": config.seed, "fidelity": config.fidelity, "options": config.baseline_options,
-            "started": started, **summary}
+            "started": started, **summary, "cpu_time_s": time.process_time() - cpu_started}
 
 
 def key(row: dict[str, Any]) -> tuple:
@@ -118,7 +119,7 @@ def _collect(pending: list, out: Path) -> list:
             f.write(json.dumps(row, default=float) + "\n")
         print(f"{row['baseline']:>11} {row['regularizer']:>7} seed {row['seed']}: "
               f"100th {row['score_100th']:.3f} 80th {row['score_80th']:.3f} 50th {row['score_50th']:.3f} "
-              f"({row['wall_time_s']:.0f} s)", flush=True)
+              f"({row['wall_time_s']:.0f} s wall, {row['cpu_time_s']:.0f} s CPU)", flush=True)
     return still
 
 

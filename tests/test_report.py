@@ -288,6 +288,18 @@ def test_reproduction_check_compares_only_full_fidelity_at_the_papers_protocol()
     assert "not comparable: settings differ from the paper's protocol (epochs)" in only_deviating
 
 
+def test_reproduction_check_covers_roma_and_ict_on_both_tf_binds_with_their_source() -> None:
+    full = {"config.fidelity": "full"}
+    trials = [_trial("TFBind10-Exact-v0", "ict", "none", seed, score, **full)
+              for seed, score in enumerate([0.65, 0.67, 0.66])]
+    trials += [_trial(TASK_A, "roma", "none", seed, score, **full) for seed, score in enumerate([0.94, 0.95])]
+    md = render_markdown(build_report(pd.DataFrame(trials)))
+    assert "### Reproduction check: TF-Bind-10, regularizer none, 100th percentile" in md
+    assert "| ict (ICT) | 0.660 ± 0.010, n=3 | 0.659 ± 0.024, n=8 | 0.0σ | within 1σ |" in md
+    assert "| roma (RoMA) | 0.945 ± 0.007, n=2 | 0.665 ± 0.000, n=8 | — | published σ is 0: no distance in σ |" in md
+    assert md.count("Learning to Rank, ICLR 2025") == 2, "each task's table names its source"
+
+
 # ---- training curves across seeds ---------------------------------------------------------------------
 
 def test_curves_average_members_and_plot_one_file_per_regularized_row(tmp_path: Path) -> None:

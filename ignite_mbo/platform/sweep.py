@@ -150,9 +150,9 @@ def run_sweep(
                       gpus_per_trial=gpus_per_trial, num_cpus=num_cpus, resume=resume, max_retries=max_retries,
                       overrides=overrides, storage_path=storage_path, max_trials=max_trials)
     total = len(plan.trials) * plan.spec.num_samples
+    tasks = load_tasks(plan.trials, data_dir, plan.spec.search)  # bounds of the task and the machine: before a word
     if not quiet:
         announce(plan.sweep_dir, total, resume=plan.resume is not None)
-    tasks = load_tasks(plan.trials, data_dir)
     if plan.resume is None:  # made and owned before the store is touched (two sweeps never share one)
         folders.prepare_storage(plan.storage_path)
         plan.sweep_dir = folders.claim_sweep_folder(plan.sweep_dir.parent, plan.spec.name)

@@ -22,6 +22,8 @@ BYTES_PER_PARAMETER = 16
 """float32 weight, its gradient and Adam's two moments: what one trainable parameter costs."""
 MEMORY_SHARE = 0.8
 """A model may take at most this share of the memory available now (the rest: data, batches, torch)."""
+SIZE_SETTINGS = ("hidden_size", "num_layers", "embedding_size", "num_models", "validation_size")
+"""Endings of the settings whose largest value the checks below bound (memory, rows held out)."""
 
 
 # ---- YAML booleans --------------------------------------------------------------------------------

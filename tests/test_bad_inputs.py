@@ -180,6 +180,17 @@ SWEEP = [
     (["sweep", "{space}"], "resources.cpu: true is a YAML boolean", "name: x\nresources: {cpu: true}\n"),
     (["sweep", "{space}", "--max-trials", "10000000"], "one sweep plans at most 100,000",
      "name: x\ngrid: {seed: " + str(list(range(1000))) + ", baseline_options.epochs: " + str(list(range(1, 1001))) + "}\n"),
+    # a model size too big for this machine's memory, in the grid and sampled (checked at its largest draw)
+    (["sweep", "{space}"], "GiB to train",
+     "name: x\ntrial: {baseline_options: {num_layers: 8}}\ngrid: {baseline_options.hidden_size: [64, 65536]}\n"),
+    *[(["sweep", "{space}"], f"search.baseline_options.hidden_size: {name} can draw 65536",
+       "name: x\ntrial: {baseline_options: {num_layers: 8}}\nsearch: {baseline_options.hidden_size: {" + name + ": "
+       + bounds + "}}\n") for name, bounds in (("randint", "[16, 65537]"), ("lograndint", "[16, 65537]"),
+                                                ("qrandint", "[16, 65536, 16]"), ("qlograndint", "[16, 65536, 16]"),
+                                                ("choice", "[64, 65536]"))],
+    (["sweep", "{space}"], "search.baseline_options.hidden_size: randint can draw 65535",
+     "name: x\nsearch_alg: {name: optuna, seed: 0}\nobjective: val_loss\ntrial: {baseline_options: {num_layers: 8}}\n"
+     "search: {baseline_options.hidden_size: {randint: [16, 65536]}}\n"),
 ]
 
 REPORT = [
@@ -250,6 +261,24 @@ def test_sweep(argv, needle, space, places, capsys, design_bench_dir, monkeypatc
         path.write_text(space)
         values = {**values, "space": str(path)}
     fails_cleanly(fill(argv, values), needle, work, capsys)
+
+
+def test_a_sampled_model_size_that_fits_is_accepted(tmp_path, design_bench_dir):
+    """The largest draw of every sampled size is checked against memory (and a fitting one passes)."""
+    from ignite_mbo.platform.plan import load_tasks
+    from ignite_mbo.platform.space_checks import largest_draw
+    from ignite_mbo.platform.spaces import load_spec
+
+    path = tmp_path / "space.yaml"
+    path.write_text("name: x\ntrial: {baseline_options: {num_layers: 2}}\n"
+                    "search: {baseline_options.hidden_size: {lograndint: [16, 1025]}, baseline_options.epochs: "
+                    "{randint: [1, 100000]}}\n")
+    spec = load_spec(path)
+    assert set(load_tasks(spec.trials(), str(design_bench_dir), spec.search)) == {"TFBind8-Exact-v0[]"}
+    assert largest_draw("k", {"randint": [16, 65537]}) == 65536, "Tune's randint excludes its upper bound"
+    assert largest_draw("k", {"qrandint": [16, 1000, 16]}) == 992
+    assert largest_draw("k", {"choice": [512, 8, "x"]}) == 512
+    assert largest_draw("k", {"randn": [0, 1]}) >= 6
 
 
 @pytest.fixture(scope="module")

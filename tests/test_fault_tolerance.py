@@ -623,3 +623,105 @@ def test_two_sweeps_started_at_once_in_one_folder_keep_every_row(tmp_path, desig
     for name in folders:
         assert len(pd.read_parquet(tmp_path / "out" / name / "results.parquet")) == 2
     assert len(trial_runs(first.uri, "conc")) == 4
+
+
+# ---- a disk that fills mid-sweep ---------------------------------------------------------------------
+
+FILLS = """
+name: fills
+trial:
+  task: TFBind8-Exact-v0
+  baseline: grad-ascent
+  fidelity: quick
+  baseline_options: {hidden_size: 32, epochs: 100, batch_size: 2048, solver_steps: 20}
+grid: {seed: [0, 1, 2, 3]}
+failure: {max_retries: 1}
+resources: {cpu: 1, gpu: 0}
+"""
+
+
+def runs_by_status(db: Path) -> dict[str, int]:
+    """How many runs (sweep and trials) have each status, read straight from the sqlite file."""
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as connection:
+        return dict(connection.execute("select status, count(*) from runs where lifecycle_stage = 'active' "
+                                       "group by status").fetchall())
+
+
+def metrics_logged(db: Path) -> int:
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as connection:
+            return connection.execute("select count(*) from metrics").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def fill_up(folder: Path) -> Path:
+    """Write ``folder/filler`` until its disk has no byte left."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as handle:
+        for chunk in (2**20, 4096, 512, 1):
+            try:
+                while True:
+                    handle.write(b"\1" * chunk)
+            except OSError:
+                continue
+    return filler
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MiB tmpfs, mounted for the test (needs root, as the tmpfs cases of test_bad_inputs.py)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_mid_sweep_leaves_no_run_running(small_disk, design_bench_dir):
+    """The store, the sweep folder and Tune's state on a small disk that a writer fills once the first trial
+    has logged metrics: the sweep exits non-zero with one line naming the fix, and no run stays RUNNING."""
+    sweep = Sweep(small_disk, design_bench_dir, FILLS)
+    sweep.command.append("--quiet")
+    db = small_disk / "mlflow.db"
+    try:
+        driver = sweep.start()
+        sweep.wait_for(lambda: metrics_logged(db) > 0, "a trial's first metrics", timeout=300)
+        filler = fill_up(small_disk)
+        stdout, stderr = driver.communicate(timeout=300)
+    finally:
+        sweep.cleanup()
+    (small_disk.parent / "sweep.stderr").write_text(stderr)  # kept with the test's folder, to look at
+    assert driver.returncode != 0, stdout[-2000:] + stderr[-3000:]
+    assert "Traceback" not in stdout + stderr, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("ignite-mbo sweep: error: the disk filled up during the sweep"), stderr[-3000:]
+    assert "--resume" in last and "Free space" in last, last
+    filler.unlink()  # read the store as the user would after freeing space
+    statuses = runs_by_status(db)
+    assert "RUNNING" not in statuses and statuses.get("FAILED", 0) >= 2, statuses
+    assert not list(small_disk.glob("mlflow.db.reserve-*")), "the ballast is removed"
+
+
+def test_the_ballast_holds_real_blocks_and_is_freed_before_the_runs_are_closed(tmp_path):
+    from ignite_mbo.errors import UserError
+    from ignite_mbo.platform.full_disk import FULL_DISK, Ballast, fail_sweep, is_disk_full
+
+    stale = tmp_path / "mlflow.db.reserve-999999999"  # a killed sweep's: no such process
+    stale.write_bytes(b"x")
+    with Ballast(f"sqlite:///{tmp_path / 'mlflow.db'}", size=2**20) as ballast:
+        assert ballast.path is not None and ballast.path.stat().st_blocks * 512 >= 2**20, "not sparse"
+        assert not stale.exists()
+        closed: list[tuple[str, str, bool]] = []
+        full = sqlite3.OperationalError("database or disk is full")
+        with pytest.raises(UserError, match="the disk filled up during the sweep.*then resume with --resume"):
+            fail_sweep(lambda status, reason: closed.append((status, reason, ballast.path.exists())), full, ballast,
+                       "resume with --resume")
+        assert closed == [("FAILED", FULL_DISK, False)], "the ballast is freed first"
+    assert is_disk_full(RuntimeError("x").with_traceback(None)) is False
+    assert is_disk_full(OSError(28, "No space left on device"))
+    fail_sweep(lambda status, reason: closed.append((status, reason, True)), ValueError("bad"), ballast, "")
+    assert closed[-1] == ("FAILED", "ValueError: bad", True), "another error: closed as before, no UserError"

@@ -106,12 +106,21 @@ def plan_sweep(
     return SweepPlan(spec, spec.trials(), sweep_dir, uri, storage, address, num_cpus, record)
 
 
-def load_tasks(configs: list[TrialConfig], data_dir: str | None) -> dict[str, task_registry.Task]:
-    """Every task the sweep uses, built once in the driver (bad or missing data fails here, before any trial)."""
+def load_tasks(configs: list[TrialConfig], data_dir: str | None,
+               search: dict[str, Any] | None = None) -> dict[str, task_registry.Task]:
+    """Every task the sweep uses, built once in the driver (bad or missing data fails here, before any trial).
+
+    Each grid point is checked against its task and this machine, and so is it with every sampled size of
+    ``search`` (the space's distributions) at the largest value it can draw."""
+    from ignite_mbo.platform.space_checks import check_largest_draws, largest_sizes
+
+    search = search or {}
+    largest = largest_sizes(search)
     built: dict[str, task_registry.Task] = {}
     for config in configs:
         key = shared_task_key(config)
         if key not in built:
             built[key] = task_registry.make(config.task, data_dir, **config.checked_task_options())
         limits.check_trial(config, built[key])
+        check_largest_draws(config, built[key], largest, search)
     return built

@@ -5,6 +5,8 @@ were written: a YAML nested too deep for Python's recursion, ``true`` where a co
 a seed Optuna or numpy refuses, a ``quniform`` bound that is not a multiple of its q, an ASHA
 ``grace_period`` beyond ``max_t``, a variant axis with no values, and distributions that draw
 values a field refuses (``randn`` for a bound that must stay > 0). A huge grid is said at once.
+A sampled model size is checked at its largest drawable value against the machine's memory, as a
+grid value is (:func:`check_largest_draws`, once the tasks are built).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import yaml
 
 from ignite_mbo.errors import UserError
-from ignite_mbo.limits import refuse_booleans
+from ignite_mbo.limits import SIZE_SETTINGS, check_trial, refuse_booleans
 
 MAX_DEPTH = 50
 """Deepest nesting of mappings and lists a search space may have (the deepest real one has 5)."""
@@ -112,6 +114,44 @@ def dry_draw(spec: Any) -> None:
                 except UserError as error:
                     raise UserError(f"search.{key}: {name} can draw {value!r}, which a trial refuses ({error}); "
                                     "pick a distribution inside the field's bounds") from None
+
+
+def largest_draw(key: str, distribution: dict[str, list[Any]]) -> Any:
+    """The largest value ``distribution`` can draw: its upper bound where it has one (Tune's ``randint`` and
+    ``lograndint`` exclude it; a q-distribution stops at the last multiple of q), the largest choice, and at
+    least the largest of the dry draw (``randn``'s far tail)."""
+    ((name, args),) = distribution.items()
+    numbers = [value for value in _draws(key, distribution) if isinstance(value, (int, float))]
+    if name == "choice":
+        numbers += [value for value in args if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    elif name in ("randint", "lograndint"):
+        numbers.append(int(args[1]) - 1)
+    elif name in ("qrandint", "qlograndint"):
+        numbers.append(int(args[1]) // int(args[2]) * int(args[2]))
+    elif name != "randn":
+        numbers.append(args[1])
+    return max(numbers) if numbers else None
+
+
+def largest_sizes(search: dict[str, Any]) -> dict[str, Any]:
+    """Every key of a space's ``search`` that sets a size the machine or the task bounds
+    (:data:`SIZE_SETTINGS`), at the largest value its distribution can draw."""
+    largest = {key: largest_draw(key, distribution) for key, distribution in search.items()
+               if key.rsplit(".", 1)[-1].endswith(SIZE_SETTINGS)}
+    return {key: value for key, value in largest.items() if value is not None}
+
+
+def check_largest_draws(config: Any, task: Any, largest: dict[str, Any], distributions: dict[str, Any]) -> None:
+    """Grid point ``config`` with every sampled size at its largest (all at once: a sampler can draw that)
+    fits this machine's memory and leaves rows to train on; a one-line UserError naming the keys if not."""
+    if not largest:
+        return
+    try:
+        check_trial(config.with_values(largest), task)
+    except UserError as error:
+        drawn = ", ".join(f"search.{key}: {next(iter(distributions[key]))} can draw {value!r}"
+                          for key, value in largest.items())
+        raise UserError(f"{drawn}; at that size {error}, or lower the distribution's upper bound") from None
 
 
 def check_spec(spec: Any) -> None:

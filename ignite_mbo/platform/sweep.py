@@ -26,7 +26,7 @@ from typing import Any
 
 from ignite_mbo import mlflow_store as store
 from ignite_mbo.errors import UserError
-from ignite_mbo.platform import folders, local_ray, signals
+from ignite_mbo.platform import folders, full_disk, local_ray, signals
 from ignite_mbo.platform.finish import SweepOutcome, collect_results, finish_sweep
 from ignite_mbo.platform.plan import SweepPlan, load_tasks, plan_sweep
 from ignite_mbo.platform.record import SweepRecord
@@ -36,6 +36,7 @@ from ignite_mbo.platform.tuner import NonFiniteNoRetry, build_tuner
 from ignite_mbo.trainables.params import TrialLookup
 
 INTERRUPTED = "interrupted (SIGINT); finish the sweep with --resume"
+ABANDONED = "the sweep's process ended without closing this run; --resume runs its trial again"
 
 __all__ = ["SweepInterrupted", "SweepOutcome", "run_sweep"]
 
@@ -91,9 +92,11 @@ class SweepRun:
     def __init__(self, plan: SweepPlan) -> None:
         self.plan = plan
         spec = plan.spec
-        if plan.resume is not None:
-            self.record = plan.resume
-            store.reopen_sweep_run(self.record.tracking_uri, self.record.parent_run_id)
+        if plan.resume is not None:  # trial runs its dead process left RUNNING (a full disk, SIGKILL) are closed
+            self.record = record = plan.resume
+            store.close_running_trial_runs(record.tracking_uri, record.experiment, record.parent_run_id, "FAILED",
+                                           ABANDONED)
+            store.reopen_sweep_run(record.tracking_uri, record.parent_run_id)
             return
         goal = spec.objective_spec
         tags = {f"{store.TAG_PREFIX}num_grid_points": str(len(plan.trials)),
@@ -150,9 +153,9 @@ def run_sweep(
                       gpus_per_trial=gpus_per_trial, num_cpus=num_cpus, resume=resume, max_retries=max_retries,
                       overrides=overrides, storage_path=storage_path, max_trials=max_trials)
     total = len(plan.trials) * plan.spec.num_samples
+    tasks = load_tasks(plan.trials, data_dir, plan.spec.search)  # bounds of the task and the machine: before a word
     if not quiet:
         announce(plan.sweep_dir, total, resume=plan.resume is not None)
-    tasks = load_tasks(plan.trials, data_dir)
     if plan.resume is None:  # made and owned before the store is touched (two sweeps never share one)
         folders.prepare_storage(plan.storage_path)
         plan.sweep_dir = folders.claim_sweep_folder(plan.sweep_dir.parent, plan.spec.name)
@@ -164,23 +167,24 @@ def run_sweep(
     if plan.resume is not None:  # a state that cannot be restored leaves the records as they were
         record = plan.resume
         restored = signals.restored(lambda: build_tuner(plan, record, tasks, callbacks), record.experiment_path)
-    sweep = SweepRun(plan)
-    if not quiet:
-        callbacks.append(TrialTable(TrialLookup(plan.trials), total))
-    try:
-        with Interruptions(resume_hint) as interruptions:
-            tuner = restored or build_tuner(plan, sweep.record, tasks, callbacks)
-            results = tuner.fit()
-        if interruptions.count:
-            sweep.interrupted(interruptions.first_at_ms)
-            raise SweepInterrupted(plan.sweep_dir, interruptions.signum)
-        table = collect_results(results, TrialLookup(plan.trials), plan.spec)
-        return finish_sweep(plan.sweep_dir, table, sweep.record)
-    except SweepInterrupted:
-        raise
-    except KeyboardInterrupt:
-        sweep.interrupted(int(time.time() * 1000) - 60_000)
-        raise SweepInterrupted(plan.sweep_dir) from None
-    except BaseException as error:
-        sweep.close("FAILED", f"{type(error).__name__}: {error}")
-        raise
+    with full_disk.Ballast(plan.tracking_uri) as ballast:  # room to close the runs if the disk fills
+        sweep = SweepRun(plan)
+        if not quiet:
+            callbacks.append(TrialTable(TrialLookup(plan.trials), total))
+        try:
+            with Interruptions(resume_hint) as interruptions:
+                tuner = restored or build_tuner(plan, sweep.record, tasks, callbacks)
+                results = tuner.fit()
+            if interruptions.count:
+                sweep.interrupted(interruptions.first_at_ms)
+                raise SweepInterrupted(plan.sweep_dir, interruptions.signum)
+            table = collect_results(results, TrialLookup(plan.trials), plan.spec)
+            return finish_sweep(plan.sweep_dir, table, sweep.record)
+        except SweepInterrupted:
+            raise
+        except KeyboardInterrupt:
+            sweep.interrupted(int(time.time() * 1000) - 60_000)
+            raise SweepInterrupted(plan.sweep_dir) from None
+        except BaseException as error:
+            full_disk.fail_sweep(sweep.close, error, ballast, resume_hint)  # one line if the disk is full
+            raise

@@ -1,0 +1,129 @@
+"""A disk that fills mid-sweep: one line, a non-zero exit, and no MLflow run left RUNNING.
+
+Once the disk under a sqlite store is full, not even a run's status can be written, so the runs of
+a sweep that dies of it would stay RUNNING for ever. While a sweep runs, a small :class:`Ballast`
+file (real blocks, not a sparse file) sits beside ``mlflow.db``. When the sweep fails with "no space
+left on device" or SQLite's "database or disk is full" anywhere (trials, Tune, the finish path),
+:func:`fail_sweep` frees the ballast first, then marks the sweep's runs still RUNNING (parent and
+trials) FAILED with tag ``ignite_mbo.error`` saying why, and raises a one-line UserError naming the
+fix: free space, then ``--resume``. The ballast is removed on every way out; one left by a killed
+sweep is removed by the next sweep that opens the store.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+from ignite_mbo.errors import UserError
+from ignite_mbo.store_guard import sqlite_path
+
+BALLAST_BYTES = 4 * 2**20
+"""Space held back beside a sqlite store for closing a sweep's runs once its disk is full."""
+BALLAST_SUFFIX = ".reserve-"
+"""``mlflow.db.reserve-<pid>``: one per sweep process, so sweeps sharing a store never free each other's."""
+FULL_DISK = "the disk filled up during the sweep (no space left on the device); free space, then resume it"
+"""The reason recorded on the runs a full disk stopped."""
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+_FULL_WORDS = ("no space left on device", "database or disk is full", "disk is full", "disk quota exceeded")
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """Whether ``error``, or an error it was raised from or during, says the disk is full."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _FULL_ERRNOS:
+            return True
+        if any(words in str(error).lower() for words in _FULL_WORDS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Ballast:
+    """A preallocated file beside the sqlite store of ``tracking_uri`` (none for a server), held while a
+    sweep runs and freed when its disk fills. Creating it is best effort: a disk too full for it is
+    reported by the store itself."""
+
+    def __init__(self, tracking_uri: str, size: int = BALLAST_BYTES) -> None:
+        store = sqlite_path(tracking_uri)
+        self.size = size
+        self.path: Path | None = store.with_name(f"{store.name}{BALLAST_SUFFIX}{os.getpid()}") if store else None
+
+    def __enter__(self) -> Ballast:
+        if self.path is None:
+            return self
+        for stale in self.path.parent.glob(f"{self.path.name.rsplit('-', 1)[0]}-*"):  # left by killed sweeps
+            pid = stale.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _alive(int(pid)):
+                stale.unlink(missing_ok=True)
+        try:
+            descriptor = os.open(self.path, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+            try:
+                os.posix_fallocate(descriptor, 0, self.size)  # real blocks: a sparse file would free nothing
+            finally:
+                os.close(descriptor)
+        except OSError:
+            self.release()
+        return self
+
+    def release(self) -> None:
+        """Free the held space (at once: nothing else holds the file open)."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.release()
+
+
+@contextmanager
+def _quiet_store() -> Iterator[None]:
+    """No traceback from MLflow's SQL store logger while closing: a failure here is reported in one line."""
+    logger = logging.getLogger("mlflow.store.db.utils")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
+def fail_sweep(close: Callable[[str, str], None], error: BaseException, ballast: Ballast, hint: str) -> None:
+    """Close the sweep's runs FAILED after ``error`` with ``close(status, reason)``. When the disk is full
+    (``error`` says so, or closing does), free ``ballast`` first, close them with :data:`FULL_DISK`, and
+    raise a one-line UserError ending with ``hint`` (how to resume); else return for ``error`` to go on."""
+    if not is_disk_full(error):
+        try:
+            with _quiet_store():
+                close("FAILED", f"{type(error).__name__}: {error}")
+            return
+        except Exception as closing:  # noqa: BLE001 - only a full disk is handled here
+            if not is_disk_full(closing):
+                raise
+    ballast.release()
+    try:
+        with _quiet_store():
+            close("FAILED", FULL_DISK)
+        closed = "its MLflow runs are marked FAILED"
+    except Exception as closing:  # noqa: BLE001 - only a full disk is handled here
+        if not is_disk_full(closing):
+            raise
+        closed = "its MLflow runs could not be closed yet (--resume closes them)"
+    raise UserError(f"the disk filled up during the sweep (no space left on the device); {closed}. Free space "
+                    f"on the disk of the tracking store and the output folder, then {hint}") from None

@@ -16,7 +16,8 @@ report read it from there.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Annotated, Any, ClassVar, Protocol
 
 import torch
@@ -82,9 +83,15 @@ def trainable(model: nn.Module) -> list[torch.Tensor]:
 
 
 def member_norms(tensors: list[torch.Tensor], members: int) -> torch.Tensor:
-    """The global L2 norm of each member's slice of ``tensors``, shape (members,)."""
-    norms = torch.stack([torch.linalg.vector_norm(t.reshape(members, -1), dim=1) for t in tensors])
-    return torch.linalg.vector_norm(norms, dim=0)
+    """The global L2 norm of each member's slice of ``tensors``, shape (members,).
+
+    One fused ``_foreach_norm`` over every tensor (over each member's slice of a stacked one),
+    then the norm of those norms.
+    """
+    if members == 1:
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors))).reshape(1)
+    slices = [s for t in tensors for s in t.unbind(0)]  # parameter-major: row k is tensors[k]'s members
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(slices)).reshape(len(tensors), members), dim=0)
 
 
 def per_member(values: torch.Tensor, like: torch.Tensor, members: int) -> torch.Tensor:
@@ -99,6 +106,27 @@ def accumulate(params: list[torch.Tensor], grads: Sequence[torch.Tensor | None])
     for p, g in zip(params, grads, strict=True):
         if g is not None:
             p.grad = g if p.grad is None else p.grad + g
+
+
+@contextmanager
+def shifted(params: list[torch.Tensor], directions: Sequence[torch.Tensor], scale: torch.Tensor,
+            members: int) -> Iterator[None]:
+    """Within the block the parameters are β + scale·direction (``scale`` per member, (members,));
+    after it they are β again, bit for bit.
+
+    The shifted values are one fused out-of-place pass into new tensors that the parameters point
+    at (``.data``) meanwhile: β itself is never written, so nothing is saved or copied back.
+    """
+    with torch.no_grad():
+        moved = torch._foreach_addcmul(params, list(directions), [per_member(scale, p, members) for p in params])
+    originals = [p.data for p in params]
+    try:
+        for p, value in zip(params, moved, strict=True):
+            p.data = value
+        yield
+    finally:
+        for p, value in zip(params, originals, strict=True):
+            p.data = value
 
 
 class RegularizerSettings(BaseModel, ABC):

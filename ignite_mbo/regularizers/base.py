@@ -108,25 +108,35 @@ def accumulate(params: list[torch.Tensor], grads: Sequence[torch.Tensor | None])
             p.grad = g if p.grad is None else p.grad + g
 
 
-@contextmanager
-def shifted(params: list[torch.Tensor], directions: Sequence[torch.Tensor], scale: torch.Tensor,
-            members: int) -> Iterator[None]:
-    """Within the block the parameters are β + scale·direction (``scale`` per member, (members,));
-    after it they are β again, bit for bit.
+class Shift:
+    """Evaluates at shifted parameters without writing β: a regularizer's ascent or finite-difference step.
 
-    The shifted values are one fused out-of-place pass into new tensors that the parameters point
-    at (``.data``) meanwhile: β itself is never written, so nothing is saved or copied back.
+    The shifted values go into scratch tensors kept across steps (one per parameter, made on first
+    use: fresh large CPU allocations cost a page fault per 4 KiB), which the parameters point at
+    (``.data``) within the block; β is never written, so nothing is saved or copied back.
     """
-    with torch.no_grad():
-        moved = torch._foreach_addcmul(params, list(directions), [per_member(scale, p, members) for p in params])
-    originals = [p.data for p in params]
-    try:
-        for p, value in zip(params, moved, strict=True):
-            p.data = value
-        yield
-    finally:
-        for p, value in zip(params, originals, strict=True):
-            p.data = value
+
+    def __init__(self) -> None:
+        self.scratch: list[torch.Tensor] = []
+
+    @contextmanager
+    def __call__(self, params: list[torch.Tensor], directions: Sequence[torch.Tensor], scale: torch.Tensor,
+                 members: int) -> Iterator[None]:
+        """Within the block the parameters are β + scale·direction (``scale`` per member, (members,)); after it
+        they are β again, bit for bit."""
+        if [(t.shape, t.dtype, t.device) for t in self.scratch] != [(p.shape, p.dtype, p.device) for p in params]:
+            self.scratch = [torch.empty_like(p) for p in params]
+        with torch.no_grad():
+            for p, d, out in zip(params, directions, self.scratch, strict=True):
+                torch.addcmul(p, d, per_member(scale, p, members), out=out)
+        originals = [p.data for p in params]
+        try:
+            for p, value in zip(params, self.scratch, strict=True):
+                p.data = value
+            yield
+        finally:
+            for p, value in zip(params, originals, strict=True):
+                p.data = value
 
 
 class RegularizerSettings(BaseModel, ABC):

@@ -26,11 +26,11 @@ from ignite_mbo.regularizers.base import (
     Radius,
     Regularizer,
     RegularizerSettings,
+    Shift,
     accumulate,
     member_norms,
     num_members,
     per_member,
-    shifted,
     trainable,
 )
 
@@ -55,6 +55,7 @@ class SharpnessConstraint:
         self.hvp = hvp
         self.project_lambda = project_lambda
         self.lam: torch.Tensor | None = None  # (members,), on the model's device once training starts
+        self.shift = Shift()
 
     def _lambda(self, members: int, device: torch.device) -> torch.Tensor:
         if self.lam is None:
@@ -113,7 +114,7 @@ class SharpnessConstraint:
             for k, i in enumerate(used):
                 if totals[i] is None:  # G reaches it, L does not
                     totals[i] = g[k] * scales[k]
-        with shifted(used_params, g, self.radius * inverse_norm, members):
+        with self.shift(used_params, g, self.radius * inverse_norm, members):
             perturbed = mean_prediction()
             g_hat = torch.autograd.grad(perturbed, used_params, grad_outputs=coefficient.reshape(perturbed.shape),
                                         allow_unused=True)  # c·ĝ

@@ -55,8 +55,8 @@ def stacked_layers(h: torch.Tensor, kernels: Sequence[torch.Tensor], biases: Seq
     """
     last = len(kernels) - 1
     for index, (kernel, bias) in enumerate(zip(kernels, biases, strict=True)):
-        if kernel.shape[0] == 1:
-            h = torch.addmm(bias[0], kernel[0], h if h.dim() == 2 else h[0]).unsqueeze(0)
+        if kernel.shape[0] == 1:  # squeeze, not [0]: select's backward writes a zero-filled copy of the kernel
+            h = torch.addmm(bias.squeeze(0), kernel.squeeze(0), h if h.dim() == 2 else h.squeeze(0)).unsqueeze(0)
         elif h.dim() == 2:
             h = torch.matmul(kernel, h) + bias  # (members · out, in) @ (in, batch) as one GEMM
         else:

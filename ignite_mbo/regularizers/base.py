@@ -16,7 +16,8 @@ report read it from there.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Annotated, Any, ClassVar, Protocol
 
 import torch
@@ -82,9 +83,15 @@ def trainable(model: nn.Module) -> list[torch.Tensor]:
 
 
 def member_norms(tensors: list[torch.Tensor], members: int) -> torch.Tensor:
-    """The global L2 norm of each member's slice of ``tensors``, shape (members,)."""
-    norms = torch.stack([torch.linalg.vector_norm(t.reshape(members, -1), dim=1) for t in tensors])
-    return torch.linalg.vector_norm(norms, dim=0)
+    """The global L2 norm of each member's slice of ``tensors``, shape (members,).
+
+    One fused ``_foreach_norm`` over every tensor (over each member's slice of a stacked one),
+    then the norm of those norms.
+    """
+    if members == 1:
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors))).reshape(1)
+    slices = [s for t in tensors for s in t.unbind(0)]  # parameter-major: row k is tensors[k]'s members
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(slices)).reshape(len(tensors), members), dim=0)
 
 
 def per_member(values: torch.Tensor, like: torch.Tensor, members: int) -> torch.Tensor:
@@ -99,6 +106,37 @@ def accumulate(params: list[torch.Tensor], grads: Sequence[torch.Tensor | None])
     for p, g in zip(params, grads, strict=True):
         if g is not None:
             p.grad = g if p.grad is None else p.grad + g
+
+
+class Shift:
+    """Evaluates at shifted parameters without writing β: a regularizer's ascent or finite-difference step.
+
+    The shifted values go into scratch tensors kept across steps (one per parameter, made on first
+    use: fresh large CPU allocations cost a page fault per 4 KiB), which the parameters point at
+    (``.data``) within the block; β is never written, so nothing is saved or copied back.
+    """
+
+    def __init__(self) -> None:
+        self.scratch: list[torch.Tensor] = []
+
+    @contextmanager
+    def __call__(self, params: list[torch.Tensor], directions: Sequence[torch.Tensor], scale: torch.Tensor,
+                 members: int) -> Iterator[None]:
+        """Within the block the parameters are β + scale·direction (``scale`` per member, (members,)); after it
+        they are β again, bit for bit."""
+        if [(t.shape, t.dtype, t.device) for t in self.scratch] != [(p.shape, p.dtype, p.device) for p in params]:
+            self.scratch = [torch.empty_like(p) for p in params]
+        with torch.no_grad():
+            for p, d, out in zip(params, directions, self.scratch, strict=True):
+                torch.addcmul(p, d, per_member(scale, p, members), out=out)
+        originals = [p.data for p in params]
+        try:
+            for p, value in zip(params, self.scratch, strict=True):
+                p.data = value
+            yield
+        finally:
+            for p, value in zip(params, originals, strict=True):
+                p.data = value
 
 
 class RegularizerSettings(BaseModel, ABC):

@@ -11,6 +11,7 @@ mean prediction over the minibatch. Per minibatch, with the Lagrange multiplier 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import torch
@@ -25,6 +26,8 @@ from ignite_mbo.regularizers.base import (
     Radius,
     Regularizer,
     RegularizerSettings,
+    Shift,
+    accumulate,
     member_norms,
     num_members,
     per_member,
@@ -52,6 +55,7 @@ class SharpnessConstraint:
         self.hvp = hvp
         self.project_lambda = project_lambda
         self.lam: torch.Tensor | None = None  # (members,), on the model's device once training starts
+        self.shift = Shift()
 
     def _lambda(self, members: int, device: torch.device) -> torch.Tensor:
         if self.lam is None:
@@ -66,25 +70,20 @@ class SharpnessConstraint:
         lam = self._lambda(members, params[0].device)
         value, current_mean = loss()
         mean = mean_prediction() if current_mean is None else current_mean
-        loss_grads = torch.autograd.grad(value.sum(), params, retain_graph=True, allow_unused=True)
-        g_all = torch.autograd.grad(mean.sum(), params, allow_unused=True, create_graph=self.hvp == "exact")
+        exact = self.hvp == "exact"
+        g_all = torch.autograd.grad(mean.sum(), params, retain_graph=True, allow_unused=True, create_graph=exact)
         used = [i for i, gi in enumerate(g_all) if gi is not None]
         used_params = [params[i] for i in used]
         g = [g_all[i] for i in used]
         norm = member_norms([t.detach() for t in g], members)
-        step = self.radius / norm.clamp_min(torch.finfo(norm.dtype).tiny)  # r / ‖g‖ per member
-        if self.hvp == "exact":
-            penalty = self._exact_penalty(used_params, g, step / self.radius, members)
+        inverse_norm = 1 / norm.clamp_min(torch.finfo(norm.dtype).tiny)  # 1/‖g‖ per member
+        weight = lam.to(mean.dtype)  # λ before this step's update, as the reference
+        if exact:
+            totals = self._exact(params, value, used_params, g, weight * (self.rho * inverse_norm), members)
         else:
-            penalty = self._finite_difference_penalty(used_params, [t.detach() for t in g], step, members, mean_prediction)
-
-        for i, p in enumerate(params):  # ∇L + λ·penalty, with λ before this step's update, as the reference
-            total = loss_grads[i]
-            if i in used:
-                term = penalty[used.index(i)].mul_(per_member(lam, p, members))
-                total = term if total is None else term.add_(total)
-            if total is not None:
-                p.grad = total if p.grad is None else p.grad + total
+            totals = self._finite_difference(params, value, mean if current_mean is not None else None, used,
+                                             [t.detach() for t in g], inverse_norm, weight, members, mean_prediction)
+        accumulate(params, totals)
 
         sharpness = self.rho * norm
         lam.add_(self.lambda_lr * (sharpness - self.epsilon))  # in place: a captured CUDA graph keeps updating it
@@ -92,29 +91,45 @@ class SharpnessConstraint:
             lam.clamp_min_(0.0)
         return {"loss": value.detach(), "sharpness": sharpness, "grad_norm": norm}
 
-    def _finite_difference_penalty(self, params: list[torch.Tensor], g: list[torch.Tensor], step: torch.Tensor,
-                                   members: int, mean_prediction: MeanPrediction) -> list[torch.Tensor]:
-        """(ρ/r)(∇G(β + r·g/‖g‖) − g) per parameter: the paper's finite-difference ρ·H·g/‖g‖."""
-        with torch.no_grad():
-            saved = torch._foreach_mul(params, 1.0)  # copies, to restore β bit for bit
-            for p, gi in zip(params, g, strict=True):
-                p.addcmul_(gi, per_member(step, p, members))
-        try:
-            g_hat = torch.autograd.grad(mean_prediction().sum(), params, allow_unused=True)
-        finally:
-            with torch.no_grad():
-                torch._foreach_copy_(params, saved)
-        scale = self.rho / self.radius
-        return [(gh if gh is not None else torch.zeros_like(gi)).sub_(gi).mul_(scale)
-                for gh, gi in zip(g_hat, g, strict=True)]
+    def _finite_difference(self, params: list[torch.Tensor], value: torch.Tensor, shared_mean: torch.Tensor | None,
+                           used: list[int], g: list[torch.Tensor], inverse_norm: torch.Tensor, lam: torch.Tensor,
+                           members: int, mean_prediction: MeanPrediction) -> Sequence[torch.Tensor | None]:
+        """∇L + c·(∇G(β + r·g/‖g‖) − g) per parameter, c = λρ/r per member: the paper's finite difference.
 
-    def _exact_penalty(self, params: list[torch.Tensor], g: list[torch.Tensor], inverse_norm: torch.Tensor,
-                       members: int) -> list[torch.Tensor]:
-        """ρ·H·g/‖g‖ = ∇(ρ‖∇G‖) per parameter, by double backpropagation."""
-        direction = [gi.detach() * per_member(inverse_norm, p, members) for gi, p in zip(g, params, strict=True)]
+        ∇L − c·g is one backward pass through the graph L and G share (else ∇L, then one fused pass);
+        c·ĝ comes scaled out of the perturbed backward pass, so one fused add combines them.
+        """
+        coefficient = lam * (self.rho / self.radius)
+        used_params = [params[i] for i in used]
+        if shared_mean is not None:  # ∇(L − c·G): both seeds in one traversal of the shared graph
+            totals = list(torch.autograd.grad((value.sum(), shared_mean), params, allow_unused=True,
+                                              grad_outputs=(None, -coefficient.reshape(shared_mean.shape))))
+        else:
+            totals = list(torch.autograd.grad(value.sum(), params, allow_unused=True))
+            scales = [per_member(-coefficient, p, members) for p in used_params]
+            reached = [k for k, i in enumerate(used) if totals[i] is not None]
+            if reached:
+                torch._foreach_addcmul_([totals[used[k]] for k in reached], [g[k] for k in reached],
+                                        [scales[k] for k in reached])
+            for k, i in enumerate(used):
+                if totals[i] is None:  # G reaches it, L does not
+                    totals[i] = g[k] * scales[k]
+        with self.shift(used_params, g, self.radius * inverse_norm, members):
+            perturbed = mean_prediction()
+            g_hat = torch.autograd.grad(perturbed, used_params, grad_outputs=coefficient.reshape(perturbed.shape),
+                                        allow_unused=True)  # c·ĝ
+        found = [k for k, gh in enumerate(g_hat) if gh is not None]
+        if found:
+            torch._foreach_add_([totals[used[k]] for k in found], [g_hat[k] for k in found])
+        return totals
+
+    def _exact(self, params: list[torch.Tensor], value: torch.Tensor, used_params: list[torch.Tensor],
+               g: list[torch.Tensor], weight: torch.Tensor, members: int) -> Sequence[torch.Tensor | None]:
+        """∇L + λρ·H·g/‖g‖ = ∇(L + λρ‖∇G‖) per parameter, by double backpropagation, in one backward pass
+        (``weight`` = λρ/‖g‖ per member)."""
+        direction = [gi.detach() * per_member(weight, p, members) for gi, p in zip(g, used_params, strict=True)]
         inner = torch.stack([(gi * d).sum() for gi, d in zip(g, direction, strict=True)]).sum()
-        hessian_direction = torch.autograd.grad(inner, params, allow_unused=True)
-        return [self.rho * (h if h is not None else torch.zeros_like(p)) for h, p in zip(hessian_direction, params, strict=True)]
+        return torch.autograd.grad((value.sum(), inner), params, allow_unused=True)
 
     def lambdas(self) -> list[float]:
         """Each member's current λ (host values; call between epochs, not per step)."""

@@ -24,11 +24,11 @@ from ignite_mbo.regularizers.base import (
     Positive,
     Regularizer,
     RegularizerSettings,
+    Shift,
     Stateless,
     accumulate,
     member_norms,
     num_members,
-    per_member,
     trainable,
 )
 
@@ -42,6 +42,7 @@ class SharpnessAwareMinimization(Stateless):
 
     def __init__(self, *, rho: float) -> None:
         self.rho = rho
+        self.shift = Shift()
 
     def backward(self, model: nn.Module, loss: LossClosure, mean_prediction: MeanPrediction) -> dict[str, torch.Tensor]:
         members = num_members(model)
@@ -52,15 +53,9 @@ class SharpnessAwareMinimization(Stateless):
         g = [gi for gi in grads if gi is not None]
         norm = member_norms(g, members)
         scale = self.rho / norm.clamp_min(torch.finfo(norm.dtype).tiny)  # ρ/‖∇L‖ per member
-        with torch.no_grad():
-            saved = torch._foreach_mul(used, 1.0)  # copies, to restore β bit for bit
-            torch._foreach_addcmul_(used, g, [per_member(scale, p, members) for p in used])  # β + ρ·g/‖g‖
-        try:
+        with self.shift(used, g, scale, members):  # β + ρ·g/‖g‖, β restored bit for bit after
             perturbed, _ = loss()
             sharp_grads = torch.autograd.grad(perturbed.sum(), params, allow_unused=True)
-        finally:
-            with torch.no_grad():
-                torch._foreach_copy_(used, saved)
         accumulate(params, sharp_grads)
         return {"loss": value.detach(), "perturbed_loss": perturbed.detach(), "grad_norm": norm}
 

@@ -41,6 +41,7 @@ from ignite_mbo.regularizers.base import (
     Radius,
     Regularizer,
     RegularizerSettings,
+    Shift,
     accumulate,
     num_members,
     per_member,
@@ -65,6 +66,7 @@ class SurrogateSensitivity:
         self.omega_init = (omega_mu_init, omega_sigma_init)
         self.mu_bound, self.sigma_bounds = omega_mu_bound, (omega_sigma_lower, omega_sigma_upper)
         self.hvp, self.radius = hvp, radius
+        self.shift = Shift()
         self.omega: torch.Tensor | None = None  # (members, 2): μ, σ
         self.phi: list[torch.Tensor] = []  # w1 (m,1,H), b1 (m,1,H), w2 (m,H,1), b2 (m,1,1)
         self.moments: list[torch.Tensor] = []  # Adam's first then second moments of phi
@@ -148,14 +150,10 @@ class SurrogateSensitivity:
             return [h if h is not None else torch.zeros_like(p) for h, p in zip(hessian, params, strict=True)]
         size = sum(p[0].numel() if members > 1 else p.numel() for p in params)  # entries per member
         step = self.radius / math.sqrt(size)
-        with torch.no_grad():
-            saved = torch._foreach_mul(params, 1.0)  # copies, to restore β bit for bit
-            torch._foreach_add_(params, step)
-        try:
+        ones = [torch.ones((), dtype=params[0].dtype, device=params[0].device)] * len(params)
+        with self.shift(params, ones, torch.full((members,), step, dtype=params[0].dtype, device=params[0].device),
+                        members):  # β + r·1/‖1‖, β restored bit for bit after
             found = torch.autograd.grad(mean_prediction().sum(), params, allow_unused=True)
-        finally:
-            with torch.no_grad():
-                torch._foreach_copy_(params, saved)
         g_hat = [gh if gh is not None else torch.zeros_like(p) for gh, p in zip(found, params, strict=True)]
         torch._foreach_mul_(g_hat, [per_member(scale / step, p, members) for p in params])  # (scale/r)(ĝ − g)
         torch._foreach_addcmul_(g_hat, [gi.detach() for gi in g], [per_member(-scale / step, p, members) for p in params])

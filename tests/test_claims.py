@@ -88,6 +88,21 @@ def test_rivals_sharpness_and_cost(jsonl: Path) -> None:
     assert "Not tested: no sweep varied a regularizer setting." in text
 
 
+def test_cost_reads_cpu_time_where_every_trial_of_the_cell_recorded_it(tmp_path: Path) -> None:
+    rows = [record(b, reg, seed, 0.9, wall_time_s=wall, **({"cpu_time_s": cpu} if cpu else {}))
+            for seed in SEEDS
+            for b, reg, wall, cpu in (("reinforce", "none", 100.0, 50.0), ("reinforce", "ignite", 400.0, 60.0),
+                                      ("cbas", "none", 100.0, 50.0), ("cbas", "ignite", 130.0, None))]
+    path = tmp_path / "timed.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    cells = {c.baseline: c for c in claims.cells(build_report(inputs.read_sources([path])))}
+    assert cells["reinforce"].overhead_clock == "cpu_time_s" and cells["reinforce"].overhead is not None
+    assert cells["reinforce"].overhead.mean == pytest.approx(20.0), "CPU time, not the busy machine's wall time"
+    assert cells["cbas"].overhead_clock == "wall_time_s", "one ignite trial without CPU time: wall time for the cell"
+    assert cells["cbas"].overhead is not None and cells["cbas"].overhead.mean == pytest.approx(30.0)
+    assert "- **ignite**: +25.0 % CPU and wall time per trial" in claims_text([path])
+
+
 def test_sensitivity_when_epsilon_varied() -> None:
     rows = []
     for seed in SEEDS:

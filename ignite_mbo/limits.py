@@ -22,8 +22,16 @@ BYTES_PER_PARAMETER = 16
 """float32 weight, its gradient and Adam's two moments: what one trainable parameter costs."""
 MEMORY_SHARE = 0.8
 """A model may take at most this share of the memory available now (the rest: data, batches, torch)."""
-SIZE_SETTINGS = ("hidden_size", "num_layers", "embedding_size", "num_models", "validation_size")
-"""Endings of the settings whose largest value the checks below bound (memory, rows held out)."""
+SIZE_SETTINGS = ("hidden_size", "num_layers", "embedding_size", "num_models", "validation_size", "batch_size",
+                 "neighbours", "num_designs", "bo_gp_samples", "bo_raw_samples", "bo_mc_samples", "bo_batch_limit",
+                 "bo_iterations")
+"""Endings of the settings whose largest value the checks below bound (memory, rows held out, the pool)."""
+GP_COPIES = 6
+"""n×n float64 matrices an exact GP holds while fitting on n points (kernel, distances, factor, gradients)."""
+ACTIVATION_BYTES = 12
+"""Per point and hidden unit of a layer: the float32 activation, its gradient and the pre-activation."""
+GENERATIVE = frozenset({"cbas", "mins", "reinforce"})
+"""Baselines that sample their designs from a generator: ``num_designs`` is not bounded by the pool."""
 
 
 # ---- YAML booleans --------------------------------------------------------------------------------
@@ -151,6 +159,46 @@ def check_model_size(settings: BaseModel, num_features: int, device: str = "cpu"
                         f"{where} has {free / 2**30:.1f} GiB free; lower hidden_size or num_layers")
 
 
+def working_bytes(values: dict[str, Any], num_features: int, rows: int) -> dict[str, int]:
+    """Memory that grows with a setting beyond the model's weights, by that setting's name: activations of
+    ``batch_size`` (at most ``rows``) or ICT's ``neighbours`` points; BO-qEI's GP on its history of n points
+    (n² float64 ×:data:`GP_COPIES`), its raw samples, qMC samples and joint posterior of a batch."""
+    widths = [v for k, v in values.items() if k.endswith("hidden_size") and isinstance(v, int)]
+    layers = max([v for k, v in values.items() if k.endswith("num_layers") and isinstance(v, int)], default=2)
+    members = int(values.get("num_models", 1) or 1)
+    needs: dict[str, int] = {}
+    for name in ("batch_size", "neighbours"):
+        count = values.get(name)
+        if isinstance(count, int) and widths:
+            points = min(count, rows) if name == "batch_size" else count
+            needs[name] = points * max(widths) * layers * members * ACTIVATION_BYTES
+    if isinstance(values.get("bo_gp_samples"), int):
+        q, restarts = int(values["bo_batch_size"]), int(values["bo_batch_limit"])
+        history = min(int(values["bo_gp_samples"]), rows) + int(values["bo_iterations"]) * q
+        needs["bo_gp_samples"] = GP_COPIES * 8 * history * history
+        needs["bo_raw_samples"] = 2 * 8 * int(values["bo_raw_samples"]) * q * num_features
+        needs["bo_mc_samples"] = 4 * 8 * int(values["bo_mc_samples"]) * restarts * q
+        needs["bo_batch_limit"] = GP_COPIES * 8 * restarts * q * (q + history)
+    return needs
+
+
+def check_working_memory(settings: BaseModel, task: Task, device: str = "cpu") -> None:
+    """Refuse a setting whose working memory (:func:`working_bytes`) with the model's would take more than
+    :data:`MEMORY_SHARE` of the free memory, naming the setting, the estimate and the memory free."""
+    values = settings.model_dump()
+    width = (int(task.x.shape[1]) if task.x.ndim > 1 else 1) * (task.num_classes or 1)
+    needs = working_bytes(values, width, training_rows(task))
+    if not needs:
+        return
+    free = available_memory(device)
+    base = model_bytes(settings, int(task.x.shape[1]) if task.x.ndim > 1 else 1)
+    name, needed = max(needs.items(), key=lambda item: item[1])
+    if base + needed > MEMORY_SHARE * free:
+        where = device if device.startswith("cuda") else "this machine"
+        raise UserError(f"{name}={values[name]:,} needs about {needed / 2**30:.1f} GiB of working memory on "
+                        f"{task.task_id}, and {where} has {free / 2**30:.1f} GiB free; lower {name}")
+
+
 # ---- the task -------------------------------------------------------------------------------------
 
 def training_rows(task: Task) -> int:
@@ -170,9 +218,25 @@ def check_rows(settings: BaseModel, task: Task) -> None:
                             f"({drawn}); use {name} below {rows:,} or max_samples above {size}")
 
 
+def check_pool(settings: BaseModel, task: Task, baseline: str) -> None:
+    """``max_samples`` at most the task's pool (not clamped in silence); ``num_designs`` at most the rows a
+    run picks its designs from (a generative baseline's excepted: :data:`GENERATIVE`)."""
+    pool = len(task.y)
+    if task.max_samples is not None and task.max_samples > pool:
+        raise UserError(f"max_samples={task.max_samples:,} is more than {task.task_id}'s pool of {pool:,} rows; "
+                        f"use max_samples <= {pool:,}, or null for the whole pool")
+    designs, rows = getattr(settings, "num_designs", None), training_rows(task)
+    if isinstance(designs, int) and designs > rows and baseline not in GENERATIVE:
+        drawn = f"max_samples={task.max_samples:,} of its pool of {pool:,}" if rows < pool else "its whole pool"
+        raise UserError(f"num_designs={designs:,} is more than the {rows:,} rows {task.task_id} picks designs from "
+                        f"({drawn}); use num_designs <= {rows:,}")
+
+
 def check_trial(config: Any, task: Task, *, device: str = "cpu") -> None:
     """Every task- and machine-dependent bound of one trial ``config`` (a TrialConfig) on ``task``."""
     settings = config.baseline_settings()
     check_rows(settings, task)
+    check_pool(settings, task, config.baseline)
     num_features = int(task.x.shape[1]) if task.x.ndim > 1 else 1
     check_model_size(settings, num_features, device)
+    check_working_memory(settings, task, device)

@@ -88,6 +88,14 @@ RUN = [
     (["run", "--set", "epochs=true"], "epochs: true is a YAML boolean"),
     (["run", "--set", "learning_rate=false"], "learning_rate: false is a YAML boolean"),
     (["run", "--regularizer", "ignite", "--set", "batch_size=yes"], "batch_size: true is a YAML boolean"),
+    # round three: settings whose memory grows with them, and sizes beyond the task's pool
+    (["run", "--baseline", "bo-qei", "--set", "bo_gp_samples=1000000"], "bo_gp_samples=1,000,000 needs about"),
+    (["run", "--baseline", "bo-qei", "--set", "bo_raw_samples=1000000", "--set", "bo_batch_size=1000"],
+     "bo_raw_samples=1,000,000 needs about"),
+    (["run", "--baseline", "bo-qei", "--set", "bo_mc_samples=1000000", "--set", "bo_batch_limit=1000"],
+     "bo_mc_samples=1,000,000 needs about"),
+    (["run", "--set", "num_designs=100000"], "num_designs=100,000 is more than the 32,898 rows"),
+    (["run", "--task-option", "max_samples=99999999999"], "pool of 32,898 rows"),
 ]
 
 GOOD = "name: s\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n"
@@ -191,6 +199,24 @@ SWEEP = [
     (["sweep", "{space}"], "search.baseline_options.hidden_size: randint can draw 65535",
      "name: x\nsearch_alg: {name: optuna, seed: 0}\nobjective: val_loss\ntrial: {baseline_options: {num_layers: 8}}\n"
      "search: {baseline_options.hidden_size: {randint: [16, 65536]}}\n"),
+    # round three: sampled task options and baseline settings at their extreme draws; finite floats; names
+    (["sweep", "{space}"], "search.task_options.max_samples: randint can draw 2",
+     "name: x\nsearch: {task_options.max_samples: {randint: [1, 3]}}\n"),
+    (["sweep", "{space}"], "search.task_options.max_samples: randint can draw 1000",
+     "name: x\nsearch: {task_options.max_samples: {randint: [1000, 30000]}, baseline_options.validation_size: "
+     "{choice: [2000]}}\n"),
+    (["sweep", "{space}"], "max_samples=99,998 is more than TFBind8-Exact-v0's pool",
+     "name: x\nsearch: {task_options.max_samples: {randint: [1000, 99999]}}\n"),
+    (["sweep", "{space}"], "bo_gp_samples=1,000,000 needs about",
+     "name: x\ntrial: {baseline: bo-qei}\nsearch: {baseline_options.bo_gp_samples: {choice: [500, 1000000]}}\n"),
+    (["sweep", "{space}"], "num_designs=50,000 is more than",
+     "name: x\nsearch: {baseline_options.num_designs: {qrandint: [100, 50000, 100]}}\n"),
+    (["sweep", "{space}"], "reduction_factor: Input should be a finite number",
+     "name: x\nobjective: val_loss\nscheduler: {name: asha, reduction_factor: .inf}\n"),
+    (["sweep", "{space}"], "resources.gpu: Input should be a finite number", "name: x\nresources: {gpu: .inf}\n"),
+    (["sweep", "{space}"], "'no_such_hparam' is no hyperparameter of the space's regularizers (ignite, none); use "
+     "one of: epsilon,", "name: x\ngrid: {regularizer: [none, ignite]}\nreport: {sensitivity: [no_such_hparam]}\n"),
+    (["sweep", "{space}"], "have no hyperparameters to plot against", "name: x\nreport: {sensitivity: [epsilon]}\n"),
 ]
 
 REPORT = [

@@ -601,6 +601,53 @@ def test_resume_reads_tune_state_only_under_the_sweep_folder_or_storage_path(tmp
             check_resume_state(elsewhere, sweep_dir, storage)
 
 
+
+class _Payload:
+    """A pickle whose loading touches ``marker``: it must never be loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("linked", ["tuner.pkl", "trial_0/params.pkl", "trial_0"])
+def test_resume_never_unpickles_a_state_file_that_links_outside_the_sweep_folder(linked, tmp_path, monkeypatch,
+                                                                                 capsys):
+    """A Tune state file (or folder) in the sweep folder that is a symlink to a pickle elsewhere is refused
+    in one line, exit 2, before anything is unpickled: the pickle's payload does not run."""
+    import pickle
+
+    from ignite_mbo.cli import main
+    from ignite_mbo.platform.record import SweepRecord
+    from ignite_mbo.platform.spaces import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IGNITE_MBO_STORAGE_PATH", raising=False)
+    space = tmp_path / "space.yaml"
+    space.write_text("name: x\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()  # an MLflow store, as the sweep left it
+    out, evil, marker = tmp_path / "out", tmp_path / "evil", tmp_path / "code-ran"
+    sweep_dir = out / "x"
+    (sweep_dir / "trial_0").mkdir(parents=True)
+    evil.mkdir()
+    (evil / "params.pkl").write_bytes(pickle.dumps(_Payload(marker)))
+    (evil / "tuner.pkl").write_bytes(pickle.dumps(_Payload(marker)))
+    SweepRecord(spec=load_spec(space).model_dump(mode="json"), tracking_uri=uri, experiment="x",
+                parent_run_id="0" * 32, storage_path=str(out), experiment_path=str(sweep_dir)).save(sweep_dir)
+    target = evil if linked == "trial_0" else evil / Path(linked).name
+    if linked == "trial_0":
+        (sweep_dir / "trial_0").rmdir()
+    (sweep_dir / linked).symlink_to(target)
+    capsys.readouterr()
+    code = main(["sweep", str(space), "--output-dir", str(out), "--resume", "--quiet", "--num-cpus", "1"])
+    err = capsys.readouterr().err.strip()
+    assert not marker.exists(), "the linked pickle was loaded"
+    assert code == 2 and "\n" not in err and "outside the sweep folder" in err, (code, err)
+    assert linked in err
+
 @pytest.mark.slow
 def test_two_sweeps_started_at_once_in_one_folder_keep_every_row(tmp_path, design_bench_dir):
     """Both pick their own folder; both results tables hold both their rows; MLflow holds 4 trial runs."""

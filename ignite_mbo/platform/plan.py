@@ -24,6 +24,7 @@ from ignite_mbo.platform.checks import (
     check_storage_path,
 )
 from ignite_mbo.platform.record import SWEEP_FILE, SweepRecord
+from ignite_mbo.platform.resume_files import check_state_files
 from ignite_mbo.platform.signals import check_resume_state
 from ignite_mbo.platform.spaces import MAX_TRIALS, SweepSpec, load_spec
 from ignite_mbo.trainables.mbo import shared_task_key
@@ -99,6 +100,7 @@ def plan_sweep(
         uri = store_guard.check_tracking_uri(record.tracking_uri, must_exist=True)
         storage = record.storage_path
         check_resume_state(record.experiment_path, sweep_dir, storage_path or os.environ.get(STORAGE_ENV))
+        check_state_files(record.experiment_path, sweep_dir, storage_path or os.environ.get(STORAGE_ENV))
     else:
         uri = store_guard.check_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
                                              or store_guard.default_tracking_uri())

@@ -11,6 +11,7 @@ grid value is (:func:`check_largest_draws`, once the tasks are built).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any
 
@@ -29,6 +30,8 @@ ANNOUNCE_FROM = 1_000
 DRAWS = 64
 """Values drawn from each distribution to check them against the field they set."""
 SEED_RANGE = 2**32
+ROWS_KEY = "task_options.max_samples"
+"""A sampled task option that sets the rows a trial trains on: checked at its smallest and largest draw."""
 
 
 def check_nesting(text: str, limit: int = MAX_DEPTH) -> None:
@@ -133,28 +136,71 @@ def largest_draw(key: str, distribution: dict[str, list[Any]]) -> Any:
     return max(numbers) if numbers else None
 
 
+def smallest_draw(key: str, distribution: dict[str, list[Any]]) -> Any:
+    """The smallest value ``distribution`` can draw: its lower bound, the smallest choice, and at most the
+    smallest of the dry draw (``randn``'s far tail)."""
+    ((name, args),) = distribution.items()
+    numbers = [value for value in _draws(key, distribution) if isinstance(value, (int, float))]
+    if name == "choice":
+        numbers += [value for value in args if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    elif name != "randn":
+        numbers.append(args[0])
+    return min(numbers) if numbers else None
+
+
 def largest_sizes(search: dict[str, Any]) -> dict[str, Any]:
     """Every key of a space's ``search`` that sets a size the machine or the task bounds
-    (:data:`SIZE_SETTINGS`), at the largest value its distribution can draw."""
+    (:data:`SIZE_SETTINGS`, and the task's ``max_samples``), at the largest value its distribution can draw."""
     largest = {key: largest_draw(key, distribution) for key, distribution in search.items()
-               if key.rsplit(".", 1)[-1].endswith(SIZE_SETTINGS)}
+               if key.rsplit(".", 1)[-1].endswith(SIZE_SETTINGS) or key == ROWS_KEY}
     return {key: value for key, value in largest.items() if value is not None}
+
+
+def _with_rows(task: Any, values: dict[str, Any]) -> Any:
+    """``task`` as a trial that draws ``values``' ``max_samples`` sees it (the pool is the same)."""
+    return dataclasses.replace(task, max_samples=values[ROWS_KEY]) if ROWS_KEY in values else task
 
 
 def check_largest_draws(config: Any, task: Any, largest: dict[str, Any], distributions: dict[str, Any]) -> None:
     """Grid point ``config`` with every sampled size at its largest (all at once: a sampler can draw that)
-    fits this machine's memory and leaves rows to train on; a one-line UserError naming the keys if not."""
+    fits this machine's memory, leaves rows to train on and stays within the task's pool; and so with a
+    sampled ``max_samples`` at its smallest. A one-line UserError naming the keys if not."""
     if not largest:
         return
-    try:
-        check_trial(config.with_values(largest), task)
-    except UserError as error:
-        drawn = ", ".join(f"search.{key}: {next(iter(distributions[key]))} can draw {value!r}"
-                          for key, value in largest.items())
-        raise UserError(f"{drawn}; at that size {error}, or lower the distribution's upper bound") from None
+    extremes = [largest]
+    if ROWS_KEY in largest:
+        extremes.append({**largest, ROWS_KEY: smallest_draw(ROWS_KEY, distributions[ROWS_KEY])})
+    for values in extremes:
+        try:
+            check_trial(config.with_values(values), _with_rows(task, values))
+        except UserError as error:
+            drawn = ", ".join(f"search.{key}: {next(iter(distributions[key]))} can draw {value!r}"
+                              for key, value in values.items())
+            raise UserError(f"{drawn}; at that size {error}, or narrow the distribution") from None
+
+
+def check_sensitivity(spec: Any) -> None:
+    """``report.sensitivity`` names hyperparameters of the regularizers the space runs (``epsilon`` or
+    ``config.regularizer.epsilon``): a typo would otherwise show only in the report, after the sweep."""
+    from ignite_mbo.regularizers import CONFIGS
+
+    if not spec.report.sensitivity:
+        return
+    used = {config.regularizer.name for config in spec.trials()}
+    if "regularizer" in spec.search:
+        used = set(CONFIGS)
+    known = sorted({field for name in used for field in CONFIGS[name].model_fields if field != "name"})
+    if not known:
+        raise UserError(f"report.sensitivity: the space's regularizers ({', '.join(sorted(used))}) have no "
+                        "hyperparameters to plot against; drop report.sensitivity or add a regularizer")
+    for param in spec.report.sensitivity:
+        if param.removeprefix("config.regularizer.") not in known:
+            raise UserError(f"report.sensitivity: {param!r} is no hyperparameter of the space's regularizers "
+                            f"({', '.join(sorted(used))}); use one of: {', '.join(known)}")
 
 
 def check_spec(spec: Any) -> None:
     """Everything above that needs the parsed space."""
     check_searcher(spec)
+    check_sensitivity(spec)
     dry_draw(spec)

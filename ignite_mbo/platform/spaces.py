@@ -124,8 +124,8 @@ def _representatives(spec: dict[str, list[Any]]) -> list[Any]:
 
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cpu: float = Field(default=1.0, gt=0)
-    gpu: float = Field(default=0.0, ge=0)
+    cpu: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    gpu: float = Field(default=0.0, ge=0, allow_inf_nan=False)
 
 
 class SearchAlg(BaseModel):
@@ -144,7 +144,7 @@ class Scheduler(BaseModel):
     name: Literal["fifo", "asha", "median"]
     grace_period: int = Field(default=1, ge=1)
     max_t: int = Field(default=1000, ge=1)  # asha
-    reduction_factor: float = Field(default=2.0, gt=1)  # asha
+    reduction_factor: float = Field(default=2.0, gt=1, allow_inf_nan=False)  # asha
     min_samples_required: int = Field(default=3, ge=1)  # median
 
 
@@ -377,6 +377,7 @@ def parse_spec(raw: dict[str, Any], where: str = "search space", max_trials: int
         _check_coherent(spec)
         space_checks.check_searcher(spec)
         spec.trials()
+        space_checks.check_sensitivity(spec)
         space_checks.dry_draw(spec)
         spec.check_search_values()
     except (UserError, ValueError) as error:

@@ -772,3 +772,46 @@ def test_the_ballast_holds_real_blocks_and_is_freed_before_the_runs_are_closed(t
     assert is_disk_full(OSError(28, "No space left on device"))
     fail_sweep(lambda status, reason: closed.append((status, reason, True)), ValueError("bad"), ballast, "")
     assert closed[-1] == ("FAILED", "ValueError: bad", True), "another error: closed as before, no UserError"
+
+
+def test_a_full_output_disk_is_named_even_when_the_error_does_not_say_so(small_disk, tmp_path):
+    from ignite_mbo.errors import UserError
+    from ignite_mbo.platform.full_disk import Ballast, fail_sweep, full_folders
+
+    results = small_disk / "results" / "sweep"  # not made yet: its nearest existing parent's disk counts
+    assert full_folders([results, tmp_path]) == []
+    filler = fill_up(small_disk)
+    assert full_folders([results, tmp_path]) == [results]
+    closed: list[str] = []
+    with Ballast(f"sqlite:///{tmp_path / 'mlflow.db'}", size=4096) as ballast, \
+            pytest.raises(UserError, match=f"no space left on the device under {results}"):
+        fail_sweep(lambda status, reason: closed.append(status), EOFError("Ran out of input"), ballast, "resume",
+                   [results, tmp_path])
+    assert closed == ["FAILED"]
+    filler.unlink()
+    assert full_folders([results]) == []
+
+
+@pytest.mark.slow
+def test_an_output_disk_that_fills_mid_sweep_gives_one_line(small_disk, tmp_path, design_bench_dir):
+    """The store on a roomy disk, the sweep folder and Tune's state on a small one that fills once the first
+    trial has logged metrics: one line naming the full folder, and no run RUNNING."""
+    work = tmp_path / "work"
+    work.mkdir()
+    sweep = Sweep(work, design_bench_dir, FILLS)
+    sweep.command[sweep.command.index("--output-dir") + 1] = str(small_disk / "out")
+    sweep.command.append("--quiet")
+    db = work / "mlflow.db"
+    try:
+        driver = sweep.start()
+        sweep.wait_for(lambda: metrics_logged(db) > 0, "a trial's first metrics", timeout=300)
+        filler = fill_up(small_disk)
+        stdout, stderr = driver.communicate(timeout=300)
+    finally:
+        sweep.cleanup()
+    assert driver.returncode != 0 and "Traceback" not in stdout + stderr, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("ignite-mbo sweep: error: the disk filled up during the sweep"), stderr[-3000:]
+    assert str(small_disk / "out") in last and "--resume" in last, last
+    filler.unlink()
+    assert "RUNNING" not in runs_by_status(db)

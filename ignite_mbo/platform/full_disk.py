@@ -8,6 +8,11 @@ left on device" or SQLite's "database or disk is full" anywhere (trials, Tune, t
 trials) FAILED with tag ``ignite_mbo.error`` saying why, and raises a one-line UserError naming the
 fix: free space, then ``--resume``. The ballast is removed on every way out; one left by a killed
 sweep is removed by the next sweep that opens the store.
+
+A disk that fills under the sweep folder or Tune's storage path (not the store's) shows up in other
+guises, such as Ray failing to read back its own truncated ``error.pkl`` (``EOFError``); so a failure
+is also taken as a full disk when one of the sweep's ``watched`` folders has less than
+:data:`FULL_BELOW` bytes free, and the line names that folder.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable, Iterator
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +35,8 @@ BALLAST_SUFFIX = ".reserve-"
 """``mlflow.db.reserve-<pid>``: one per sweep process, so sweeps sharing a store never free each other's."""
 FULL_DISK = "the disk filled up during the sweep (no space left on the device); free space, then resume it"
 """The reason recorded on the runs a full disk stopped."""
+FULL_BELOW = 2**20
+"""A watched folder whose disk has fewer free bytes than this is full, for a sweep."""
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _FULL_WORDS = ("no space left on device", "database or disk is full", "disk is full", "disk quota exceeded")
 
@@ -44,6 +52,19 @@ def is_disk_full(error: BaseException | None) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+def full_folders(watched: Sequence[Path]) -> list[Path]:
+    """The folders of ``watched`` (or their nearest existing parent) whose disk has under FULL_BELOW bytes free."""
+    full = []
+    for folder in watched:
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        try:
+            if existing is not None and shutil.disk_usage(existing).free < FULL_BELOW:
+                full.append(folder)
+        except OSError:
+            continue
+    return full
 
 
 def _alive(pid: int) -> bool:
@@ -104,11 +125,15 @@ def _quiet_store() -> Iterator[None]:
         logger.disabled = disabled
 
 
-def fail_sweep(close: Callable[[str, str], None], error: BaseException, ballast: Ballast, hint: str) -> None:
+def fail_sweep(close: Callable[[str, str], None], error: BaseException, ballast: Ballast, hint: str,
+               watched: Sequence[Path] = ()) -> None:
     """Close the sweep's runs FAILED after ``error`` with ``close(status, reason)``. When the disk is full
-    (``error`` says so, or closing does), free ``ballast`` first, close them with :data:`FULL_DISK`, and
-    raise a one-line UserError ending with ``hint`` (how to resume); else return for ``error`` to go on."""
-    if not is_disk_full(error):
+    (``error`` says so, closing does, or a ``watched`` folder's disk is), free ``ballast`` first, close them
+    with :data:`FULL_DISK`, and raise a one-line UserError ending with ``hint`` (how to resume); else return
+    for ``error`` to go on."""
+    full = full_folders(watched)
+    where = f" under {', '.join(str(folder) for folder in full)}" if full else ""
+    if not full and not is_disk_full(error):
         try:
             with _quiet_store():
                 close("FAILED", f"{type(error).__name__}: {error}")
@@ -125,5 +150,5 @@ def fail_sweep(close: Callable[[str, str], None], error: BaseException, ballast:
         if not is_disk_full(closing):
             raise
         closed = "its MLflow runs could not be closed yet (--resume closes them)"
-    raise UserError(f"the disk filled up during the sweep (no space left on the device); {closed}. Free space "
+    raise UserError(f"the disk filled up during the sweep (no space left on the device{where}); {closed}. Free space "
                     f"on the disk of the tracking store and the output folder, then {hint}") from None

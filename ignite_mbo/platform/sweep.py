@@ -186,5 +186,6 @@ def run_sweep(
             sweep.interrupted(int(time.time() * 1000) - 60_000)
             raise SweepInterrupted(plan.sweep_dir) from None
         except BaseException as error:
-            full_disk.fail_sweep(sweep.close, error, ballast, resume_hint)  # one line if the disk is full
+            watched = [plan.sweep_dir, *([Path(plan.storage_path)] if "://" not in plan.storage_path else [])]
+            full_disk.fail_sweep(sweep.close, error, ballast, resume_hint, watched)  # one line if a disk is full
             raise

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ignite_mbo.errors import UserError
+from ignite_mbo.platform.signals import StopOnSignals, Stopped, exit_status
 from ignite_mbo.settings_cli import Parser, describe_baselines, key_values
 from ignite_mbo.store_guard import check_tracking_uri, default_tracking_uri, mask, store_failure
 
@@ -189,7 +190,7 @@ def command_run(args: argparse.Namespace) -> int:
                 recorder.finish(result.summary, Path(folder))
     except BaseException as error:
         if recorder is not None:
-            status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+            status = "KILLED" if isinstance(error, (KeyboardInterrupt, Stopped)) else "FAILED"
             recorder.close(status, f"{type(error).__name__}: {error}")
         if isinstance(error, NonFiniteLossError):
             print(f"ignite-mbo run: failed: {error}; lower the learning rate or check the settings", file=sys.stderr)
@@ -352,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            return command_run(args)
+            with StopOnSignals():  # SIGTERM too: the run is marked KILLED, a new store is not left half-built
+                return command_run(args)
         if args.command == "sweep":
             return command_sweep(args, argv)
         if args.command == "report":
@@ -375,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ignite-mbo {args.command}: interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT
+    except Stopped as stopped:
+        print(f"ignite-mbo {args.command}: interrupted ({stopped})", file=sys.stderr)
+        return exit_status(stopped.signum)
     except Exception as error:
         failure = store_failure(error)  # MLflow, HTTP or SQL: one line; anything else is a bug
         if failure is None:

@@ -44,7 +44,7 @@ def _client(uri: str) -> Any:
         logging.getLogger(name).setLevel(logging.WARNING)
     for quiet in ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
         os.environ.setdefault(quiet, "true" if "SUPPRESS" in quiet else "false")  # no "View run" lines, no bars
-    store_guard.bound_http_calls()
+    store_guard.bound_http_calls(__import__("mlflow.utils.rest_utils", fromlist=["rest_utils"]))  # + a deadline
     path = sqlite_path(uri)
     if path is None:
         return MlflowClient(uri)
@@ -79,7 +79,7 @@ def experiment_id(client: Any, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         path = sqlite_path(client.tracking_uri)
-        location = (path.parent / "mlartifacts" / name).as_uri() if path else None
+        location = (path.parent / store_guard.ARTIFACTS_FOLDER / name).as_uri() if path else None
         try:
             return str(_retry(lambda: client.create_experiment(
                 name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})))

@@ -1,7 +1,8 @@
 """A tracking store that misbehaves fails fast and in one line, and never leaks a password.
 
-- Every MLflow HTTP call has a timeout and few retries (:func:`bound_http_calls`): a server that
-  accepts the connection and never answers gives an error within seconds, not a hang.
+- Every MLflow HTTP call has a timeout, few retries and an overall deadline (:func:`bound_http_calls`): a
+  server that accepts the connection and never answers, or trickles its answer, gives an error within
+  seconds, not a hang.
 - A SQLite file that is not an MLflow store (corrupt, another kind of file, or another program's
   database) is refused before MLflow adds its tables to it (:func:`check_sqlite_store`).
 - An error raised by MLflow, its HTTP client or SQLAlchemy becomes one line (:func:`store_failure`).
@@ -19,6 +20,8 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
+from urllib.parse import unquote
 
 from ignite_mbo.errors import UserError
 
@@ -27,6 +30,8 @@ HTTP_TIMEOUT_S = 10
 HTTP_MAX_RETRIES = 2
 """Retries of a failed MLflow HTTP request (MLflow's own default is 7, with growing back-off)."""
 HTTP_BACKOFF_FACTOR = 1
+ARTIFACTS_FOLDER = "mlartifacts"
+"""The artifact root beside a sqlite store (``mlflow_store.experiment_id``)."""
 MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}
 """Tables every MLflow SQL store has."""
 _CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/\s:@]*):[^/\s@]*@")
@@ -38,12 +43,17 @@ def mask(text: str) -> str:
     return _CREDENTIALS.sub(lambda match: f"{match['scheme']}{match['user']}:***@", text)
 
 
-def bound_http_calls() -> None:
+def bound_http_calls(rest_utils: ModuleType | None = None) -> None:
     """Give MLflow's HTTP calls a timeout and few retries, unless the user set them (environment,
-    inherited by Ray workers started afterwards)."""
+    inherited by Ray workers started afterwards), and, given MLflow's ``rest_utils``, an overall deadline
+    (:mod:`ignite_mbo.http_deadline`: a server that trickles its answer defeats a per-read timeout)."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(HTTP_TIMEOUT_S))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(HTTP_MAX_RETRIES))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", str(HTTP_BACKOFF_FACTOR))
+    if rest_utils is not None:  # MLflow's, from mlflow_store._client: each call bounded as a whole
+        from ignite_mbo import http_deadline
+
+        http_deadline.install(rest_utils)
 
 
 def check_sqlite_store(path: Path) -> None:
@@ -94,9 +104,10 @@ def creating_store(path: Path) -> Iterator[None]:
         existed = path.exists()
         try:
             yield
-        except BaseException:
-            if not existed:  # a store this process began (e.g. on a full disk) is not left half-built
-                path.unlink(missing_ok=True)
+        except BaseException:  # a full disk, or SIGINT/SIGTERM raised as an exception (platform.signals)
+            if not existed:  # a store this process began is not left half-built, nor its journal
+                for leftover in ("", "-journal", "-wal", "-shm"):
+                    path.with_name(path.name + leftover).unlink(missing_ok=True)
             raise
     finally:
         os.close(descriptor)  # releases the lock
@@ -131,17 +142,21 @@ def default_tracking_uri(directory: str | os.PathLike[str] = ".") -> str:
 
 
 def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (relative paths against the working folder), else None."""
+    """The database file of a ``sqlite:///`` URI (relative paths against the working folder), else None.
+
+    As SQLAlchemy reads it: the path ends at the first ``?`` (the query) and is percent-decoded."""
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(uri.removeprefix("sqlite:///")).absolute()
+    return Path(unquote(uri.removeprefix("sqlite:///").partition("?")[0])).absolute()
 
 
 def check_tracking_uri(uri: str, *, must_exist: bool = False, timeout_s: float = 3.0) -> str:
     """The tracking URI, validated and made absolute; bad ones raise a one-line UserError.
 
     ``sqlite:///mlflow.db`` is resolved against the working folder; its folder must exist and be
-    writable (``must_exist``: the file too). ``http(s)://`` must answer an MLflow API call within
+    writable (``must_exist``: the file too). A query (``?mode=ro``, ``?cache=shared``) is refused after
+    the file's checks: SQLAlchemy's SQLite driver ignores it (or, with ``uri=true``, it could make the
+    store read-only, which a run must write). ``http(s)://`` must answer an MLflow API call within
     ``timeout_s``. Nothing is created.
     """
     hint = "use sqlite:///PATH/mlflow.db or http(s)://HOST:PORT of an MLflow server"
@@ -158,6 +173,13 @@ def check_tracking_uri(uri: str, *, must_exist: bool = False, timeout_s: float =
         if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
             raise UserError(f"tracking URI {uri!r}: {path} is not writable; pick a path you can write")
         check_sqlite_store(path)
+        artifacts = path.parent / ARTIFACTS_FOLDER
+        if artifacts.exists() and not (artifacts.is_dir() and os.access(artifacts, os.W_OK | os.X_OK)):
+            raise UserError(f"{artifacts}, where the runs' artifacts of a store at {path} go, is not a writable "
+                            "folder; move it away or put the store in another folder")
+        if "?" in uri:
+            raise UserError(f"tracking URI {uri!r} has SQLite options ({'?' + uri.partition('?')[2]}), which "
+                            f"ignite-mbo does not pass on (it must write the store); use sqlite:///{path}")
         return f"sqlite:///{path}"
     if uri.startswith(("http://", "https://")):
         bound_http_calls()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import re
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import cast
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ignite_mbo.errors import UserError
 
@@ -20,24 +23,51 @@ MLFLOW_PROBE = "/api/2.0/mlflow/experiments/search?max_results=1"
 while its host check (``--allowed-hosts``) refuses every API call of a sweep."""
 
 
-def _credentials() -> dict[str, str]:
-    """The headers MLflow's client would send: basic auth or a bearer token from the environment."""
+def _credentials(userinfo: str) -> dict[str, str]:
+    """The headers MLflow's client would send: basic auth from the environment, a bearer token, or else
+    the URL's own ``user:password@`` (requests turns that into basic auth)."""
     user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    if user and password:
-        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
     token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if not (user and password) and not token and userinfo:
+        user, _, password = (unquote(part) for part in userinfo.partition(":"))
+    if user and password is not None:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def _fetch(url: str, headers: dict[str, str], timeout_s: float) -> bytes:
+    """The body of GET ``url``, all of it within ``timeout_s`` in total (a server that trickles its
+    headers or body a byte at a time defeats a per-read socket timeout); TimeoutError after that."""
+    outcome: dict[str, object] = {}
+
+    def fetch() -> None:
+        try:
+            request = urllib.request.Request(url, headers=headers)
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                outcome["body"] = response.read(1_000_000)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=fetch, name="ignite-mbo-probe", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise TimeoutError(f"no complete answer within {timeout_s:g} s")
+    if "error" in outcome:
+        raise cast(BaseException, outcome["error"])
+    return cast(bytes, outcome["body"])
+
+
 def check_tracking_server(uri: str, timeout_s: float = 3.0) -> str:
-    """An ``http(s)://`` MLflow server that answers a real API call within ``timeout_s``; else a one-line
-    UserError naming the fix (``--allowed-hosts`` when MLflow refuses the address, credentials, the URL)."""
+    """An ``http(s)://`` MLflow server that answers a real API call completely within ``timeout_s``; else
+    a one-line UserError naming the fix (``--allowed-hosts`` when MLflow refuses the address, credentials,
+    the URL). A ``user:password@`` in the URL is sent as basic auth, as MLflow's client sends it."""
     url = uri.rstrip("/")
-    host = urlsplit(url).netloc.rpartition("@")[2]
-    request = urllib.request.Request(url + MLFLOW_PROBE, headers=_credentials())
+    parts = urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    probe = urlunsplit((parts.scheme, host, parts.path, "", "")) + MLFLOW_PROBE
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            answer = response.read(1_000_000)
+        answer = _fetch(probe, _credentials(userinfo), timeout_s)
         if not isinstance(json.loads(answer or b"{}"), dict):
             raise json.JSONDecodeError("not an object", "", 0)
         return url
@@ -55,9 +85,19 @@ def check_tracking_server(uri: str, timeout_s: float = 3.0) -> str:
                             "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)") from None
         raise UserError(f"{url} answered HTTP {error.code} to an MLflow API call; check that the URL is the "
                         "MLflow server's (http://HOST:PORT, no path)") from None
-    except (OSError, ValueError):
-        raise UserError(f"no MLflow server answers at {url} within {timeout_s:g} s; start it "
+    except TimeoutError:
+        raise UserError(f"the MLflow server at {url} did not answer completely within {timeout_s:g} s; check "
+                        "that it is up and not overloaded") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        if isinstance(reason, TimeoutError):
+            raise UserError(f"the MLflow server at {url} did not answer within {timeout_s:g} s; check that it is "
+                            "up and not overloaded") from None
+        raise UserError(f"no MLflow server answers at {url} ({reason}); start it "
                         "(mlflow server --host 127.0.0.1 --port PORT) or check the URL") from None
+    except (ValueError, http.client.HTTPException) as error:
+        raise UserError(f"cannot reach an MLflow server at {url} ({type(error).__name__}: {error}); check the "
+                        "URL (http(s)://HOST:PORT)") from None
 
 
 def check_device(device: str) -> str:

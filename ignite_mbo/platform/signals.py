@@ -3,7 +3,9 @@ batch schedulers) alike, and the guards of ``--resume``.
 
 The first signal stops the sweep gracefully through Tune (the running trials stop, their runs and
 the sweep's run become KILLED, the exact resume command is printed, and the command exits with
-128 + the signal: 130 or 143); a second one exits at once with that status. ``--resume`` reads
+128 + the signal: 130 or 143); a second one exits at once with that status. Before Tune runs (while
+Ray starts, while the store is built) and during ``ignite-mbo run``, either signal raises
+:class:`Stopped` (:class:`StopOnSignals`), so the command cleans up, prints one line and exits 130 or 143. ``--resume`` reads
 Tune's pickled state only under the sweep folder or the storage path the user gave, and a state
 that cannot be restored is a one-line error that leaves the sweep's records as they were.
 """
@@ -14,7 +16,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -63,6 +66,59 @@ class Interruptions:
             return
         print(f"\n{name} again: exited at once; {self.resume_hint}", file=sys.stderr, flush=True)
         os._exit(exit_status(signum))
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM (``signum``) outside Tune's graceful stop; like KeyboardInterrupt, not an Exception."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = int(signum)
+
+
+class StopOnSignals:
+    """While active, SIGINT and SIGTERM raise :class:`Stopped` in the main thread (``finally`` blocks and
+    ``except BaseException`` clean-ups run; the default SIGTERM would kill the process mid-write).
+    :meth:`rearm` installs the handlers again after a library replaced them (Ray's core worker installs
+    its own fatal-signal handler, which dumps a stack and aborts with 134)."""
+
+    def __init__(self) -> None:
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopOnSignals:
+        for signum in STOPPING_SIGNALS:
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def rearm(self) -> None:
+        """Install this handler again (after ``ray.init``)."""
+        for signum in STOPPING_SIGNALS:
+            signal.signal(signum, self._handle)
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    @staticmethod
+    def _handle(signum: int, frame: FrameType | None) -> None:
+        raise Stopped(signum)
+
+
+@contextmanager
+def ray_keeps_our_handlers() -> Iterator[None]:
+    """While ``ray.init`` runs, Ray's own SIGTERM handler (a silent ``sys.exit(15)`` that skips every
+    clean-up of ours) is not installed; the handlers in place stay."""
+    import ray._private.utils as ray_utils
+
+    original = getattr(ray_utils, "set_sigterm_handler", None)
+    if original is None:  # another Ray version: nothing to keep out
+        yield
+        return
+    ray_utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        ray_utils.set_sigterm_handler = original
 
 
 def _inside(path: str, root: str) -> bool:

@@ -147,7 +147,7 @@ def run_sweep(
     Raises :class:`SweepInterrupted` after a first SIGINT (the parent run is KILLED, the sweep can
     be resumed), UserError on bad input (before anything is written).
     """
-    from ignite_mbo.platform.console import TrialTable, announce, quiet_ray
+    from ignite_mbo.platform.console import announce
 
     plan = plan_sweep(spec_path, address=address, tracking_uri=tracking_uri, output_dir=output_dir,
                       gpus_per_trial=gpus_per_trial, num_cpus=num_cpus, resume=resume, max_retries=max_retries,
@@ -156,11 +156,38 @@ def run_sweep(
     tasks = load_tasks(plan.trials, data_dir, plan.spec.search)  # bounds of the task and the machine: before a word
     if not quiet:
         announce(plan.sweep_dir, total, resume=plan.resume is not None)
-    if plan.resume is None:  # made and owned before the store is touched (two sweeps never share one)
-        folders.prepare_storage(plan.storage_path)
-        plan.sweep_dir = folders.claim_sweep_folder(plan.sweep_dir.parent, plan.spec.name)
+    with signals.StopOnSignals() as stop:  # SIGINT/SIGTERM before Tune runs: one line, the claim released
+        if plan.resume is None:  # made and owned before the store is touched (two sweeps never share one)
+            folders.prepare_storage(plan.storage_path)
+            plan.sweep_dir = folders.claim_sweep_folder(plan.sweep_dir.parent, plan.spec.name)
+        try:
+            return _run_started(plan, tasks, total, address=address, num_cpus=num_cpus, resume_hint=resume_hint,
+                                quiet=quiet, stop=stop)
+        except (signals.Stopped, KeyboardInterrupt):  # before the sweep's run existed: nothing to resume
+            _shutdown_ray()
+            if plan.resume is None:
+                folders.release_claim(plan.sweep_dir)
+            raise
+
+
+def _shutdown_ray() -> None:
+    """Stop the Ray this process started, even half-started (its processes would outlive the command)."""
+    if "ray" in sys.modules:
+        try:
+            sys.modules["ray"].shutdown()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+
+
+def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None, num_cpus: int | None,
+                 resume_hint: str, quiet: bool, stop: signals.StopOnSignals) -> SweepOutcome:
+    """The sweep, once its folder is claimed: Ray, the parent run, Tune, the results."""
+    from ignite_mbo.platform.console import TrialTable, quiet_ray
+
     quiet_ray()
-    connect(address, num_cpus)
+    with signals.ray_keeps_our_handlers():
+        connect(address, num_cpus)
+    stop.rearm()  # Ray's core worker installed its fatal-signal handler (a stack dump, exit 134) over ours
     check_cluster(plan)
     callbacks: list[Any] = [NonFiniteNoRetry()]
     restored = None
@@ -182,9 +209,9 @@ def run_sweep(
             return finish_sweep(plan.sweep_dir, table, sweep.record)
         except SweepInterrupted:
             raise
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, signals.Stopped) as error:
             sweep.interrupted(int(time.time() * 1000) - 60_000)
-            raise SweepInterrupted(plan.sweep_dir) from None
+            raise SweepInterrupted(plan.sweep_dir, getattr(error, "signum", signal.SIGINT)) from None
         except BaseException as error:
             watched = [plan.sweep_dir, *([Path(plan.storage_path)] if "://" not in plan.storage_path else [])]
             full_disk.fail_sweep(sweep.close, error, ballast, resume_hint, watched)  # one line if a disk is full

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Self, cast
 
 from ignite_mbo.errors import UserError
+from ignite_mbo.store_guard import mask
 from ignite_mbo.tasks.data import (
     _DOWNLOAD_THREADS,
     _HASH_THREADS,
@@ -63,7 +64,7 @@ class _FolderProgress:
 def _endpoint(endpoint: str | None) -> str:
     from huggingface_hub import constants
 
-    return (endpoint or constants.ENDPOINT).rstrip("/")
+    return mask((endpoint or constants.ENDPOINT).rstrip("/"))  # only ever shown: no password in a message
 
 
 def _download_error(exc: Exception, entry: FileEntry, revision: str, endpoint: str, root: Path) -> UserError:

@@ -1,0 +1,297 @@
+"""Tracking stores that misbehave and signals at awkward moments (issue 18, second adversarial pass).
+
+Covered, one test per case: a ``sqlite:///`` URI with a query (``?cache=shared``, ``?x=1``, ``?mode=ro``)
+is checked on its real file and refused in one line; an ``http://user:password@host`` tracking server is
+probed with basic auth, and its errors are named truthfully; a server that trickles its answer fails the
+probe within its time budget; SIGTERM to ``run`` while training marks the run KILLED and exits 143;
+SIGTERM while a new sqlite store is built leaves no half-built store; SIGTERM to ``sweep`` while Ray
+starts exits 143 in one line and releases the sweep folder; an ``mlartifacts`` that is a file is refused
+before the store is made; ``data download`` never prints an endpoint's password. Fake servers run on
+127.0.0.1 inside the test and stop within seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ignite_mbo.cli import main
+from ignite_mbo.errors import UserError
+from ignite_mbo.platform.checks import check_tracking_server
+
+RUN = ["run", "--fidelity", "quick", "--quiet", "--threads", "1", "--set", "epochs=1"]
+MLFLOW_JSON = b'{"experiments": []}'
+
+
+def one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str], needle: str) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, (code, err)
+    assert "\n" not in err and "Traceback" not in err and needle in err, err
+    return err
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Callable[[http.server.BaseHTTPRequestHandler], None]], str]]:
+    """Start an HTTP server on 127.0.0.1 whose every GET runs ``reply(handler)``; returns its URL."""
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def start(reply: Callable[[http.server.BaseHTTPRequestHandler], None]) -> str:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                reply(self)
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def answer(handler: http.server.BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+# ---- sqlite URIs with a query (u4, u9, u11) ------------------------------------------------------
+
+@pytest.mark.parametrize("query", ["?cache=shared", "?mode=ro", "?x=1"])
+def test_a_sqlite_uri_with_a_query_never_changes_a_foreign_database(query, tmp_path, monkeypatch, capsys,
+                                                                     design_bench_dir):
+    """The guard reads the file SQLAlchemy would open (the path before ``?``): another program's
+    database is refused in one line and keeps its tables only."""
+    monkeypatch.chdir(tmp_path)
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as connection:
+        connection.execute("CREATE TABLE issues (id INTEGER)")
+    before = foreign.read_bytes()
+    one_line_exit_2([*RUN, "--tracking-uri", f"sqlite:///{foreign}{query}"], capsys, "another program's")
+    assert foreign.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.db"]
+
+
+def test_a_corrupt_store_with_a_query_is_one_line_without_warnings(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    corrupt = tmp_path / "mlflow.db"
+    corrupt.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        one_line_exit_2([*RUN, "--tracking-uri", f"sqlite:///{corrupt}?x=1"], capsys, "restore it from a backup")
+    assert not [w for w in caught if "SAWarning" in type(w.message).__name__], caught
+
+
+def test_a_read_only_query_on_a_new_store_is_refused(tmp_path, monkeypatch, capsys):
+    """Decision: SQLite options in the URI are refused (the driver ignores them, or ``mode=ro`` would make a
+    store read-only that a run must write); the message names the URI without them."""
+    monkeypatch.chdir(tmp_path)
+    err = one_line_exit_2([*RUN, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db?mode=ro"], capsys,
+                          "SQLite options")
+    assert f"sqlite:///{tmp_path}/mlflow.db" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- a tracking server with user:password@ (t3b) and one that trickles (t2-trickle) ----------------
+
+def test_a_server_url_with_credentials_is_probed_with_basic_auth(serve):
+    expected = "Basic " + base64.b64encode(b"u:p%w").decode()
+
+    def reply(handler: http.server.BaseHTTPRequestHandler) -> None:
+        ok = handler.headers.get("Authorization") == expected
+        answer(handler, 200 if ok else 401, MLFLOW_JSON if ok else b'{"error_code": "UNAUTHENTICATED"}')
+
+    url = serve(reply)
+    with_credentials = url.replace("http://", "http://u:p%25w@")
+    assert check_tracking_server(with_credentials, timeout_s=5) == with_credentials
+    wrong = url.replace("http://", "http://u:nope@")
+    with pytest.raises(UserError, match="HTTP 401 .authentication"):
+        check_tracking_server(wrong, timeout_s=5)
+
+
+def test_a_server_that_trickles_its_answer_fails_within_the_budget(serve, tmp_path, monkeypatch, capsys):
+    """Headers at once, then one byte a second: each read is quick, the whole answer is not."""
+    stop = threading.Event()
+
+    def reply(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        for _ in range(30):  # bounded: at most 30 s
+            if stop.wait(1.0):
+                return
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+
+    url = serve(reply)
+    monkeypatch.chdir(tmp_path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(UserError, match="did not answer completely within 2 s"):
+            check_tracking_server(url, timeout_s=2)
+        assert time.monotonic() - started < 6
+        started = time.monotonic()
+        one_line_exit_2([*RUN, "--tracking-uri", url], capsys, "did not answer completely")
+        assert time.monotonic() - started < 10
+    finally:
+        stop.set()
+
+
+def test_mlflow_calls_to_a_server_that_trickles_end_within_their_deadline(serve, tmp_path, monkeypatch, capsys,
+                                                                          design_bench_dir):
+    """The probe gets a quick answer, every MLflow call a trickle: MLflow's per-read timeout never fires,
+    the overall deadline (2 s, no retry, + 5 s) does, in one line."""
+    stop = threading.Event()
+
+    def reply(handler: http.server.BaseHTTPRequestHandler) -> None:
+        if "max_results=1" in handler.path:  # ignite-mbo's probe
+            answer(handler, 200, MLFLOW_JSON)
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        for _ in range(40):  # bounded: at most 40 s
+            if stop.wait(1.0):
+                return
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+
+    url = serve(reply)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    try:
+        started = time.monotonic()
+        one_line_exit_2([*RUN, "--tracking-uri", url], capsys, "did not answer in time")
+        assert time.monotonic() - started < 25
+    finally:
+        stop.set()
+
+
+# ---- the artifact root beside a local store is a file (f6, f7) ----------------------------------------
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_an_artifact_root_that_is_a_file_is_refused_before_the_store(command, tmp_path, monkeypatch, capsys,
+                                                                     design_bench_dir):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlartifacts").write_text("a file")
+    space = tmp_path.parent / f"{tmp_path.name}-space.yaml"
+    space.write_text("name: s\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n")
+    argv = RUN if command == "run" else ["sweep", str(space), "--quiet"]
+    one_line_exit_2([*argv, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"], capsys, "mlartifacts")
+    assert [p.name for p in tmp_path.iterdir()] == ["mlartifacts"]
+
+
+# ---- data download never prints an endpoint's password (dd3, dd4) -----------------------------------
+
+def test_data_download_masks_the_endpoints_password(serve, tmp_path):
+    url = serve(lambda handler: answer(handler, 404, b'{"error": "not here"}'))  # fails at once, no retries
+    env = {**os.environ, "HF_ENDPOINT": url.replace("http://", "http://u:hunter2@"), "HF_HOME": str(tmp_path / "hf"),
+           "HF_HUB_OFFLINE": "0", "HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2"}
+    done = subprocess.run([sys.executable, "-m", "ignite_mbo.cli", "data", "download", "--task", "tf_bind_8",
+                           "--data-dir", str(tmp_path / "d")], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode != 0
+    assert "hunter2" not in done.stdout + done.stderr, done.stderr
+    assert "u:***@127.0.0.1" in done.stderr, done.stderr
+
+
+# ---- SIGTERM (p4, p1, p7) --------------------------------------------------------------------------
+
+def statuses(store: Path) -> list[str]:
+    try:
+        with sqlite3.connect(f"{store.as_uri()}?mode=ro", uri=True, timeout=5) as connection:
+            return [row[0] for row in connection.execute("SELECT status FROM runs")]
+    except sqlite3.Error:
+        return []
+
+
+@pytest.mark.slow
+def test_sigterm_to_run_while_training_marks_the_run_killed(tmp_path, design_bench_dir):
+    store = tmp_path / "mlflow.db"
+    argv = [sys.executable, "-m", "ignite_mbo.cli", "run", "--fidelity", "quick", "--quiet", "--threads", "1",
+            "--set", "epochs=100000", "--tracking-uri", f"sqlite:///{store}"]
+    process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)})
+    try:
+        deadline = time.monotonic() + 120
+        while statuses(store) != ["RUNNING"] and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)  # training
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err
+    assert len(err.strip().splitlines()) == 1 and "SIGTERM" in err, err
+    assert statuses(store) == ["KILLED"]
+
+
+@pytest.mark.slow
+def test_sigterm_while_a_new_store_is_built_leaves_no_half_built_store(tmp_path, design_bench_dir):
+    """MLflow's migrations are stopped by SIGTERM after a first table exists (p1): the new store and its
+    journal are removed, so the next run builds a fresh one instead of failing 'table issues already exists'."""
+    script = (
+        "import os, signal, sys, time\n"
+        "import mlflow.store.db.utils as utils\n"
+        "from ignite_mbo.cli import main\n"
+        "def upgrade(engine):\n"
+        "    with engine.begin() as connection:\n"
+        "        connection.exec_driver_sql('CREATE TABLE issues (id INTEGER)')\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "utils._upgrade_db = upgrade\n"
+        f"sys.exit(main({[*RUN, '--tracking-uri', f'sqlite:///{tmp_path}/mlflow.db']!r}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)})
+    assert done.returncode == 143, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_sweep_while_ray_starts_exits_143_and_releases_the_folder(tmp_path, design_bench_dir):
+    space = tmp_path / "space.yaml"
+    space.write_text("name: tiny\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n")
+    argv = [sys.executable, "-m", "ignite_mbo.cli", "sweep", str(space), "--num-cpus", "1",
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)})
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()  # "running 1 trials -> ... (starting Ray)"
+        assert "starting Ray" in line, line
+        time.sleep(3)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err
+    assert "SIGTERM received" not in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "ignite_mbo_results" / "tiny").exists()

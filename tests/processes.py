@@ -1,11 +1,13 @@
-"""Cleaning up the processes a test started (Ray heads and workers, job drivers, servers), and the headless
-browser that the UI tests drive."""
+"""Cleaning up the processes a test started (Ray heads and workers, job drivers, servers), the headless
+browser that the UI tests drive, fake HTTP servers on 127.0.0.1 and small tmpfs disks."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -86,3 +88,51 @@ def page_text(driver: Any, url: str, needles: list[str], screenshot: Path, timeo
     missing = [needle for needle in needles if needle not in text]
     assert not missing, f"{url} never showed {missing}; see {screenshot}:\n{text[:2000]}"
     return text
+
+
+Reply = Callable[[http.server.BaseHTTPRequestHandler], None]
+
+
+@contextmanager
+def http_servers() -> Iterator[Callable[[Reply], str]]:
+    """Yields ``start(reply)``: an HTTP server on 127.0.0.1 whose every GET, HEAD and POST runs
+    ``reply(handler)``, returning its URL; every server started is shut down on exit."""
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def start(reply: Reply) -> str:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                reply(self)
+
+            do_HEAD = do_POST = do_GET
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+@contextmanager
+def tmpfs(mount: Path, size: str) -> Iterator[Path | None]:
+    """A tmpfs of ``size`` (e.g. "64m") mounted at ``mount`` (made) for the block, or None where mounting is
+    refused (it needs root: the suite runs as root in CI)."""
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        yield None
+        return
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

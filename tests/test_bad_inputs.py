@@ -17,6 +17,8 @@ import pytest
 
 from ignite_mbo.cli import main
 
+from processes import http_servers, tmpfs
+
 # Placeholders in argv: {space} is a search space written from the case's YAML, {outside} a folder
 # outside the working folder, {file} a plain file, {empty} an empty folder.
 RUN = [
@@ -385,40 +387,23 @@ def test_the_suite_has_at_least_a_hundred_cases():
 def fake_server():
     """Start an HTTP server on 127.0.0.1 whose GET/POST answer is ``handler(path) -> (status, type, body)``
     (a None answer: never reply). Yields a function that starts one and returns its URL."""
-    import http.server
-    import threading
 
-    servers = []
+    def answering(answer):
+        def reply(handler):
+            found = answer(handler.path)
+            if found is None:
+                time.sleep(60)  # accept the connection, never answer
+                return
+            status, kind, body = found
+            handler.send_response(status)
+            handler.send_header("Content-Type", kind)
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+        return reply
 
-    def start(answer):
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def reply(self):
-                found = answer(self.path)
-                if found is None:
-                    time.sleep(60)  # accept the connection, never answer
-                    return
-                status, kind, body = found
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = reply
-
-            def log_message(self, *args):
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with http_servers() as start:
+        yield lambda answer: start(answering(answer))
 
 
 def test_a_server_that_is_not_mlflow_is_named_as_such(fake_server, places, capsys):
@@ -518,13 +503,10 @@ def test_credentials_in_a_tracking_uri_are_masked(places, capsys, fake_server):
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 256 KiB tmpfs, mounted for the test (needs root: the suite runs as root in CI)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "tiny", "256k") as mount:
+        if mount is None:
+            pytest.skip("cannot mount a tmpfs here")
+        yield mount
 
 
 def test_a_full_disk_under_the_store_gives_one_line(tiny_disk, places, capsys, design_bench_dir, monkeypatch):

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from processes import kill_marked
+from processes import kill_marked, tmpfs
 
 # ---- one MLflow run per trial, across attempts -----------------------------------------------------
 
@@ -718,13 +718,23 @@ def fill_up(folder: Path) -> Path:
 @pytest.fixture
 def small_disk(tmp_path):
     """A 64 MiB tmpfs, mounted for the test (needs root, as the tmpfs cases of test_bad_inputs.py)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "disk", "64m") as mount:
+        if mount is None:
+            pytest.skip("cannot mount a tmpfs here")
+        yield mount
+
+
+def fill_during_sweep(sweep: Sweep, db: Path, disk: Path) -> tuple[subprocess.Popen, str, str, Path]:
+    """Start ``sweep``, fill ``disk`` once a trial has logged metrics to ``db``, wait for the end: the driver,
+    its stdout and stderr, and the filler (to free the space again)."""
+    try:
+        driver = sweep.start()
+        sweep.wait_for(lambda: metrics_logged(db) > 0, "a trial's first metrics", timeout=300)
+        filler = fill_up(disk)
+        stdout, stderr = driver.communicate(timeout=300)
+    finally:
+        sweep.cleanup()
+    return driver, stdout, stderr, filler
 
 
 @pytest.mark.slow
@@ -734,13 +744,7 @@ def test_a_disk_that_fills_mid_sweep_leaves_no_run_running(small_disk, design_be
     sweep = Sweep(small_disk, design_bench_dir, FILLS)
     sweep.command.append("--quiet")
     db = small_disk / "mlflow.db"
-    try:
-        driver = sweep.start()
-        sweep.wait_for(lambda: metrics_logged(db) > 0, "a trial's first metrics", timeout=300)
-        filler = fill_up(small_disk)
-        stdout, stderr = driver.communicate(timeout=300)
-    finally:
-        sweep.cleanup()
+    driver, stdout, stderr, filler = fill_during_sweep(sweep, db, small_disk)
     (small_disk.parent / "sweep.stderr").write_text(stderr)  # kept with the test's folder, to look at
     assert driver.returncode != 0, stdout[-2000:] + stderr[-3000:]
     assert "Traceback" not in stdout + stderr, stderr[-3000:]
@@ -802,13 +806,7 @@ def test_an_output_disk_that_fills_mid_sweep_gives_one_line(small_disk, tmp_path
     sweep.command[sweep.command.index("--output-dir") + 1] = str(small_disk / "out")
     sweep.command.append("--quiet")
     db = work / "mlflow.db"
-    try:
-        driver = sweep.start()
-        sweep.wait_for(lambda: metrics_logged(db) > 0, "a trial's first metrics", timeout=300)
-        filler = fill_up(small_disk)
-        stdout, stderr = driver.communicate(timeout=300)
-    finally:
-        sweep.cleanup()
+    driver, stdout, stderr, filler = fill_during_sweep(sweep, db, small_disk)
     assert driver.returncode != 0 and "Traceback" not in stdout + stderr, stderr[-3000:]
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("ignite-mbo sweep: error: the disk filled up during the sweep"), stderr[-3000:]

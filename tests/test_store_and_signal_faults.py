@@ -31,6 +31,8 @@ from ignite_mbo.cli import main
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform.checks import check_tracking_server
 
+from processes import Reply, http_servers
+
 RUN = ["run", "--fidelity", "quick", "--quiet", "--threads", "1", "--set", "epochs=1"]
 MLFLOW_JSON = b'{"experiments": []}'
 
@@ -44,30 +46,23 @@ def one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str], needle:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[Callable[[http.server.BaseHTTPRequestHandler], None]], str]]:
-    """Start an HTTP server on 127.0.0.1 whose every GET runs ``reply(handler)``; returns its URL."""
-    servers: list[http.server.ThreadingHTTPServer] = []
+def serve() -> Iterator[Callable[[Reply], str]]:
+    """Start an HTTP server on 127.0.0.1 whose every request runs ``reply(handler)``; returns its URL."""
+    with http_servers() as start:
+        yield start
 
-    def start(reply: Callable[[http.server.BaseHTTPRequestHandler], None]) -> str:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                reply(self)
 
-            do_HEAD = do_GET
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+def trickle(handler: http.server.BaseHTTPRequestHandler, stop: threading.Event, seconds: int) -> None:
+    """200 with headers at once, then one byte a second of a 1,000-byte body, for at most ``seconds``."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    for _ in range(seconds):
+        if stop.wait(1.0):
+            return
+        handler.wfile.write(b" ")
+        handler.wfile.flush()
 
 
 def answer(handler: http.server.BaseHTTPRequestHandler, status: int, body: bytes) -> None:
@@ -137,15 +132,7 @@ def test_a_server_that_trickles_its_answer_fails_within_the_budget(serve, tmp_pa
     stop = threading.Event()
 
     def reply(handler: http.server.BaseHTTPRequestHandler) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", "1000")
-        handler.end_headers()
-        for _ in range(30):  # bounded: at most 30 s
-            if stop.wait(1.0):
-                return
-            handler.wfile.write(b" ")
-            handler.wfile.flush()
+        trickle(handler, stop, seconds=30)
 
     url = serve(reply)
     monkeypatch.chdir(tmp_path)
@@ -171,15 +158,7 @@ def test_mlflow_calls_to_a_server_that_trickles_end_within_their_deadline(serve,
         if "max_results=1" in handler.path:  # ignite-mbo's probe
             answer(handler, 200, MLFLOW_JSON)
             return
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", "1000")
-        handler.end_headers()
-        for _ in range(40):  # bounded: at most 40 s
-            if stop.wait(1.0):
-                return
-            handler.wfile.write(b" ")
-            handler.wfile.flush()
+        trickle(handler, stop, seconds=40)
 
     url = serve(reply)
     monkeypatch.chdir(tmp_path)

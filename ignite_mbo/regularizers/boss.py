@@ -112,8 +112,8 @@ class SurrogateSensitivity:
         assert self.omega is not None
         value, current_mean = loss()
         mean = (mean_prediction() if current_mean is None else current_mean).reshape(members)  # G
-        loss_grads = torch.autograd.grad(value.sum(), params, retain_graph=True, allow_unused=True)
-        g_all = torch.autograd.grad(mean.sum(), params, allow_unused=True, create_graph=self.hvp == "exact")
+        exact = self.hvp == "exact"
+        g_all = torch.autograd.grad(mean.sum(), params, retain_graph=True, allow_unused=True, create_graph=exact)
         used = [i for i, gi in enumerate(g_all) if gi is not None]
         g = [g_all[i] for i in used]
         s = torch.stack([gi.detach().reshape(members, -1).sum(dim=1) for gi in g]).sum(dim=0)
@@ -126,13 +126,23 @@ class SurrogateSensitivity:
             shift, bound = gamma * s_leaf[:, None], self.alpha * mean_leaf[:, None]
             penalty = torch.minimum(torch.ones_like(shift), (shift / _nonzero(bound)) ** 2).mean(dim=1)
             slope_s, slope_mean = torch.autograd.grad(penalty.sum(), [s_leaf, mean_leaf])
-        # λ∇P = λ∂P/∂s · H·1 + λ∂P/∂G · ∇G, in fused passes over the parameters
-        used_params, g_fixed = [params[i] for i in used], [gi.detach() for gi in g]
-        terms = self._hessian_ones(used_params, g, self.weight * slope_s, members, mean_prediction)
-        torch._foreach_addcmul_(terms, g_fixed, [per_member(self.weight * slope_mean, p, members) for p in used_params])
-        both = [k for k, i in enumerate(used) if loss_grads[i] is not None]
-        torch._foreach_add_([terms[k] for k in both], [loss_grads[used[k]] for k in both])
-        totals: list[torch.Tensor | None] = list(loss_grads)
+        # λ∇P = λ∂P/∂s · H·1 + λ∂P/∂G · ∇G: H·1 either exact, or (ĝ − g)/r with ĝ = ∇G one step r along 1/‖1‖
+        used_params, scale = [params[i] for i in used], self.weight * slope_s
+        if exact:
+            totals: list[torch.Tensor | None] = list(torch.autograd.grad(value.sum(), params, retain_graph=True,
+                                                                        allow_unused=True))
+            terms = self._exact_hessian_ones(used_params, g, scale, members)
+            coefficient = self.weight * slope_mean
+        else:
+            step = self.radius / math.sqrt(sum(p[0].numel() if members > 1 else p.numel() for p in used_params))
+            terms = self._perturbed_gradient(used_params, scale / step, step, members, mean_prediction)
+            coefficient = self.weight * slope_mean - scale / step  # ∇L + this·g: one pass when L and G share a graph
+            totals = self._loss_plus(params, value, mean if current_mean is not None else None, coefficient)
+        if exact or current_mean is None:  # ∇L, then + coefficient·g in one fused pass
+            torch._foreach_addcmul_(terms, [gi.detach() for gi in g],
+                                    [per_member(coefficient, p, members) for p in used_params])
+        both = [k for k, i in enumerate(used) if totals[i] is not None]
+        torch._foreach_add_([terms[k] for k in both], [t for k in both if (t := totals[used[k]]) is not None])
         for k, i in enumerate(used):
             totals[i] = terms[k]
         accumulate(params, totals)
@@ -140,24 +150,33 @@ class SurrogateSensitivity:
         self._update_omega(gamma, sensitive)
         return {"loss": value.detach(), "sensitivity_penalty": penalty.detach()}
 
-    def _hessian_ones(self, params: list[torch.Tensor], g: list[torch.Tensor], scale: torch.Tensor, members: int,
-                      mean_prediction: MeanPrediction) -> list[torch.Tensor]:
-        """scale·H·1 per parameter, H the Hessian of G and 1 the all-ones direction of each member:
-        by double backpropagation (``exact``), or from ∇G one step ``radius`` along 1/‖1‖."""
-        if self.hvp == "exact":
-            inner = torch.stack([(gi * per_member(scale, p, members)).sum() for gi, p in zip(g, params, strict=True)])
-            hessian = torch.autograd.grad(inner.sum(), params, allow_unused=True)
-            return [h if h is not None else torch.zeros_like(p) for h, p in zip(hessian, params, strict=True)]
-        size = sum(p[0].numel() if members > 1 else p.numel() for p in params)  # entries per member
-        step = self.radius / math.sqrt(size)
+    @staticmethod
+    def _loss_plus(params: list[torch.Tensor], value: torch.Tensor, shared_mean: torch.Tensor | None,
+                   coefficient: torch.Tensor) -> list[torch.Tensor | None]:
+        """∇(L + coefficient·G) in one traversal of the graph L and G share; ∇L alone without one."""
+        if shared_mean is None:
+            return list(torch.autograd.grad(value.sum(), params, allow_unused=True))
+        return list(torch.autograd.grad((value.sum(), shared_mean), params, allow_unused=True,
+                                        grad_outputs=(None, coefficient.reshape(shared_mean.shape))))
+
+    @staticmethod
+    def _exact_hessian_ones(params: list[torch.Tensor], g: list[torch.Tensor], scale: torch.Tensor,
+                            members: int) -> list[torch.Tensor]:
+        """scale·H·1 per parameter, H the Hessian of G and 1 each member's all-ones direction: double backprop."""
+        inner = torch.stack([(gi * per_member(scale, p, members)).sum() for gi, p in zip(g, params, strict=True)])
+        hessian = torch.autograd.grad(inner.sum(), params, allow_unused=True)
+        return [h if h is not None else torch.zeros_like(p) for h, p in zip(hessian, params, strict=True)]
+
+    def _perturbed_gradient(self, params: list[torch.Tensor], weight: torch.Tensor, step: float, members: int,
+                            mean_prediction: MeanPrediction) -> list[torch.Tensor]:
+        """weight·∇G at β + step·1 per member (β restored bit for bit after), scaled in the backward pass."""
         ones = [torch.ones((), dtype=params[0].dtype, device=params[0].device)] * len(params)
         with self.shift(params, ones, torch.full((members,), step, dtype=params[0].dtype, device=params[0].device),
-                        members):  # β + r·1/‖1‖, β restored bit for bit after
-            found = torch.autograd.grad(mean_prediction().sum(), params, allow_unused=True)
-        g_hat = [gh if gh is not None else torch.zeros_like(p) for gh, p in zip(found, params, strict=True)]
-        torch._foreach_mul_(g_hat, [per_member(scale / step, p, members) for p in params])  # (scale/r)(ĝ − g)
-        torch._foreach_addcmul_(g_hat, [gi.detach() for gi in g], [per_member(-scale / step, p, members) for p in params])
-        return g_hat
+                        members):
+            perturbed = mean_prediction()
+            found = torch.autograd.grad(perturbed, params, grad_outputs=weight.reshape(perturbed.shape),
+                                        allow_unused=True)
+        return [gh if gh is not None else torch.zeros_like(p) for gh, p in zip(found, params, strict=True)]
 
     def _phi(self, gamma: torch.Tensor) -> torch.Tensor:
         """Φ(γ) per member: (members, n) -> (members, n, 1)."""

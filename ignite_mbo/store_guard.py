@@ -34,13 +34,28 @@ ARTIFACTS_FOLDER = "mlartifacts"
 """The artifact root beside a sqlite store (``mlflow_store.experiment_id``)."""
 MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}
 """Tables every MLflow SQL store has."""
-_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/\s:@]*):[^/\s@]*@")
+_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#\r\n]+)@")
+"""A URL's userinfo: everything up to the last ``@`` before the path, as URL parsers split it (spaces too)."""
+_USER = re.compile(r"[^\s:@]+")
+_HTTP_STATUS = re.compile(r"too many (\d{3}) error responses|HTTP (\d{3})|status code:? (\d{3})")
 _STORE_ERROR_MODULES = ("mlflow", "requests", "urllib3", "sqlalchemy", "sqlite3")
 
 
+def _masked(match: re.Match[str]) -> str:
+    user, colon, _ = match["userinfo"].partition(":")
+    shown = f"{user}:***" if colon and _USER.fullmatch(user) else "***"  # a user name alone may be a token
+    return f"{match['scheme']}{shown}@"
+
+
 def mask(text: str) -> str:
-    """``text`` with the password of every ``scheme://user:password@host`` replaced by ``***``."""
-    return _CREDENTIALS.sub(lambda match: f"{match['scheme']}{match['user']}:***@", text)
+    """``text`` with the userinfo of every ``scheme://user:password@host`` masked: ``user:***@``, or ``***@``
+    when there is no password (the user name may be a token) or the user name is odd."""
+    return _CREDENTIALS.sub(_masked, text)
+
+
+def without_credentials(uri: str) -> str:
+    """``uri`` without its ``user:password@`` (what may be written to a file)."""
+    return _CREDENTIALS.sub(lambda match: match["scheme"], uri)
 
 
 def bound_http_calls(rest_utils: ModuleType | None = None) -> None:
@@ -128,6 +143,11 @@ def store_failure(error: BaseException) -> str | None:
     if "disk is full" in lowered or "no space left" in lowered:
         return ("the disk holding the tracking store is full (no space left on the device); free space or "
                 f"pass another --tracking-uri ({first})")
+    status = _HTTP_STATUS.search(str(chain))
+    if status and not any(word in lowered for word in ("timed out", "timeout")):
+        code = next(group for group in status.groups() if group)
+        return (f"the tracking server answered HTTP {code} ({first}); look at the MLflow server's log, "
+                "or pass another --tracking-uri")
     if any(word in lowered for word in ("timed out", "timeout", "max retries", "connection")):
         return (f"the tracking server did not answer in time ({first}); check that it is up and not "
                 "overloaded, or raise MLFLOW_HTTP_REQUEST_TIMEOUT")
@@ -174,7 +194,8 @@ def check_tracking_uri(uri: str, *, must_exist: bool = False, timeout_s: float =
             raise UserError(f"tracking URI {uri!r}: {path} is not writable; pick a path you can write")
         check_sqlite_store(path)
         artifacts = path.parent / ARTIFACTS_FOLDER
-        if artifacts.exists() and not (artifacts.is_dir() and os.access(artifacts, os.W_OK | os.X_OK)):
+        usable = artifacts.is_dir() and os.access(artifacts, os.W_OK | os.X_OK)
+        if (artifacts.exists() or artifacts.is_symlink()) and not usable:  # a file, a FIFO, a dangling link
             raise UserError(f"{artifacts}, where the runs' artifacts of a store at {path} go, is not a writable "
                             "folder; move it away or put the store in another folder")
         if "?" in uri:

@@ -6,8 +6,11 @@ probed with basic auth, and its errors are named truthfully; a server that trick
 probe within its time budget; SIGTERM to ``run`` while training marks the run KILLED and exits 143;
 SIGTERM while a new sqlite store is built leaves no half-built store; SIGTERM to ``sweep`` while Ray
 starts exits 143 in one line and releases the sweep folder; an ``mlartifacts`` that is a file is refused
-before the store is made; ``data download`` never prints an endpoint's password. Fake servers run on
-127.0.0.1 inside the test and stop within seconds.
+before the store is made; ``data download`` never prints an endpoint's password. Third pass: the probe
+never follows a redirect (no credentials to another host); ``mask`` hides the whole userinfo;
+``sweep.json`` holds no password and ``--resume`` takes it again; a dangling ``mlartifacts`` link is
+refused; a server that answers HTTP 500 is named so. Fake servers run on 127.0.0.x inside the test and
+stop within seconds.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ import pytest
 from ignite_mbo.cli import main
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform.checks import check_tracking_server
+from ignite_mbo.platform.plan import plan_sweep
+from ignite_mbo.platform.record import SWEEP_FILE, SweepRecord
+from ignite_mbo.platform.spaces import load_spec
+from ignite_mbo.store_guard import mask
 
 from processes import Reply, http_servers
 
@@ -274,3 +281,115 @@ def test_sigterm_to_a_sweep_while_ray_starts_exits_143_and_releases_the_folder(t
     assert "SIGTERM received" not in err and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "ignite_mbo_results" / "tiny").exists()
+
+
+# ---- third pass: redirects, masks, sweep.json, dangling artifact links, HTTP 500 (F1, F2, F10, F6) -----
+
+@pytest.fixture
+def logger() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """An HTTP server on another host (127.0.0.2, else 127.0.0.1) that records every request's headers."""
+    seen: list[dict[str, str]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            seen.append(dict(self.headers.items()))
+            answer(self, 200, MLFLOW_JSON)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+    except OSError:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    try:
+        yield f"http://{host}:{port}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("auth", ["userinfo", "token"])
+def test_the_probe_never_follows_a_redirect_with_credentials(auth, serve, logger, tmp_path, monkeypatch, capsys):
+    target, seen = logger
+
+    def reply(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", target + handler.path)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    url = serve(reply)
+    if auth == "userinfo":
+        url = url.replace("http://", "http://alice:hunter2@")
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok-hunter2")
+    monkeypatch.chdir(tmp_path)
+    err = one_line_exit_2([*RUN, "--tracking-uri", url], capsys, "redirect")
+    assert target in err and "hunter2" not in err, err
+    assert not any("Authorization" in headers for headers in seen), seen
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("http://alice:p@ssWORDLEAK@127.0.0.1:5999", "http://alice:***@127.0.0.1:5999"),
+    ("uri http://alice:pw LEAK@host:1/x here", "uri http://alice:***@host:1/x here"),
+    ("http://ghp_TOKEN@host/x", "http://***@host/x"),
+    ("mlflow+https://u:p q@h and sqlite:///a:b@c", "mlflow+https://u:***@h and sqlite:///a:b@c"),
+])
+def test_mask_hides_the_whole_userinfo(text, shown):
+    assert mask(text) == shown
+
+
+def test_sweep_json_holds_no_password_and_resume_takes_it_again(serve, tmp_path, monkeypatch):
+    expected = "Basic " + base64.b64encode(b"alice:pw").decode()
+
+    def reply(handler: http.server.BaseHTTPRequestHandler) -> None:
+        ok = handler.headers.get("Authorization") == expected
+        answer(handler, 200 if ok else 401, MLFLOW_JSON if ok else b'{"error_code": "UNAUTHENTICATED"}')
+
+    url = serve(reply)
+    secret = url.replace("http://", "http://alice:pw@")
+    space = tmp_path / "space.yaml"
+    space.write_text("name: s\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n")
+    folder = tmp_path / "out" / "s"
+    folder.mkdir(parents=True)
+    record = SweepRecord(spec=load_spec(space).model_dump(mode="json"), tracking_uri=secret, experiment="s",
+                         parent_run_id="0" * 32, storage_path=str(folder.parent),
+                         experiment_path=str(folder))
+    record.save(folder)
+    text = (folder / SWEEP_FILE).read_text()
+    assert "pw" not in text and "alice" not in text and url in text, text
+    assert record.tracking_uri == secret  # only the file is without it
+    plan = plan_sweep(space, tracking_uri=secret, output_dir=tmp_path / "out", resume=True)
+    assert plan.tracking_uri == secret
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw")
+    assert plan_sweep(space, output_dir=tmp_path / "out", resume=True).tracking_uri == url
+    with pytest.raises(UserError, match="resume without --tracking-uri"):
+        plan_sweep(space, tracking_uri=f"sqlite:///{tmp_path}/other.db", output_dir=tmp_path / "out", resume=True)
+
+
+def test_a_dangling_artifact_root_link_is_refused_before_the_store(tmp_path, monkeypatch, capsys, design_bench_dir):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlartifacts").symlink_to("/nonexistent-ignite-mbo")
+    one_line_exit_2([*RUN, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"], capsys, "mlartifacts")
+    assert [p.name for p in tmp_path.iterdir()] == ["mlartifacts"]
+
+
+def test_a_server_that_answers_500_after_the_probe_is_named_so(serve, tmp_path, monkeypatch, capsys,
+                                                                design_bench_dir):
+    def reply(handler: http.server.BaseHTTPRequestHandler) -> None:
+        if "max_results=1" in handler.path:  # ignite-mbo's probe
+            answer(handler, 200, MLFLOW_JSON)
+        else:
+            answer(handler, 500, b'{"error_code": "INTERNAL_ERROR"}')
+
+    url = serve(reply)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    err = one_line_exit_2([*RUN, "--tracking-uri", url], capsys, "HTTP 500")
+    assert "did not answer in time" not in err, err

@@ -35,6 +35,13 @@ def _credentials(userinfo: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: the credentials must not travel to a host the user did not name."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # urllib then raises the 3xx as an HTTPError
+
+
 def _fetch(url: str, headers: dict[str, str], timeout_s: float) -> bytes:
     """The body of GET ``url``, all of it within ``timeout_s`` in total (a server that trickles its
     headers or body a byte at a time defeats a per-read socket timeout); TimeoutError after that."""
@@ -43,7 +50,8 @@ def _fetch(url: str, headers: dict[str, str], timeout_s: float) -> bytes:
     def fetch() -> None:
         try:
             request = urllib.request.Request(url, headers=headers)
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            opener = urllib.request.build_opener(_NoRedirect)
+            with opener.open(request, timeout=timeout_s) as response:
                 outcome["body"] = response.read(1_000_000)
         except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
             outcome["error"] = error
@@ -76,6 +84,11 @@ def check_tracking_server(uri: str, timeout_s: float = 3.0) -> str:
                         "host and port of the MLflow server") from None
     except urllib.error.HTTPError as error:
         body = error.read(2000).decode(errors="replace")
+        if 300 <= error.code < 400:
+            target = " ".join((error.headers.get("Location") or "nowhere").split())[:300]
+            raise UserError(f"{url} answered HTTP {error.code}, a redirect to {target}, which ignite-mbo does not "
+                            "follow (credentials stay with the host you named); pass the MLflow server's own URL "
+                            "as --tracking-uri") from None
         if error.code == 403 and "Host header" in body:
             raise UserError(f"the MLflow server at {url} refuses requests addressed to {host} (its host check); "
                             f"restart it with --allowed-hosts {host.rpartition(':')[0] or host},{host} "

@@ -93,8 +93,11 @@ def plan_sweep(
         if record.spec != spec.model_dump(mode="json"):
             raise UserError(f"the search space differs from the one the sweep started with ({sweep_dir / SWEEP_FILE}); "
                             "resume with the same YAML file and options")
-        if tracking_uri and store_guard.check_tracking_uri(tracking_uri) != record.tracking_uri:
+        given = store_guard.check_tracking_uri(tracking_uri) if tracking_uri else None
+        if given and store_guard.without_credentials(given) != store_guard.without_credentials(record.tracking_uri):
             raise UserError(f"the sweep records to {record.tracking_uri}; resume without --tracking-uri or with that one")
+        if given:  # sweep.json holds no password: the one given now is used
+            record.tracking_uri = given
         if storage_path and storage_path.rstrip("/") != record.storage_path.rstrip("/"):
             raise UserError(f"the sweep's Tune experiment is under {record.storage_path}; resume with that --storage-path")
         uri = store_guard.check_tracking_uri(record.tracking_uri, must_exist=True)

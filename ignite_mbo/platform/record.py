@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ignite_mbo.atomic import atomic_write
 from ignite_mbo.errors import UserError
+from ignite_mbo.store_guard import without_credentials
 
 SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.parquet"
@@ -23,6 +24,8 @@ class SweepRecord(BaseModel):
     spec: dict[str, Any]
     """The validated search space (``SweepSpec`` as JSON), after ``--override``."""
     tracking_uri: str
+    """Written without its ``user:password@`` (``sweep.json`` is readable by all); ``--resume`` takes the
+    credentials from ``--tracking-uri`` or MLflow's environment variables."""
     experiment: str
     """The MLflow experiment: the space's name."""
     parent_run_id: str
@@ -45,5 +48,6 @@ class SweepRecord(BaseModel):
                             "restore it or run the sweep again into a new --output-dir") from None
 
     def save(self, folder: Path) -> Path:
-        """Write ``sweep.json`` into ``folder`` atomically."""
-        return atomic_write(folder / SWEEP_FILE, lambda partial: partial.write_text(self.model_dump_json(indent=2)))
+        """Write ``sweep.json`` into ``folder`` atomically, without the tracking URI's credentials."""
+        stored = self.model_copy(update={"tracking_uri": without_credentials(self.tracking_uri)})
+        return atomic_write(folder / SWEEP_FILE, lambda partial: partial.write_text(stored.model_dump_json(indent=2)))

@@ -6,6 +6,7 @@ import argparse
 import json
 import shlex
 import sys
+import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -140,15 +141,12 @@ def build_parser() -> Parser:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    import tempfile
-
     from ignite_mbo import limits, tasks
     from ignite_mbo.config import TrialConfig
+    from ignite_mbo.platform import full_disk
     from ignite_mbo.platform.checks import check_device
     from ignite_mbo.platform.console import ProgressBar
     from ignite_mbo.settings_cli import given
-    from ignite_mbo.training import NonFiniteLossError
-    from ignite_mbo.trial import run_trial
 
     trial = given(args, args.trial_flags)
     hyperparameters = given(args, args.regularizer_flags)
@@ -180,8 +178,18 @@ def command_run(args: argparse.Namespace) -> int:
         from ignite_mbo.trainables.params import run_name
 
         recorder = TrialRecorder(uri, "runs", config, run_name=run_name(config))
+    with full_disk.Ballast(uri or "", share=0.25) as ballast, full_disk.quiet_store():  # room to close the run
+        return _train(config, task, recorder, ballast, args.device, progress, extra)
+
+
+def _train(config: Any, task: Any, recorder: Any, ballast: Any, device: str, progress: Any, extra: dict[str, Any]) -> int:
+    """Train ``config`` on ``task``, recording to ``recorder``; print the summary; the exit status."""
+    from ignite_mbo.platform import full_disk
+    from ignite_mbo.training import NonFiniteLossError
+    from ignite_mbo.trial import run_trial
+
     try:
-        result = run_trial(config, task, log=recorder, device=args.device, **extra)
+        result = run_trial(config, task, log=recorder, device=device, **extra)
         if recorder is not None:
             from ignite_mbo.trainables.artifacts import write_trial_artifacts
 
@@ -191,7 +199,7 @@ def command_run(args: argparse.Namespace) -> int:
     except BaseException as error:
         if recorder is not None:
             status = "KILLED" if isinstance(error, (KeyboardInterrupt, Stopped)) else "FAILED"
-            recorder.close(status, f"{type(error).__name__}: {error}")
+            full_disk.close_run(recorder.close, status, error, ballast)  # one line if the disk is full
         if isinstance(error, NonFiniteLossError):
             print(f"ignite-mbo run: failed: {error}; lower the learning rate or check the settings", file=sys.stderr)
             return 1

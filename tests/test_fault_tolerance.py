@@ -813,3 +813,74 @@ def test_an_output_disk_that_fills_mid_sweep_gives_one_line(small_disk, tmp_path
     assert str(small_disk / "out") in last and "--resume" in last, last
     filler.unlink()
     assert "RUNNING" not in runs_by_status(db)
+
+
+# ---- SIGHUP and a full disk under `ignite-mbo run` ---------------------------------------------------
+
+def start_run(folder: Path, store: Path, design_bench_dir: Path) -> subprocess.Popen:
+    """``ignite-mbo run`` with a long training recorded to ``store``, once its run is RUNNING and has logged metrics."""
+    argv = [sys.executable, "-m", "ignite_mbo.cli", "run", "--fidelity", "quick", "--quiet", "--threads", "1",
+            "--set", "epochs=100000", "--tracking-uri", f"sqlite:///{store}"]
+    process = subprocess.Popen(argv, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)})
+    deadline = time.monotonic() + 120
+    while metrics_logged(store) == 0 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return process
+
+
+@pytest.mark.slow
+def test_sighup_to_run_while_training_marks_the_run_killed(tmp_path, design_bench_dir):
+    """The terminal closed (SIGHUP) while `run` trains: handled like SIGTERM, one line, exit 129, run KILLED."""
+    store = tmp_path / "mlflow.db"
+    process = start_run(tmp_path, store, design_bench_dir)
+    try:
+        process.send_signal(signal.SIGHUP)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 129, err
+    assert len(err.strip().splitlines()) == 1 and "SIGHUP" in err, err
+    assert runs_by_status(store) == {"KILLED": 1}
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_under_the_store_of_run_gives_one_line_and_no_running_run(small_disk, design_bench_dir):
+    """`run` with its store on a small disk that fills while it trains: one stderr line, exit 2, and once space
+    is freed the run reads FAILED (the ballast beside the store let it be closed)."""
+    store = small_disk / "mlflow.db"
+    process = start_run(small_disk, store, design_bench_dir)
+    try:
+        filler = fill_up(small_disk)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 2, err[-3000:]
+    assert len(err.strip().splitlines()) == 1, err[-3000:]
+    assert err.startswith("ignite-mbo run: error: the disk filled up during the run"), err
+    filler.unlink()
+    assert runs_by_status(store) == {"FAILED": 1}
+    assert not list(small_disk.glob("mlflow.db.reserve-*")), "the ballast is removed"
+
+
+@pytest.mark.slow
+def test_ray_that_cannot_start_gives_one_line_and_gives_the_sweep_folder_back(tmp_path, design_bench_dir):
+    """RAY_TMPDIR is a file: Ray cannot start; one line naming it, exit 2, and neither the sweep folder nor the
+    output folder the sweep made is left, so the next sweep of the space takes the same name."""
+    from ignite_mbo.platform.folders import claim_sweep_folder
+
+    space = tmp_path / "space.yaml"
+    space.write_text("name: tiny\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n")
+    not_a_folder = tmp_path / "not-a-folder"
+    not_a_folder.write_text("x")
+    argv = [sys.executable, "-m", "ignite_mbo.cli", "sweep", str(space), "--num-cpus", "1",
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir),
+                               "RAY_TMPDIR": str(not_a_folder)})
+    err = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert len(done.stderr.strip().splitlines()) == 2, done.stderr  # the "running 1 trials ..." note, the error
+    assert err.startswith("ignite-mbo sweep: error: Ray could not start") and str(not_a_folder) in err, err
+    assert not (tmp_path / "ignite_mbo_results").exists(), list((tmp_path / "ignite_mbo_results").rglob("*"))
+    assert claim_sweep_folder(tmp_path / "ignite_mbo_results", "tiny").name == "tiny"

@@ -35,6 +35,8 @@ BALLAST_SUFFIX = ".reserve-"
 """``mlflow.db.reserve-<pid>``: one per sweep process, so sweeps sharing a store never free each other's."""
 FULL_DISK = "the disk filled up during the sweep (no space left on the device); free space, then resume it"
 """The reason recorded on the runs a full disk stopped."""
+RUN_FULL = "the disk filled up during the run (no space left on the device); free space, then run it again"
+"""The reason recorded on an ``ignite-mbo run`` run a full disk stopped."""
 FULL_BELOW = 2**20
 """A watched folder whose disk has fewer free bytes than this is full, for a sweep."""
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
@@ -82,9 +84,14 @@ class Ballast:
     sweep runs and freed when its disk fills. Creating it is best effort: a disk too full for it is
     reported by the store itself."""
 
-    def __init__(self, tracking_uri: str, size: int = BALLAST_BYTES) -> None:
+    def __init__(self, tracking_uri: str, size: int = BALLAST_BYTES, share: float = 1.0) -> None:
         store = sqlite_path(tracking_uri)
         self.size = size
+        if store is not None and share < 1.0:  # at most ``share`` of the free space (a small disk still gets one)
+            try:
+                self.size = max(4096, min(size, int(shutil.disk_usage(store.parent).free * share)))
+            except OSError:
+                pass
         self.path: Path | None = store.with_name(f"{store.name}{BALLAST_SUFFIX}{os.getpid()}") if store else None
 
     def __enter__(self) -> Ballast:
@@ -115,7 +122,7 @@ class Ballast:
 
 
 @contextmanager
-def _quiet_store() -> Iterator[None]:
+def quiet_store() -> Iterator[None]:
     """No traceback from MLflow's SQL store logger while closing: a failure here is reported in one line."""
     logger = logging.getLogger("mlflow.store.db.utils")
     disabled, logger.disabled = logger.disabled, True
@@ -135,7 +142,7 @@ def fail_sweep(close: Callable[[str, str], None], error: BaseException, ballast:
     where = f" under {', '.join(str(folder) for folder in full)}" if full else ""
     if not full and not is_disk_full(error):
         try:
-            with _quiet_store():
+            with quiet_store():
                 close("FAILED", f"{type(error).__name__}: {error}")
             return
         except Exception as closing:  # noqa: BLE001 - only a full disk is handled here
@@ -143,7 +150,7 @@ def fail_sweep(close: Callable[[str, str], None], error: BaseException, ballast:
                 raise
     ballast.release()
     try:
-        with _quiet_store():
+        with quiet_store():
             close("FAILED", FULL_DISK)
         closed = "its MLflow runs are marked FAILED"
     except Exception as closing:  # noqa: BLE001 - only a full disk is handled here
@@ -152,3 +159,28 @@ def fail_sweep(close: Callable[[str, str], None], error: BaseException, ballast:
         closed = "its MLflow runs could not be closed yet (--resume closes them)"
     raise UserError(f"the disk filled up during the sweep (no space left on the device{where}); {closed}. Free space "
                     f"on the disk of the tracking store and the output folder, then {hint}") from None
+
+
+def close_run(close: Callable[[str, str], None], status: str, error: BaseException, ballast: Ballast) -> None:
+    """Close ``ignite-mbo run``'s MLflow run as ``status`` after ``error`` with ``close(status, reason)``. When
+    the disk is full (``error`` or closing says so), free ``ballast`` first, close it FAILED with
+    :data:`RUN_FULL` and raise a one-line UserError; else return for ``error`` to go on."""
+    if not is_disk_full(error):
+        try:
+            with quiet_store():
+                close(status, f"{type(error).__name__}: {error}")
+            return
+        except Exception as closing:  # noqa: BLE001 - only a full disk is handled here
+            if not is_disk_full(closing):
+                raise
+    ballast.release()
+    try:
+        with quiet_store():
+            close("FAILED", RUN_FULL)
+        closed = "its MLflow run is marked FAILED"
+    except Exception as closing:  # noqa: BLE001 - only a full disk is handled here
+        if not is_disk_full(closing):
+            raise
+        closed = "its MLflow run could not be closed (it stays RUNNING)"
+    raise UserError(f"the disk filled up during the run (no space left on the device); {closed}. Free space on "
+                    "the disk of the tracking store, then run it again") from None

@@ -13,6 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import tempfile
+from pathlib import Path
+
+from ignite_mbo.errors import UserError
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 TOKEN_ENV = "RAY_AUTH_TOKEN"
@@ -33,5 +37,20 @@ def start(num_cpus: int | None = None) -> None:
         os.environ[TOKEN_ENV] = secrets.token_urlsafe(32)
     Config.initialize("")  # Ray caches the mode when first imported: read it again, as Ray itself does
     AuthenticationTokenLoader.instance().reset_cache()
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+    try:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+    except Exception as error:  # noqa: BLE001 - Ray raises anything; SIGINT/SIGTERM (BaseException) go on
+        raise start_failure(error) from None
+
+
+def start_failure(error: Exception) -> UserError:
+    """A one-line error for a local Ray that did not start, naming its temporary folder when that is the cause."""
+    folder = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or tempfile.gettempdir()
+    which = "RAY_TMPDIR" if os.environ.get("RAY_TMPDIR") else "TMPDIR"
+    if not Path(folder).is_dir():
+        return UserError(f"Ray could not start: its temporary folder {folder} ({which}) is not a folder; "
+                         "point RAY_TMPDIR at a writable folder")
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    return UserError(f"Ray could not start ({type(error).__name__}: {first}); check that {folder} ({which}) is a "
+                     "writable folder with free space, and that ray.init works on this machine")

@@ -18,6 +18,7 @@ FINISHED, FAILED with the error, or KILLED when interrupted (SIGINT).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -48,6 +49,10 @@ class SweepInterrupted(Exception):
         super().__init__(f"sweep interrupted; its state is in {sweep_dir}")
         self.sweep_dir = sweep_dir
         self.signum = int(signum)
+
+
+class RayStartFailed(UserError):
+    """The local Ray did not start: one line, and the sweep folder claimed for it is given back."""
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
@@ -156,17 +161,22 @@ def run_sweep(
     tasks = load_tasks(plan.trials, data_dir, plan.spec.search)  # bounds of the task and the machine: before a word
     if not quiet:
         announce(plan.sweep_dir, total, resume=plan.resume is not None)
-    with signals.StopOnSignals() as stop:  # SIGINT/SIGTERM before Tune runs: one line, the claim released
+    output = plan.sweep_dir.parent
+    made_output = not output.exists()  # removed again if the sweep stops while starting and leaves it empty
+    with signals.StopOnSignals() as stop:  # SIGINT/SIGTERM/SIGHUP before Tune runs: one line, the claim released
         if plan.resume is None:  # made and owned before the store is touched (two sweeps never share one)
             folders.prepare_storage(plan.storage_path)
-            plan.sweep_dir = folders.claim_sweep_folder(plan.sweep_dir.parent, plan.spec.name)
+            plan.sweep_dir = folders.claim_sweep_folder(output, plan.spec.name)
         try:
             return _run_started(plan, tasks, total, address=address, num_cpus=num_cpus, resume_hint=resume_hint,
                                 quiet=quiet, stop=stop)
-        except (signals.Stopped, KeyboardInterrupt):  # before the sweep's run existed: nothing to resume
+        except (signals.Stopped, KeyboardInterrupt, RayStartFailed):  # before the sweep's run existed
             _shutdown_ray()
             if plan.resume is None:
                 folders.release_claim(plan.sweep_dir)
+                if made_output:
+                    with contextlib.suppress(OSError):
+                        output.rmdir()  # only if empty
             raise
 
 
@@ -186,7 +196,10 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
 
     quiet_ray()
     with signals.ray_keeps_our_handlers():
-        connect(address, num_cpus)
+        try:
+            connect(address, num_cpus)
+        except UserError as error:  # the local Ray did not start (local_ray.start_failure)
+            raise RayStartFailed(str(error)) from None
     stop.rearm()  # Ray's core worker installed its fatal-signal handler (a stack dump, exit 134) over ours
     check_cluster(plan)
     callbacks: list[Any] = [NonFiniteNoRetry()]

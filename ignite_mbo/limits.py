@@ -30,6 +30,9 @@ GP_COPIES = 6
 """n×n float64 matrices an exact GP holds while fitting on n points (kernel, distances, factor, gradients)."""
 ACTIVATION_BYTES = 12
 """Per point and hidden unit of a layer: the float32 activation, its gradient and the pre-activation."""
+SAMPLE_COPIES = 8
+"""float32 copies of one sampled design's one-hot width alive at once (two decoders' logits, their log-softmax
+and log-probs, the draw); a generator's ``*batch_size`` and CbAS's online samples are bounded with it."""
 GENERATIVE = frozenset({"cbas", "mins", "reinforce"})
 """Baselines that sample their designs from a generator: ``num_designs`` is not bounded by the pool."""
 
@@ -172,6 +175,20 @@ def working_bytes(values: dict[str, Any], num_features: int, rows: int) -> dict[
         if isinstance(count, int) and widths:
             points = min(count, rows) if name == "batch_size" else count
             needs[name] = points * max(widths) * layers * members * ACTIVATION_BYTES
+    for name, count in values.items():  # a generator's own batch: vae_, gan_, policy_batch_size
+        prefix = name.removesuffix("batch_size")
+        hidden = values.get(f"{prefix}hidden_size") or (max(widths) if widths else 0)
+        if name.endswith("batch_size") and prefix and isinstance(count, int) and not name.startswith("bo_"):
+            layers_of = int(values.get(f"{prefix}num_layers", layers) or 1)
+            per_point = hidden * layers_of * ACTIVATION_BYTES + SAMPLE_COPIES * 4 * num_features
+            needs[name] = count * per_point
+    if isinstance(values.get("online_batches"), int) and isinstance(values.get("vae_batch_size"), int):
+        count = int(values["online_batches"]) * int(values["vae_batch_size"])  # CbAS: one draw of them all
+        hidden = int(values.get("vae_hidden_size", 0)) * int(values.get("vae_num_layers", 1))
+        per_point = 4 * (int(values.get("latent_size", 1)) + SAMPLE_COPIES * num_features + 2 * hidden)
+        needs["online_batches*vae_batch_size"] = count * (per_point + max(widths, default=0) * members * 4)
+    if isinstance(values.get("num_designs"), int):
+        needs["num_designs"] = int(values["num_designs"]) * SAMPLE_COPIES * 4 * num_features
     if isinstance(values.get("bo_gp_samples"), int):
         q, restarts = int(values["bo_batch_size"]), int(values["bo_batch_limit"])
         history = min(int(values["bo_gp_samples"]), rows) + int(values["bo_iterations"]) * q
@@ -195,8 +212,9 @@ def check_working_memory(settings: BaseModel, task: Task, device: str = "cpu") -
     name, needed = max(needs.items(), key=lambda item: item[1])
     if base + needed > MEMORY_SHARE * free:
         where = device if device.startswith("cuda") else "this machine"
-        raise UserError(f"{name}={values[name]:,} needs about {needed / 2**30:.1f} GiB of working memory on "
-                        f"{task.task_id}, and {where} has {free / 2**30:.1f} GiB free; lower {name}")
+        given = " × ".join(f"{part}={values[part]:,}" for part in name.split("*"))
+        raise UserError(f"{given} needs about {needed / 2**30:.1f} GiB of working memory on "
+                        f"{task.task_id}, and {where} has {free / 2**30:.1f} GiB free; lower {name.replace('*', ' or ')}")
 
 
 # ---- the task -------------------------------------------------------------------------------------

@@ -96,6 +96,10 @@ RUN = [
      "bo_raw_samples=1,000,000 needs about"),
     (["run", "--baseline", "bo-qei", "--set", "bo_mc_samples=1000000", "--set", "bo_batch_limit=1000"],
      "bo_mc_samples=1,000,000 needs about"),
+    (["run", "--baseline", "cbas", "--set", "vae_batch_size=65536", "--set", "online_batches=2000"],
+     "online_batches=2,000 × vae_batch_size=65,536 needs about"),
+    (["run", "--baseline", "cbas", "--set", "online_batches=1000000"],
+     "online_batches=1,000,000 × vae_batch_size=100 needs about"),
     (["run", "--set", "num_designs=100000"], "num_designs=100,000 is more than the 32,898 rows"),
     (["run", "--task-option", "max_samples=99999999999"], "pool of 32,898 rows"),
 ]
@@ -125,6 +129,10 @@ SWEEP = [
     (["sweep", "{space}"], "name", "name: a/b\n"),
     (["sweep", "{space}"], "name", "name: ''\n"),
     (["sweep", "{space}"], "name", "trial: {}\n"),
+    (["sweep", "{space}"], "ASHA rungs (at most 100)",
+     "name: x\nobjective: val_loss\nscheduler: {name: asha, grace_period: 1, max_t: 1000, reduction_factor: 1.0000000001}\n"),
+    (["sweep", "{space}"], "ASHA rungs (at most 100)",
+     "name: x\nobjective: val_loss\nscheduler: {name: asha, grace_period: 1, max_t: 1000000, reduction_factor: 1.1}\n"),
     (["sweep", "{space}"], "more than --max-trials",
      "name: x\ngrid:\n  seed: " + str(list(range(100))) + "\n  baseline_options.epochs: " + str(list(range(1, 101)))
      + "\n  baseline_options.hidden_size: " + str(list(range(1, 101))) + "\n"),
@@ -352,6 +360,68 @@ def test_data(argv, needle, places, capsys, monkeypatch):
     work, values = places
     monkeypatch.delenv("IGNITE_MBO_DATA_DIR", raising=False)
     fails_cleanly(fill(argv, values), needle, work, capsys)
+
+
+@pytest.fixture
+def trickling_hub():
+    """A fake Hugging Face endpoint on 127.0.0.1: file metadata at once, then the body at 1 byte/s."""
+    import http.server
+    import threading
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def _headers(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.send_header("ETag", '"0123456789abcdef"')
+            self.send_header("X-Repo-Commit", "0" * 40)
+            self.end_headers()
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._headers()
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._headers()
+            try:
+                for _ in range(60):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(1)
+            except OSError:
+                pass
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_download_that_trickles_ends_within_its_deadline(trickling_hub, places, capsys, monkeypatch, tmp_path):
+    """Headers then 1 byte/s never trips a per-read timeout: the overall deadline ends it, one line."""
+    from ignite_mbo.tasks import download
+
+    work, values = places
+    monkeypatch.setattr(download, "DEADLINE_FLOOR_S", 3.0, raising=False)
+    monkeypatch.setattr(download, "SLOWEST_RATE", 10**9, raising=False)
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", trickling_hub)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    data = Path(values["outside"]) / "data"
+    started = time.monotonic()
+    argv = ["data", "download", "--task", "tf_bind_8", "--data-dir", str(data)]
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "Traceback" not in "".join(err), err
+    assert err[-1].startswith("ignite-mbo data: error:") and f"from {trickling_hub} did not finish within" in err[-1]
+    assert list(work.iterdir()) == []
+    assert time.monotonic() - started < 30
+    assert not data.exists() or not any(data.rglob("*")), "nothing half-written in the data dir"
 
 
 SUBPROCESS = [

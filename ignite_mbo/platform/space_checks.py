@@ -3,7 +3,8 @@
 Each of these once passed ``SweepSpec`` and failed only after ``mlflow.db`` and the sweep folder
 were written: a YAML nested too deep for Python's recursion, ``true`` where a count is expected,
 a seed Optuna or numpy refuses, a ``quniform`` bound that is not a multiple of its q, an ASHA
-``grace_period`` beyond ``max_t``, a variant axis with no values, and distributions that draw
+``grace_period`` beyond ``max_t``, an ASHA ``reduction_factor`` so near 1 that Ray builds billions of
+rungs, a variant axis with no values, and distributions that draw
 values a field refuses (``randn`` for a bound that must stay > 0). A huge grid is said at once.
 A sampled model size is checked at its largest drawable value against the machine's memory, as a
 grid value is (:func:`check_largest_draws`, once the tasks are built).
@@ -12,6 +13,7 @@ grid value is (:func:`check_largest_draws`, once the tasks are built).
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from typing import Any
 
@@ -30,6 +32,8 @@ ANNOUNCE_FROM = 1_000
 DRAWS = 64
 """Values drawn from each distribution to check them against the field they set."""
 SEED_RANGE = 2**32
+MAX_RUNGS = 100
+"""Most rungs ASHA may build (floor(log(max_t/grace_period)/log(reduction_factor)) + 1); Ray allocates each."""
 ROWS_KEY = "task_options.max_samples"
 """A sampled task option that sets the rows a trial trains on: checked at its smallest and largest draw."""
 
@@ -80,6 +84,12 @@ def check_searcher(spec: Any) -> None:
     if scheduler is not None and scheduler.name == "asha" and scheduler.grace_period > scheduler.max_t:
         raise UserError(f"scheduler.grace_period {scheduler.grace_period} exceeds scheduler.max_t {scheduler.max_t}: "
                         "ASHA would stop no trial early; use grace_period <= max_t")
+    if scheduler is not None and scheduler.name == "asha":
+        rungs = math.floor(math.log(scheduler.max_t / scheduler.grace_period) / math.log(scheduler.reduction_factor)) + 1
+        if rungs > MAX_RUNGS:
+            raise UserError(f"scheduler.reduction_factor {scheduler.reduction_factor} with grace_period "
+                            f"{scheduler.grace_period} and max_t {scheduler.max_t} makes {rungs:,} ASHA rungs "
+                            f"(at most {MAX_RUNGS}); use a reduction_factor of 2 to 4, or a smaller max_t/grace_period")
     for number, variant in enumerate(spec.variants, start=1):
         for key, values in variant.items():
             if not values:

@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self, cast
@@ -106,6 +106,39 @@ def _download_error(exc: Exception, entry: FileEntry, revision: str, endpoint: s
     )
 
 
+DEADLINE_FLOOR_S = 120.0
+"""Seconds every file may take whatever its size (connection, redirects, retries)."""
+SLOWEST_RATE = 50_000
+"""Bytes per second below which a download counts as stuck: a file's deadline is floor + size / this."""
+
+
+def _within_deadline(entry: FileEntry, endpoint: str | None, root: Path, call: Callable[[], str]) -> str:
+    """``call()`` (one file's download) in a daemon thread, refused once its deadline has passed: a server
+    that trickles bytes never trips httpx's per-read timeout. The stuck thread cannot block the exit."""
+    deadline = DEADLINE_FLOOR_S + entry.bytes / SLOWEST_RATE
+    result: list[str] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name=f"download {entry.repo_path}", daemon=True)
+    worker.start()
+    worker.join(deadline)
+    if failure:
+        raise failure[0]
+    if not result:
+        raise UserError(
+            f"download of {entry.repo_path} from {_endpoint(endpoint)} did not finish within {deadline:.0f} s "
+            f"(the server sends too slowly or stalls); check the network, set HF_ENDPOINT to another mirror, "
+            f"or place the files by hand under {root} and run 'ignite-mbo data verify'"
+        )
+    return result[0]
+
+
 def _fetch_all(
     entries: Sequence[FileEntry], revision: str, endpoint: str | None, cache_dir: Path | None, root: Path
 ) -> list[Path]:
@@ -122,10 +155,10 @@ def _fetch_all(
 
     def fetch(entry: FileEntry) -> Path:
         try:
-            path = hf_hub_download(
+            path = _within_deadline(entry, endpoint, root, lambda: hf_hub_download(
                 REPO_ID, entry.repo_path, repo_type="dataset", revision=revision, endpoint=endpoint,
                 cache_dir=cache_dir, tqdm_class=cast(Any, progress),
-            )
+            ))
         # RuntimeError: a thread whose connection failed closed huggingface_hub's shared client
         except (OSError, ValueError, RuntimeError, httpx2.HTTPError) as exc:
             raise _download_error(exc, entry, revision, _endpoint(endpoint), root) from None

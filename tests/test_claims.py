@@ -136,7 +136,7 @@ def test_jsonl_records_keep_options_apart_and_sources_combine(tmp_path: Path, js
     report = build_report(inputs.read_sources([jsonl, credit]))
     rows = set(report.long["row"])
     assert "reinforce + ignite (baseline_options.per_design_credit=true)" in rows
-    assert "reinforce + ignite (baseline_options.per_design_credit=None)" in rows
+    assert "reinforce + ignite (baseline_options.per_design_credit=default)" in rows
     assert "config.sweep" not in report.results.columns, "no trial is in both sources: they pair freely"
     again = tmp_path / "again.jsonl"
     again.write_text(jsonl.read_text())

@@ -276,6 +276,9 @@ def _param_name(column: str) -> str:
 
 
 def _format_value(value: Any) -> str:
+    """A row label's setting value; a setting the trial did not record ran at its default."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "default"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

@@ -71,9 +71,20 @@ def bound_http_calls(rest_utils: ModuleType | None = None) -> None:
         http_deadline.install(rest_utils)
 
 
+def _read_schema(uri: str) -> tuple[set[str], tuple | None]:
+    """The table names and the first ``quick_check`` row of the SQLite database at ``uri``."""
+    connection = sqlite3.connect(uri, uri=True, timeout=5)
+    try:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return tables, connection.execute("PRAGMA quick_check(1)").fetchone()
+    finally:
+        connection.close()
+
+
 def check_sqlite_store(path: Path) -> None:
     """Refuse ``path`` unless it is missing, empty, or a readable SQLite database holding MLflow's tables
-    (and only then may MLflow open it). Read-only: the file is never changed."""
+    (and only then may MLflow open it). Read-only: the file is never changed, except that a hot journal left by
+    a killed writer is rolled back, as any SQLite reader would."""
     if not path.exists():
         return
     if not path.is_file():  # a FIFO or a device would hang MLflow or feed it garbage
@@ -85,12 +96,15 @@ def check_sqlite_store(path: Path) -> None:
             header = handle.read(16)
         if header != b"SQLite format 3\x00":
             raise sqlite3.DatabaseError("not a database")
-        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
         try:
-            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            check = connection.execute("PRAGMA quick_check(1)").fetchone()
-        finally:
-            connection.close()
+            tables, check = _read_schema(f"{path.as_uri()}?mode=ro")
+        except sqlite3.OperationalError as error:
+            hot = any(path.with_name(path.name + suffix).exists() for suffix in ("-journal", "-wal"))
+            if "readonly" not in str(error) or not hot:
+                raise
+            # A process killed mid-transaction left a hot journal, which a reader must roll back: SQLite does
+            # that on a read-write open, as MLflow's own would; the content is the last committed state.
+            tables, check = _read_schema(path.as_uri())
     except sqlite3.OperationalError as error:
         if "locked" in str(error):
             return  # a sweep is writing it: MLflow's own retries handle that

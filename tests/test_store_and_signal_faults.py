@@ -393,3 +393,22 @@ def test_a_server_that_answers_500_after_the_probe_is_named_so(serve, tmp_path, 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     err = one_line_exit_2([*RUN, "--tracking-uri", url], capsys, "HTTP 500")
     assert "did not answer in time" not in err, err
+
+
+def test_a_store_with_a_hot_journal_from_a_killed_writer_is_read_not_refused(tmp_path):
+    """A writer killed mid-transaction (a second Ctrl-C) leaves ``mlflow.db-journal``; a read-only open then
+    fails with "attempt to write a readonly database". The guard reads it as SQLite would, rolled back."""
+    from ignite_mbo.store_guard import check_sqlite_store
+
+    store = tmp_path / "mlflow.db"
+    killed_mid_transaction = (
+        "import os, sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1]); c.execute('create table t(x)'); c.commit()\n"
+        "c.execute('pragma cache_size=1'); c.execute('begin')\n"
+        "for _ in range(2000): c.execute('insert into t values (?)', ('x' * 500,))\n"
+        "os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", killed_mid_transaction, str(store)], check=True, timeout=60)
+    assert (tmp_path / "mlflow.db-journal").stat().st_size > 0
+    with pytest.raises(UserError, match="another program's SQLite database .tables: t."):
+        check_sqlite_store(store)  # read, not "cannot be read as SQLite"
+    assert sqlite3.connect(store).execute("select count(*) from t").fetchone() == (0,), "the last committed state"

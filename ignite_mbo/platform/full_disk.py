@@ -132,6 +132,30 @@ def quiet_store() -> Iterator[None]:
         logger.disabled = disabled
 
 
+def _close_after(close: Callable[[str, str], None], status: str, error: BaseException, ballast: Ballast,
+                 full: bool, full_reason: str) -> bool | None:
+    """Close with ``close(status, error's text)``, or, when the disk is full (``full``, ``error`` or closing says
+    so), free ``ballast`` first and close FAILED with ``full_reason``. None: not a full disk, closed as usual;
+    else whether the full-disk close got written."""
+    if not full and not is_disk_full(error):
+        try:
+            with quiet_store():
+                close(status, f"{type(error).__name__}: {error}")
+            return None
+        except Exception as closing:  # noqa: BLE001 - only a full disk is handled here
+            if not is_disk_full(closing):
+                raise
+    ballast.release()
+    try:
+        with quiet_store():
+            close("FAILED", full_reason)
+        return True
+    except Exception as closing:  # noqa: BLE001 - only a full disk is handled here
+        if not is_disk_full(closing):
+            raise
+        return False
+
+
 def fail_sweep(close: Callable[[str, str], None], error: BaseException, ballast: Ballast, hint: str,
                watched: Sequence[Path] = ()) -> None:
     """Close the sweep's runs FAILED after ``error`` with ``close(status, reason)``. When the disk is full
@@ -139,25 +163,12 @@ def fail_sweep(close: Callable[[str, str], None], error: BaseException, ballast:
     with :data:`FULL_DISK`, and raise a one-line UserError ending with ``hint`` (how to resume); else return
     for ``error`` to go on."""
     full = full_folders(watched)
+    closed = _close_after(close, "FAILED", error, ballast, bool(full), FULL_DISK)
+    if closed is None:
+        return
     where = f" under {', '.join(str(folder) for folder in full)}" if full else ""
-    if not full and not is_disk_full(error):
-        try:
-            with quiet_store():
-                close("FAILED", f"{type(error).__name__}: {error}")
-            return
-        except Exception as closing:  # noqa: BLE001 - only a full disk is handled here
-            if not is_disk_full(closing):
-                raise
-    ballast.release()
-    try:
-        with quiet_store():
-            close("FAILED", FULL_DISK)
-        closed = "its MLflow runs are marked FAILED"
-    except Exception as closing:  # noqa: BLE001 - only a full disk is handled here
-        if not is_disk_full(closing):
-            raise
-        closed = "its MLflow runs could not be closed yet (--resume closes them)"
-    raise UserError(f"the disk filled up during the sweep (no space left on the device{where}); {closed}. Free space "
+    done = "its MLflow runs are marked FAILED" if closed else "its MLflow runs could not be closed yet (--resume closes them)"
+    raise UserError(f"the disk filled up during the sweep (no space left on the device{where}); {done}. Free space "
                     f"on the disk of the tracking store and the output folder, then {hint}") from None
 
 
@@ -165,22 +176,9 @@ def close_run(close: Callable[[str, str], None], status: str, error: BaseExcepti
     """Close ``ignite-mbo run``'s MLflow run as ``status`` after ``error`` with ``close(status, reason)``. When
     the disk is full (``error`` or closing says so), free ``ballast`` first, close it FAILED with
     :data:`RUN_FULL` and raise a one-line UserError; else return for ``error`` to go on."""
-    if not is_disk_full(error):
-        try:
-            with quiet_store():
-                close(status, f"{type(error).__name__}: {error}")
-            return
-        except Exception as closing:  # noqa: BLE001 - only a full disk is handled here
-            if not is_disk_full(closing):
-                raise
-    ballast.release()
-    try:
-        with quiet_store():
-            close("FAILED", RUN_FULL)
-        closed = "its MLflow run is marked FAILED"
-    except Exception as closing:  # noqa: BLE001 - only a full disk is handled here
-        if not is_disk_full(closing):
-            raise
-        closed = "its MLflow run could not be closed (it stays RUNNING)"
-    raise UserError(f"the disk filled up during the run (no space left on the device); {closed}. Free space on "
+    closed = _close_after(close, status, error, ballast, False, RUN_FULL)
+    if closed is None:
+        return
+    done = "its MLflow run is marked FAILED" if closed else "its MLflow run could not be closed (it stays RUNNING)"
+    raise UserError(f"the disk filled up during the run (no space left on the device); {done}. Free space on "
                     "the disk of the tracking store, then run it again") from None

@@ -69,7 +69,10 @@ def test_durations_read_as_people_write_them():
     assert [duration(s) for s in (0, 42.4, 185, 3725)] == ["0s", "42s", "3m05s", "1h02m"]
 
 
-def test_download_retries_are_shown_as_they_happen(capsys):
+def test_download_retries_are_shown_as_they_happen(capsys, monkeypatch):
+    # huggingface_hub's own handler keeps the sys.stderr of whichever test first configured it (an earlier
+    # test's closed capture): without it, this test sees only what it logs itself.
+    monkeypatch.setattr(logging.getLogger("huggingface_hub"), "handlers", [])
     logger = logging.getLogger("huggingface_hub.utils._http")
     with retries_shown():
         logger.warning("'(ReadTimeoutError(\"HTTPSConnectionPool(host='huggingface.co', port=443): Read timed out.\"))' "

@@ -119,14 +119,19 @@ def test_a_read_only_query_on_a_new_store_is_refused(tmp_path, monkeypatch, caps
 
 # ---- a tracking server with user:password@ (t3b) and one that trickles (t2-trickle) ----------------
 
-def test_a_server_url_with_credentials_is_probed_with_basic_auth(serve):
-    expected = "Basic " + base64.b64encode(b"u:p%w").decode()
+def requiring_basic_auth(user_password: bytes) -> Reply:
+    """An MLflow-like answer for requests with Basic auth ``user:password``, 401 for any other."""
+    expected = "Basic " + base64.b64encode(user_password).decode()
 
     def reply(handler: http.server.BaseHTTPRequestHandler) -> None:
         ok = handler.headers.get("Authorization") == expected
         answer(handler, 200 if ok else 401, MLFLOW_JSON if ok else b'{"error_code": "UNAUTHENTICATED"}')
 
-    url = serve(reply)
+    return reply
+
+
+def test_a_server_url_with_credentials_is_probed_with_basic_auth(serve):
+    url = serve(requiring_basic_auth(b"u:p%w"))
     with_credentials = url.replace("http://", "http://u:p%25w@")
     assert check_tracking_server(with_credentials, timeout_s=5) == with_credentials
     wrong = url.replace("http://", "http://u:nope@")
@@ -345,13 +350,7 @@ def test_mask_hides_the_whole_userinfo(text, shown):
 
 
 def test_sweep_json_holds_no_password_and_resume_takes_it_again(serve, tmp_path, monkeypatch):
-    expected = "Basic " + base64.b64encode(b"alice:pw").decode()
-
-    def reply(handler: http.server.BaseHTTPRequestHandler) -> None:
-        ok = handler.headers.get("Authorization") == expected
-        answer(handler, 200 if ok else 401, MLFLOW_JSON if ok else b'{"error_code": "UNAUTHENTICATED"}')
-
-    url = serve(reply)
+    url = serve(requiring_basic_auth(b"alice:pw"))
     secret = url.replace("http://", "http://alice:pw@")
     space = tmp_path / "space.yaml"
     space.write_text("name: s\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n")

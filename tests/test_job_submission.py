@@ -231,7 +231,8 @@ def test_the_local_head_guide_runs_as_written_on_a_non_private_address(tmp_path,
         output = done.stdout + done.stderr
         assert done.returncode == 0 and "Job 'quick-1' succeeded" in output, output[-4000:]
         assert output.count("3 trials (0 failed)") == 2, "the submission's log, then `ray job logs` again"
-        assert not [noise for noise in ("View run", "Downloading artifacts", "Traceback") if noise in output]
+        noise = [word for word in ("View run", "Downloading artifacts", "Traceback") if word in output]
+        assert not noise, output[max(0, output.find(noise[0]) - 2000):][:6000] if noise else ""
         deadline = time.monotonic() + 30
         while (left := processes_under(home)) and time.monotonic() < deadline:
             time.sleep(1)

@@ -60,6 +60,9 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
 
     ``address="local"`` always starts a fresh instance, so a stale session file from an earlier
     crash cannot break ``num_cpus``; it lets in only holders of a per-sweep token (:mod:`local_ray`).
+    Neither streams the trial workers' own output to this console: a trial's error reaches the table, the
+    results and MLflow, and Ray's worker logs keep the rest. (Streamed, Ray's SIGTERM to a finished trial's
+    worker could print an "Exception ignored" traceback into a sweep that went well.)
     """
     import logging
 
@@ -68,7 +71,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     else:
         local_ray.start(num_cpus)
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import torch
 
+from ignite_mbo.allocator import keep_freed_memory
 from ignite_mbo.models import GaussianEnsemble, gaussian_nll
 from ignite_mbo.regularizers import build
 from ignite_mbo.training import _GraphedStep, _Step, keras_adam
@@ -110,6 +111,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    keep_freed_memory()  # as every trial does (ignite_mbo.trial.run_trial)
     print(f"device={args.device} hidden={args.hidden} batch=128 threads={torch.get_num_threads()} "
           f"median of {args.repeats} runs of {args.batches} steps")
     modes = [False, True] if args.device.startswith("cuda") else [False]

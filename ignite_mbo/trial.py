@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ignite_mbo.allocator import keep_freed_memory
 from ignite_mbo.baselines import load
 from ignite_mbo.baselines.base import Context, Proposal
 from ignite_mbo.config import TrialConfig
@@ -43,6 +44,7 @@ def run_trial(
     reference draws a new training set in every run.
     """
     started = time.perf_counter()
+    keep_freed_memory()
     streams = Streams(config.seed)
     if task is None:
         task = make(config.task, data_dir, **config.task_options)

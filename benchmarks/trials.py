@@ -7,7 +7,8 @@ Trials already in OUT.jsonl are skipped, so a killed run resumes. Each worker is
 ``--threads`` torch threads; on a GPU machine every worker shares the visible GPU (fractional
 packing). ``--deadline`` (seconds) stops starting new trials after that time. The last line printed
 is a throughput summary: trials finished, wall time and trials per hour. Each row records its wall
-time and the worker process's CPU time (``cpu_time_s``: what the trial cost on a shared machine). Used for the background
+time, the worker process's CPU time (``cpu_time_s``: what the trial cost on a shared machine) and the
+commit of the code that ran it (``code``: costs change with the code, scores should not). Used for the background
 reproduction runs on the CPU and by ``benchmarks/device_check.sh`` on a GPU.
 """
 
@@ -17,6 +18,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(job.pop("threads"))
+    code = job.pop("code")
     from ignite_mbo.config import TrialConfig
     from ignite_mbo.trial import run_trial
 
@@ -43,7 +46,20 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     summary = {key: value for key, value in result.summary.items()}
     return {"task": config.task, "baseline": config.baseline, "regularizer": config.regularizer.name,
             "seed": config.seed, "fidelity": config.fidelity, "options": config.baseline_options,
-            "started": started, **summary, "cpu_time_s": time.process_time() - cpu_started}
+            "started": started, **summary, "cpu_time_s": time.process_time() - cpu_started, "code": code}
+
+
+def code_version() -> str:
+    """The short commit of this checkout, with ``+dirty`` when it has uncommitted changes; ``unknown`` without git."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
 
 
 def key(row: dict[str, Any]) -> tuple:
@@ -84,6 +100,8 @@ def main() -> None:
             if key(row) not in done:
                 jobs.append({**job, "threads": args.threads})
 
+    code = code_version()
+    jobs = [{**job, "code": code} for job in jobs]
     started = time.time()
     context = mp.get_context("spawn")
     with context.Pool(args.workers, maxtasksperchild=1) as pool:

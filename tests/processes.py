@@ -37,16 +37,27 @@ def wait_until_up(ready: Callable[[], bool], process: subprocess.Popen, log: Pat
         time.sleep(interval_s)
 
 
-def kill_marked(marker: str, value: str) -> None:
-    """SIGKILL every process, other than this one, whose environment has ``marker=value``."""
-    needle = f"{marker}={value}".encode()
+def marked(marker: str, value: str) -> list[int]:
+    """The processes, other than this one, whose environment has ``marker=value`` (zombies excluded)."""
+    needle, found = f"{marker}={value}".encode(), []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, PermissionError):
+            if needle in (entry / "environ").read_bytes().split(b"\0") and \
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(int(entry.name))
+        except (OSError, PermissionError, IndexError):
+            continue
+    return found
+
+
+def kill_marked(marker: str, value: str) -> None:
+    """SIGKILL every process, other than this one, whose environment has ``marker=value``."""
+    for pid in marked(marker, value):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
             continue
 
 

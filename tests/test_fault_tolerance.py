@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from processes import kill_marked, tmpfs
+from processes import kill_marked, marked, tmpfs
 
 # ---- one MLflow run per trial, across attempts -----------------------------------------------------
 
@@ -416,6 +416,33 @@ def test_sigterm_stops_like_sigint_and_a_corrupt_tuner_state_changes_no_record(t
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGQUIT])
+def test_sighup_or_sigquit_stops_a_sweep_like_sigterm(signum, tmp_path, design_bench_dir):
+    """The terminal closed (SIGHUP) or Ctrl-\\ (SIGQUIT) during a sweep: trials stopped, runs KILLED, the resume
+    command printed, exit 128 + the signal, no traceback and no process of its Ray left behind."""
+    sweep = Sweep(tmp_path, design_bench_dir, FOUR)
+    try:
+        driver = sweep.start()
+        sweep.wait_for(lambda: count_runs(tmp_path / "mlflow.db", "FINISHED") >= 1, "a finished trial")
+        os.kill(driver.pid, signum)
+        stdout, stderr = driver.communicate(timeout=300)
+        assert driver.returncode == 128 + signum, stderr[-3000:]
+        assert "Traceback" not in stdout + stderr, stderr[-3000:]
+        assert resume_command(stderr)
+        client = MlflowClient(sweep.uri)
+        experiment = client.get_experiment_by_name("four").experiment_id
+        (parent,) = client.search_runs([experiment], "tags.`ignite_mbo.kind` = 'sweep'")
+        assert parent.info.status == "KILLED"
+        assert "RUNNING" not in {run.info.status for run in trial_runs(sweep.uri, "four")}
+        deadline = time.monotonic() + 30
+        while (left := marked("RAY_TMPDIR", sweep.ray_tmp)) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not left, "processes of the sweep's Ray outlived it"
+    finally:
+        sweep.cleanup()
+
+
+@pytest.mark.slow
 def test_second_sigint_exits_at_once_with_trials_pending_and_resume_recovers(tmp_path, design_bench_dir):
     sweep = Sweep(tmp_path, design_bench_dir, FOUR)
     try:
@@ -612,11 +639,12 @@ class _Payload:
         return (Path.touch, (self.marker,))
 
 
-@pytest.mark.parametrize("linked", ["tuner.pkl", "trial_0/params.pkl", "trial_0"])
+@pytest.mark.parametrize("linked", ["tuner.pkl", "trial_0/params.pkl", "trial_0", "hard:tuner.pkl",
+                                    "hard:trial_0/params.pkl"])
 def test_resume_never_unpickles_a_state_file_that_links_outside_the_sweep_folder(linked, tmp_path, monkeypatch,
                                                                                  capsys):
-    """A Tune state file (or folder) in the sweep folder that is a symlink to a pickle elsewhere is refused
-    in one line, exit 2, before anything is unpickled: the pickle's payload does not run."""
+    """A Tune state file (or folder) in the sweep folder that is a symlink, or a hard link, to a pickle elsewhere
+    is refused in one line, exit 2, before anything is unpickled: the pickle's payload does not run."""
     import pickle
 
     from ignite_mbo.cli import main
@@ -637,15 +665,19 @@ def test_resume_never_unpickles_a_state_file_that_links_outside_the_sweep_folder
     (evil / "tuner.pkl").write_bytes(pickle.dumps(_Payload(marker)))
     SweepRecord(spec=load_spec(space).model_dump(mode="json"), tracking_uri=uri, experiment="x",
                 parent_run_id="0" * 32, storage_path=str(out), experiment_path=str(sweep_dir)).save(sweep_dir)
+    hard, linked = linked.startswith("hard:"), linked.removeprefix("hard:")
     target = evil if linked == "trial_0" else evil / Path(linked).name
     if linked == "trial_0":
         (sweep_dir / "trial_0").rmdir()
-    (sweep_dir / linked).symlink_to(target)
+    if hard:
+        os.link(target, sweep_dir / linked)
+    else:
+        (sweep_dir / linked).symlink_to(target)
     capsys.readouterr()
     code = main(["sweep", str(space), "--output-dir", str(out), "--resume", "--quiet", "--num-cpus", "1"])
     err = capsys.readouterr().err.strip()
     assert not marker.exists(), "the linked pickle was loaded"
-    assert code == 2 and "\n" not in err and "outside the sweep folder" in err, (code, err)
+    assert code == 2 and "\n" not in err and ("hard link" if hard else "outside the sweep folder") in err, (code, err)
     assert linked in err
 
 @pytest.mark.slow
@@ -830,17 +862,19 @@ def start_run(folder: Path, store: Path, design_bench_dir: Path) -> subprocess.P
 
 
 @pytest.mark.slow
-def test_sighup_to_run_while_training_marks_the_run_killed(tmp_path, design_bench_dir):
-    """The terminal closed (SIGHUP) while `run` trains: handled like SIGTERM, one line, exit 129, run KILLED."""
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGQUIT])
+def test_sighup_or_sigquit_to_run_while_training_marks_the_run_killed(signum, tmp_path, design_bench_dir):
+    """The terminal closed (SIGHUP) or Ctrl-\\ (SIGQUIT) while `run` trains: handled like SIGTERM, one line,
+    exit 128 + the signal, run KILLED."""
     store = tmp_path / "mlflow.db"
     process = start_run(tmp_path, store, design_bench_dir)
     try:
-        process.send_signal(signal.SIGHUP)
+        process.send_signal(signum)
         _, err = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 129, err
-    assert len(err.strip().splitlines()) == 1 and "SIGHUP" in err, err
+    assert process.returncode == 128 + signum, err
+    assert len(err.strip().splitlines()) == 1 and signal.Signals(signum).name in err, err
     assert runs_by_status(store) == {"KILLED": 1}
 
 

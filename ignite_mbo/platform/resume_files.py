@@ -4,7 +4,8 @@ Tune unpickles ``tuner.pkl``, ``trainable.pkl``, the searcher's state and every 
 restores a sweep. Checking only ``experiment_path`` is not enough: a ``tuner.pkl`` that is a symlink
 to a pickle elsewhere would still be unpickled (and its code run). :func:`check_state_files` walks
 the experiment folder without following links and refuses, before anything is read, any entry that
-resolves outside the sweep folder, the experiment folder or the ``--storage-path`` given now.
+resolves outside the sweep folder, the experiment folder or the ``--storage-path`` given now, and any
+file with a second name (a hard link: the same file may sit anywhere on the disk; Tune writes copies).
 """
 
 from __future__ import annotations
@@ -51,3 +52,7 @@ def check_state_files(experiment_path: str, sweep_dir: Path, storage_path: str |
                 raise UserError(f"{entry} links to {entry.resolve()}, outside the sweep folder; --resume "
                                 "unpickles only Tune state inside it: remove the link, or run the sweep again "
                                 "without --resume")
+            if not entry.is_symlink() and entry.is_file() and entry.lstat().st_nlink > 1:
+                raise UserError(f"{entry} is a hard link ({entry.lstat().st_nlink} names), so its contents may "
+                                "live outside the sweep folder; --resume unpickles only Tune state written there: "
+                                "replace it with a copy, or run the sweep again without --resume")

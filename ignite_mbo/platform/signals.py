@@ -1,10 +1,9 @@
-"""How a sweep ends when it is told to: SIGINT (Ctrl-C) and SIGTERM (``ray job stop``, Kubernetes,
-batch schedulers) alike, and the guards of ``--resume``.
+"""How a sweep ends when it is told to: SIGINT (Ctrl-C), SIGTERM (``ray job stop``, Kubernetes,
+batch schedulers), SIGHUP (the terminal was closed) and SIGQUIT (Ctrl-\\) alike, and the guards of ``--resume``.
 
 The first signal stops the sweep gracefully through Tune (the running trials stop, their runs and
 the sweep's run become KILLED, the exact resume command is printed, and the command exits with
-128 + the signal: 130, 143, or 129 for SIGHUP (the terminal was closed), which is handled like
-SIGTERM); a second one exits at once with that status. Before Tune runs (while
+128 + the signal: 130, 143, 129 or 131); a second one exits at once with that status. Before Tune runs (while
 Ray starts, while the store is built) and during ``ignite-mbo run``, either signal raises
 :class:`Stopped` (:class:`StopOnSignals`), so the command cleans up, prints one line and exits 130 or 143. ``--resume`` reads
 Tune's pickled state only under the sweep folder or the storage path the user gave, and a state
@@ -25,7 +24,9 @@ from typing import Any, TypeVar
 
 from ignite_mbo.errors import UserError
 
-STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal was closed
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+"""Ctrl-C; ray job stop, Kubernetes, schedulers; the terminal closed; Ctrl-\\ (its default, a core dump, would
+leave every run RUNNING and the local Ray's agents behind)."""
 T = TypeVar("T")
 
 

@@ -166,7 +166,7 @@ def run_sweep(
         announce(plan.sweep_dir, total, resume=plan.resume is not None)
     output = plan.sweep_dir.parent
     made_output = not output.exists()  # removed again if the sweep stops while starting and leaves it empty
-    with signals.StopOnSignals() as stop:  # SIGINT/SIGTERM/SIGHUP before Tune runs: one line, the claim released
+    with signals.StopOnSignals() as stop:  # a stopping signal before Tune runs: one line, the claim released
         if plan.resume is None:  # made and owned before the store is touched (two sweeps never share one)
             folders.prepare_storage(plan.storage_path)
             plan.sweep_dir = folders.claim_sweep_folder(output, plan.spec.name)

@@ -34,8 +34,10 @@ ARTIFACTS_FOLDER = "mlartifacts"
 """The artifact root beside a sqlite store (``mlflow_store.experiment_id``)."""
 MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}
 """Tables every MLflow SQL store has."""
-_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#\r\n]+)@")
-"""A URL's userinfo: everything up to the last ``@`` before the path, as URL parsers split it (spaces too)."""
+_CREDENTIALS = re.compile(r"(?P<scheme>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,63}://)(?P<userinfo>[^/?#\r\n]{1,4096})@")
+"""A URL's userinfo: everything up to the last ``@`` before the path, as URL parsers split it (spaces too).
+Both parts are bounded (a scheme starts where a run of scheme characters starts), so a long text is
+scanned in linear time."""
 _USER = re.compile(r"[^\s:@]+")
 _HTTP_STATUS = re.compile(r"too many (\d{3}) error responses|HTTP (\d{3})|status code:? (\d{3})")
 _STORE_ERROR_MODULES = ("mlflow", "requests", "urllib3", "sqlalchemy", "sqlite3")

@@ -227,6 +227,13 @@ SWEEP = [
     (["sweep", "{space}"], "'no_such_hparam' is no hyperparameter of the space's regularizers (ignite, none); use "
      "one of: epsilon,", "name: x\ngrid: {regularizer: [none, ignite]}\nreport: {sensitivity: [no_such_hparam]}\n"),
     (["sweep", "{space}"], "have no hyperparameters to plot against", "name: x\nreport: {sensitivity: [epsilon]}\n"),
+    # round four: values Ray cannot schedule; a huge value in an error (one short line, in linear time)
+    (["sweep", "{space}"], "resources.cpu 1e-300 is below Ray's smallest fraction", "name: x\nresources: {cpu: 1e-300}\n"),
+    (["sweep", "{space}"], "resources.gpu 1e-05 is below Ray's smallest fraction", "name: x\nresources: {gpu: 0.00001}\n"),
+    (["sweep", "{space}", "--gpus-per-trial", "1e-9"], "--gpus-per-trial 1e-09 is below Ray's smallest fraction", GOOD),
+    (["sweep", "{space}"], "pad: unknown option; remove it or check its spelling (got 'xxxxxxxxxx",
+     "name: x\npad: '" + "x" * 2_000_000 + "'\n"),
+    (["sweep", "{space}"], "unknown option", "name: x\npad: 'http://" + "a://x" * 400_000 + "'\n"),
 ]
 
 REPORT = [
@@ -275,6 +282,7 @@ def fails_cleanly(argv: list[str], needle: str, work: Path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert code == 2, (code, err)
     assert "\n" not in err and "Traceback" not in err, err
+    assert len(err) < 2000, f"one short line, not {len(err):,} characters: {err[:300]}"
     assert err.startswith("ignite-mbo"), err
     assert needle in err, err
     assert list(work.iterdir()) == [], f"bad input must write nothing: {list(work.iterdir())}"

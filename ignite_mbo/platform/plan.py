@@ -26,7 +26,7 @@ from ignite_mbo.platform.checks import (
 from ignite_mbo.platform.record import SWEEP_FILE, SweepRecord
 from ignite_mbo.platform.resume_files import check_state_files
 from ignite_mbo.platform.signals import check_resume_state
-from ignite_mbo.platform.spaces import MAX_TRIALS, SweepSpec, load_spec
+from ignite_mbo.platform.spaces import MAX_TRIALS, SweepSpec, check_resource_fraction, load_spec
 from ignite_mbo.trainables.mbo import shared_task_key
 
 STORAGE_ENV = "IGNITE_MBO_STORAGE_PATH"
@@ -74,6 +74,11 @@ def plan_sweep(
         raise UserError(f"--max-trials must be at least 1 (got {max_trials})")
     if gpus_per_trial is not None and not 0 <= gpus_per_trial <= 1024:
         raise UserError(f"--gpus-per-trial must be between 0 and 1024 (got {gpus_per_trial})")
+    if gpus_per_trial is not None:
+        try:
+            check_resource_fraction("--gpus-per-trial", gpus_per_trial)
+        except ValueError as error:
+            raise UserError(str(error)) from None
     if max_retries is not None and not 0 <= max_retries <= 100:
         raise UserError(f"--max-retries must be between 0 and 100 (got {max_retries})")
     spec = load_spec(spec_path, overrides, max_trials=max_trials)

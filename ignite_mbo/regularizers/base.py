@@ -216,8 +216,14 @@ def one_line(error: ValidationError) -> str:
         elif item["type"] == "regularizer":  # already one line, naming the field and the value
             parts.append(f"{where}: {hint}")
         else:
-            parts.append(f"{where}: {hint} (got {got!r})")
+            parts.append(f"{where}: {hint} (got {shown(got)})")
     return "; ".join(parts)
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters with its full length said (a 5 MB value stays one short line)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 # ---- bounded hyperparameter types shared by the built-in regularizers -----------------------------

@@ -1,4 +1,4 @@
-"""The one exception type that means "the user gave bad input"."""
+"""The one exception type that means "the user gave bad input", and how a value is shown in its line."""
 
 
 class UserError(Exception):
@@ -7,3 +7,10 @@ class UserError(Exception):
     The CLI prints it as ``error: <message>`` and exits with status 2; everything else is a bug
     and keeps its traceback.
     """
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for an error line, cut to ``limit`` characters with its full length said (a 5 MB value
+    stays one short line)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"

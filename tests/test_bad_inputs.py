@@ -107,7 +107,7 @@ RUN = [
 GOOD = "name: s\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n"
 SWEEP = [
     (["sweep", "missing.yaml"], "not found", None),
-    (["sweep", "{empty}"], "not found", None),
+    (["sweep", "{empty}"], "is a directory, not a YAML file", None),
     (["sweep", "{space}"], "not valid YAML at line", "name: x\ntrial: {task: [unclosed\n"),
     (["sweep", "{space}"], "must be a YAML mapping", "- just\n- a list\n"),
     (["sweep", "{space}"], "must be a YAML mapping", ""),
@@ -234,6 +234,10 @@ SWEEP = [
     (["sweep", "{space}"], "pad: unknown option; remove it or check its spelling (got 'xxxxxxxxxx",
      "name: x\npad: '" + "x" * 2_000_000 + "'\n"),
     (["sweep", "{space}"], "unknown option", "name: x\npad: 'http://" + "a://x" * 400_000 + "'\n"),
+    (["sweep", "/dev/zero"], "is a character device, not a YAML file", None),
+    (["sweep", "{outside}/" + "s" * 300 + ".yaml"], "a path is too long for this file system", None),
+    (["sweep", "{space}", "--output-dir", "{outside}/" + "o" * 300], "a path is too long for this file system", GOOD),
+    (["sweep", "{space}", "--output-dir", "{outside}/" + "o/" * 3000], "a path is too long for this file system", GOOD),
 ]
 
 REPORT = [
@@ -638,3 +642,16 @@ def test_a_store_path_that_is_not_a_regular_file_is_refused_before_mlflow_opens_
     else:
         path.symlink_to("/dev/zero")
     fails_cleanly(["run", "--tracking-uri", f"sqlite:///{path}"], "is not a regular file", work, capsys)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero"])
+def test_a_search_space_that_is_not_a_file_is_named_so(kind, places, capsys):
+    """A FIFO would block the read; a symlink to /dev/zero would read for ever: neither is "not found"."""
+    work, values = places
+    path = Path(values["outside"]) / "space.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    needle = "is a FIFO (named pipe)" if kind == "fifo" else "is a symlink to /dev/zero (a character device)"
+    fails_cleanly(["sweep", str(path)], needle, work, capsys)

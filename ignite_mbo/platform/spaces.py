@@ -46,6 +46,7 @@ from ignite_mbo.config import TrialConfig, regularizer_mapping, set_dotted
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform import space_checks
 from ignite_mbo.regularizers import one_line
+from ignite_mbo.tasks.data import file_kind
 from ignite_mbo.trainables.objectives import OBJECTIVES, Objective
 
 __all__ = ["MAX_TRIALS", "OBJECTIVES", "Objective", "SweepSpec", "load_spec", "parse_spec"]
@@ -355,6 +356,9 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, max_tri
     """Read and validate a search-space YAML; every trial config is validated up front."""
     path = Path(path)
     if not path.is_file():
+        if path.exists() or path.is_symlink():
+            raise UserError(f"search space {path} is {file_kind(path)}, not a YAML file; pass a YAML file such as "
+                            "search_spaces/quick.yaml")
         raise UserError(f"search space {path} not found; pass a YAML file such as search_spaces/quick.yaml")
     try:
         text = path.read_text()

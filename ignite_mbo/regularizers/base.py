@@ -25,7 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsA
 from pydantic_core import PydanticCustomError
 from torch import nn
 
-from ignite_mbo.errors import UserError
+from ignite_mbo.errors import UserError, shown
 
 LossClosure = Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
 """Evaluates the loss at the model's current parameters: the per-member loss (members,) and G, the
@@ -219,11 +219,6 @@ def one_line(error: ValidationError) -> str:
             parts.append(f"{where}: {hint} (got {shown(got)})")
     return "; ".join(parts)
 
-
-def shown(value: object, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters with its full length said (a 5 MB value stays one short line)."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 # ---- bounded hyperparameter types shared by the built-in regularizers -----------------------------

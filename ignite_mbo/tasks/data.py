@@ -151,8 +151,10 @@ def _sha256_once(path: Path, info: os.stat_result) -> str:
     return _SHA256_SEEN[key]
 
 
-def _kind(path: Path, mode: int) -> str:
-    """What ``path`` is when it is not a regular file, e.g. ``a symlink to /dev/zero (a character device)``."""
+def file_kind(path: Path, mode: int | None = None) -> str:
+    """What ``path`` (of ``stat`` mode ``mode``, else its own) is when it is not a regular file, e.g.
+    ``a symlink to /dev/zero (a character device)``."""
+    mode = path.stat().st_mode if mode is None and path.exists() else (mode or 0)
     kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
     kind = next((name for test, name in kinds if test(mode)), "not a regular file")
@@ -169,7 +171,7 @@ def _status_by_size(entry: FileEntry, data_dir: Path) -> tuple[FileStatus, os.st
     except OSError as exc:
         return FileStatus(entry, path, "unreadable", exc.strerror or type(exc).__name__), None
     if not stat.S_ISREG(info.st_mode):
-        return FileStatus(entry, path, "wrong kind", _kind(path, info.st_mode)), None
+        return FileStatus(entry, path, "wrong kind", file_kind(path, info.st_mode)), None
     if info.st_size != entry.bytes:
         detail = f"{info.st_size} bytes, the manifest says {entry.bytes}"
         return FileStatus(entry, path, "wrong size", detail), None

@@ -238,6 +238,9 @@ SWEEP = [
     (["sweep", "{outside}/" + "s" * 300 + ".yaml"], "a path is too long for this file system", None),
     (["sweep", "{space}", "--output-dir", "{outside}/" + "o" * 300], "a path is too long for this file system", GOOD),
     (["sweep", "{space}", "--output-dir", "{outside}/" + "o/" * 3000], "a path is too long for this file system", GOOD),
+    (["sweep", "{space}", "--address", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1", GOOD),
+    (["sweep", "{space}", "--address", "ray://127.0.0.1:1"], "no Ray cluster answers at ray://127.0.0.1:1", GOOD),
+    (["sweep", "{space}", "--address", "head:99999"], "is not HOST:PORT or ray://HOST:PORT", GOOD),
 ]
 
 REPORT = [

@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -181,3 +182,27 @@ def check_local_resources(cpu: float, gpu: float, num_cpus: int | None) -> None:
     if cpu > available:
         raise UserError(f"resources.cpu={cpu:g} per trial, but this machine's Ray has {available} CPU(s); "
                         f"lower resources.cpu or raise --num-cpus")
+
+
+RAY_PROBE_TIMEOUT_S = 5.0
+
+
+def check_ray_address(address: str | None) -> None:
+    """A cluster address (``HOST:PORT`` or ``ray://HOST:PORT``) must accept a TCP connection within seconds;
+    ``ray.init`` would otherwise retry for minutes, deaf to Ctrl-C. ``auto`` and no address are Ray's to find."""
+    if not address or address in ("auto", "local"):
+        return
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or port is None:
+        raise UserError(f"--address {address!r} is not HOST:PORT or ray://HOST:PORT; pass the head's address "
+                        "(e.g. 10.0.0.5:6379), 'auto' inside a Ray job, or leave it out for a local Ray")
+    try:
+        socket.create_connection((host, port), timeout=RAY_PROBE_TIMEOUT_S).close()
+    except OSError as error:
+        reason = "timed out" if isinstance(error, TimeoutError) else (error.strerror or type(error).__name__)
+        raise UserError(f"no Ray cluster answers at {address} ({reason}); start the head (ray start --head) or "
+                        "fix --address, or leave it out for a local Ray") from None

@@ -21,6 +21,7 @@ from ignite_mbo.platform.checks import (
     check_local_resources,
     check_name,
     check_output_dir,
+    check_ray_address,
     check_storage_path,
 )
 from ignite_mbo.platform.record import SWEEP_FILE, SweepRecord
@@ -89,6 +90,7 @@ def plan_sweep(
         spec.failure.max_retries = max_retries
     if not address:
         check_local_resources(spec.resources.cpu, spec.resources.gpu, num_cpus)
+    check_ray_address(address)
 
     output = check_output_dir(Path(output_dir))
     sweep_dir = sweep_folder(output, spec.name, resume)

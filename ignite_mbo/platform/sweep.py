@@ -52,7 +52,8 @@ class SweepInterrupted(Exception):
 
 
 class RayStartFailed(UserError):
-    """The local Ray did not start: one line, and the sweep folder claimed for it is given back."""
+    """Ray did not start, or its cluster could not be joined: one line, and the sweep folder claimed for it is
+    given back."""
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
@@ -71,7 +72,13 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        except Exception as error:  # noqa: BLE001 - Ray raises anything; SIGINT/SIGTERM (BaseException) go on
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise UserError(f"could not join the Ray cluster at {address} ({type(error).__name__}: {first}); "
+                            "check that it is a Ray head's address (ray status there) and that its token is "
+                            "set here (RAY_AUTH_MODE=token)") from None
     else:
         local_ray.start(num_cpus)
 
@@ -201,7 +208,7 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
     with signals.ray_keeps_our_handlers():
         try:
             connect(address, num_cpus)
-        except UserError as error:  # the local Ray did not start (local_ray.start_failure)
+        except UserError as error:  # the local Ray did not start, or the cluster could not be joined
             raise RayStartFailed(str(error)) from None
     stop.rearm()  # Ray's core worker installed its fatal-signal handler (a stack dump, exit 134) over ours
     check_cluster(plan)

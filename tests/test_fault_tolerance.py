@@ -443,19 +443,26 @@ def test_sighup_or_sigquit_stops_a_sweep_like_sigterm(signum, tmp_path, design_b
 
 
 @pytest.mark.slow
-def test_second_sigint_exits_at_once_with_trials_pending_and_resume_recovers(tmp_path, design_bench_dir):
+@pytest.mark.parametrize("to", ["group", "driver"])
+def test_second_sigint_exits_at_once_with_trials_pending_and_resume_recovers(to, tmp_path, design_bench_dir):
+    """Ctrl-C twice (to the terminal's process group) or `kill -INT` twice (to the driver alone): exit 130 at once
+    with the resume command, no process of the sweep's Ray left behind; --resume then finishes every trial once."""
     sweep = Sweep(tmp_path, design_bench_dir, FOUR)
+    send = os.killpg if to == "group" else os.kill
     try:
         driver = sweep.start()
         sweep.wait_for(lambda: count_runs(tmp_path / "mlflow.db", "RUNNING") >= 1, "a running trial")
-        os.killpg(driver.pid, signal.SIGINT)
+        send(driver.pid, signal.SIGINT)
         time.sleep(0.5)
-        os.killpg(driver.pid, signal.SIGINT)
+        send(driver.pid, signal.SIGINT)
         stdout, stderr = driver.communicate(timeout=60)
         assert driver.returncode == 130, stderr[-3000:]
         assert "Traceback" not in stdout + stderr, stderr[-3000:]
         command = resume_command(stderr)
-        sweep.cleanup()  # what the driver started and could not stop in time
+        deadline = time.monotonic() + 30
+        while (left := marked("RAY_TMPDIR", sweep.ray_tmp)) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not left, "processes of the sweep's Ray outlived it"
 
         resumed = sweep.resume(command)
         assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
@@ -918,3 +925,36 @@ def test_ray_that_cannot_start_gives_one_line_and_gives_the_sweep_folder_back(tm
     assert err.startswith("ignite-mbo sweep: error: Ray could not start") and str(not_a_folder) in err, err
     assert not (tmp_path / "ignite_mbo_results").exists(), list((tmp_path / "ignite_mbo_results").rglob("*"))
     assert claim_sweep_folder(tmp_path / "ignite_mbo_results", "tiny").name == "tiny"
+
+
+FINISHING = """
+import os, signal, subprocess, sys, time
+from ignite_mbo.platform.signals import Finishing
+
+child = subprocess.Popen(["sleep", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(child.pid, flush=True)
+with Finishing("resume hint"):
+    os.kill(os.getpid(), signal.SIGINT)  # the first: the results get written
+    time.sleep(0.2)
+    print("wrote the results", flush=True)
+    if sys.argv[1] == "twice":
+        os.kill(os.getpid(), signal.SIGINT)  # the second: out at once, the child along
+        time.sleep(5)
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.parametrize("signals_sent", ["once", "twice"])
+def test_a_signal_once_every_trial_is_done_lets_the_results_be_written(signals_sent):
+    """After Tune (results, report, Ray's shutdown): a first SIGINT is noted and the sweep goes on; a second exits
+    130 at once and takes the process's children (the local Ray's agents) along."""
+    done = subprocess.run([sys.executable, "-c", FINISHING, signals_sent], capture_output=True, text=True, timeout=60)
+    child, *said = done.stdout.split()
+    assert "Traceback" not in done.stderr and "every trial is done" in done.stderr, done.stderr
+    if signals_sent == "once":
+        assert done.returncode == 0 and said == ["wrote", "the", "results", "finished"], done
+        os.kill(int(child), signal.SIGKILL)
+    else:
+        assert done.returncode == 130 and "finished" not in said and "resume hint" in done.stderr, done
+        time.sleep(0.5)
+        assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]

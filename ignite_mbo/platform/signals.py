@@ -3,7 +3,9 @@ batch schedulers), SIGHUP (the terminal was closed) and SIGQUIT (Ctrl-\\) alike,
 
 The first signal stops the sweep gracefully through Tune (the running trials stop, their runs and
 the sweep's run become KILLED, the exact resume command is printed, and the command exits with
-128 + the signal: 130, 143, 129 or 131); a second one exits at once with that status. Before Tune runs (while
+128 + the signal: 130, 143, 129 or 131); a second one exits at once with that status, taking the local Ray's
+processes along. Once every trial is done (:class:`Finishing`), a first signal lets the results and report be
+written; a second exits at once. Before Tune runs (while
 Ray starts, while the store is built) and during ``ignite-mbo run``, either signal raises
 :class:`Stopped` (:class:`StopOnSignals`), so the command cleans up, prints one line and exits 130 or 143. ``--resume`` reads
 Tune's pickled state only under the sweep folder or the storage path the user gave, and a state
@@ -67,7 +69,65 @@ class Interruptions:
             os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop
             return
         print(f"\n{name} again: exited at once; {self.resume_hint}", file=sys.stderr, flush=True)
-        os._exit(exit_status(signum))
+        exit_at_once(signum)
+
+
+class Finishing:
+    """After Tune: every trial is done and the sweep writes its results, report and runs' ends (seconds). A first
+    stopping signal lets that finish, since stopping it would only leave the records half-written; a second
+    exits at once."""
+
+    def __init__(self, resume_hint: str) -> None:
+        self.resume_hint = resume_hint
+        self.count = 0
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Finishing:
+        for signum in STOPPING_SIGNALS:
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        name = signal.Signals(signum).name
+        if self.count == 1:
+            print(f"\n{name}: every trial is done; writing the results and the report first (seconds; send it "
+                  "again to exit at once)", file=sys.stderr, flush=True)
+            return
+        print(f"\n{name} again: exited at once; {self.resume_hint}", file=sys.stderr, flush=True)
+        exit_at_once(signum)
+
+
+def exit_at_once(signum: int) -> None:
+    """Exit with 128 + ``signum`` now, taking this process's own children along (the local Ray's agents would
+    outlive an ``os._exit``)."""
+    for pid in descendants(os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+    os._exit(exit_status(signum))
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid``, from ``/proc`` (none where there is no ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, queue = [], list(children.get(pid, []))
+    while queue:
+        child = queue.pop()
+        found.append(child)
+        queue.extend(children.get(child, []))
+    return found
 
 
 class Stopped(BaseException):

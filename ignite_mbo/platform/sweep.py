@@ -228,8 +228,11 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
             if interruptions.count:
                 sweep.interrupted(interruptions.first_at_ms)
                 raise SweepInterrupted(plan.sweep_dir, interruptions.signum)
-            table = collect_results(results, TrialLookup(plan.trials), plan.spec)
-            return finish_sweep(plan.sweep_dir, table, sweep.record)
+            with signals.Finishing(resume_hint):  # a signal now would only leave the records half-written
+                table = collect_results(results, TrialLookup(plan.trials), plan.spec)
+                outcome = finish_sweep(plan.sweep_dir, table, sweep.record)
+                _shutdown_ray()  # now, not at exit, where a signal would interrupt it halfway
+            return outcome
         except SweepInterrupted:
             raise
         except (KeyboardInterrupt, signals.Stopped) as error:

@@ -144,9 +144,25 @@ def creating_store(path: Path) -> Iterator[None]:
         os.close(descriptor)  # releases the lock
 
 
+def _in_chain(error: BaseException | None, kind: type[BaseException]) -> BaseException | None:
+    """``error``, or the first error it was raised from or during, that is a ``kind``; else None."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def store_failure(error: BaseException) -> str | None:
     """One line for an error the tracking store raised (MLflow, HTTP, SQL), else None (a bug: keep its
     traceback)."""
+    from ignite_mbo.http_deadline import RedirectRefused
+
+    refused = _in_chain(error, RedirectRefused)
+    if refused is not None:  # MLflow wraps it in its own error ("API request to ... failed with exception ...")
+        return mask(str(refused))
     chain: BaseException | None = error
     while chain is not None:
         if type(chain).__module__.split(".")[0] in _STORE_ERROR_MODULES:

@@ -310,6 +310,7 @@ def logger() -> Iterator[tuple[str, list[dict[str, str]]]]:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     host, port = server.server_address[:2]
+    assert isinstance(host, str)
     try:
         yield f"http://{host}:{port}", seen
     finally:
@@ -411,3 +412,186 @@ def test_a_store_with_a_hot_journal_from_a_killed_writer_is_read_not_refused(tmp
     with pytest.raises(UserError, match="another program's SQLite database .tables: t."):
         check_sqlite_store(store)  # read, not "cannot be read as SQLite"
     assert sqlite3.connect(store).execute("select count(*) from t").fetchone() == (0,), "the last committed state"
+
+
+# ---- fifth pass: the store misbehaves after the probe (R7: redirects; R8: the run is closed, not left RUNNING) --
+
+def recording(seen: list[str]) -> Reply:
+    """A listener that records every request that reaches it (method and path) and answers like MLflow."""
+    def reply(handler: http.server.BaseHTTPRequestHandler) -> None:
+        seen.append(f"{handler.command} {handler.path} auth={'Authorization' in handler.headers}")
+        answer(handler, 200, MLFLOW_JSON)
+
+    return reply
+
+
+def redirecting_to(target: str, status: int = 307) -> Callable[[http.server.BaseHTTPRequestHandler], None]:
+    def reply(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        handler.send_header("Location", target + handler.path)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return reply
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_mlflow_calls_after_the_probe_never_follow_a_redirect(status, serve, tmp_path, monkeypatch, capsys,
+                                                              design_bench_dir):
+    """The probe gets MLflow's answer, every later MLflow call a redirect to another port: nothing reaches
+    it (a 307 would carry the body), and the line names the redirect, not a timeout or HTTP 500."""
+    seen: list[str] = []
+    target = serve(recording(seen))
+    redirect = redirecting_to(target, status)
+
+    def reply(handler: http.server.BaseHTTPRequestHandler) -> None:
+        if "max_results=1" in handler.path:  # ignite-mbo's probe
+            answer(handler, 200, MLFLOW_JSON)
+        else:
+            redirect(handler)
+
+    url = serve(reply).replace("http://", "http://alice:hunter2@")
+    monkeypatch.chdir(tmp_path)
+    err = one_line_exit_2([*RUN, "--tracking-uri", url], capsys, f"answered a redirect (HTTP {status} to {target}/")
+    assert "does not follow redirects" in err and "hunter2" not in err, err
+    assert seen == []
+
+
+class MlflowProxy:
+    """A proxy on 127.0.0.1 in front of a real MLflow server that passes every request until the run logs its
+    first metrics, then answers ``fault(handler, seconds since then)`` where that returns True; records what
+    it did."""
+
+    def __init__(self, upstream: str, fault: Callable[[http.server.BaseHTTPRequestHandler, float], bool]) -> None:
+        import http.client
+
+        self.log: list[str] = []
+        self.tripped_at: float | None = None
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if proxy.tripped_at is None and "log-batch" in self.path and b'"step"' in body:
+                    proxy.tripped_at = time.monotonic()
+                if proxy.tripped_at is not None and "/api/" in self.path:
+                    if fault(self, time.monotonic() - proxy.tripped_at):
+                        proxy.log.append(f"fault {self.command} {self.path}")
+                        return
+                proxy.log.append(f"pass {self.command} {self.path}")
+                host, port = upstream.removeprefix("http://").split(":")
+                connection = http.client.HTTPConnection(host, int(port), timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                connection.request(self.command, self.path, body=body or None, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def mlflow_upstream(tmp_path: Path) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 (sqlite store, proxied artifacts), stopped afterwards."""
+    import socket
+
+    from processes import answers_health, wait_until_up
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mlflow = Path(sys.executable).parent / "mlflow"
+    command = [str(mlflow) if mlflow.exists() else "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+               "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"]
+    log = tmp_path / "mlflow.log"
+    with log.open("w") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(lambda: answers_health(uri), process, log, "the MLflow server", timeout_s=120, interval_s=0.5)
+        yield uri
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def run_statuses(upstream: str) -> list[str]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(upstream)
+    experiment = client.get_experiment_by_name("runs")
+    return [run.info.status for run in client.search_runs([experiment.experiment_id])] if experiment else []
+
+
+@pytest.mark.slow
+def test_a_redirect_mid_run_is_not_followed(mlflow_upstream, serve, tmp_path, monkeypatch, capsys,
+                                            design_bench_dir):
+    """R7: once the run logs metrics, the server answers 307 to another port: nothing arrives there, and the
+    line names the redirect and that the run may show RUNNING (closing it is redirected too)."""
+    seen: list[str] = []
+    target = serve(recording(seen))
+    redirect = redirecting_to(target, 307)
+
+    def fault(handler: http.server.BaseHTTPRequestHandler, _: float) -> bool:
+        redirect(handler)
+        return True
+
+    proxy = MlflowProxy(mlflow_upstream, fault)
+    monkeypatch.chdir(tmp_path)
+    try:
+        started = time.monotonic()
+        err = one_line_exit_2([*RUN, "--tracking-uri", proxy.url.replace("http://", "http://alice:hunter2@")],
+                              capsys, f"answered a redirect (HTTP 307 to {target}/")
+        assert time.monotonic() - started < 60
+    finally:
+        proxy.close()
+    assert proxy.tripped_at is not None, proxy.log
+    assert seen == [], seen
+    assert "may show RUNNING" in err and "hunter2" not in err, err
+
+
+@pytest.mark.slow
+def test_a_store_that_fails_for_seconds_mid_run_gets_the_run_closed_failed(mlflow_upstream, tmp_path, monkeypatch,
+                                                                          capsys, design_bench_dir):
+    """R8: HTTP 500 for 4 s from the first metrics on, then healthy: the run fails in one line (HTTP 500), and
+    its MLflow run is marked FAILED with the reason, not left RUNNING."""
+    from ignite_mbo import mlflow_store
+
+    def fault(handler: http.server.BaseHTTPRequestHandler, since: float) -> bool:
+        if since > 4:
+            return False
+        answer(handler, 500, b'{"error_code": "INTERNAL_ERROR", "message": "boom"}')
+        return True
+
+    proxy = MlflowProxy(mlflow_upstream, fault)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the failed call fails at once, inside the window
+    monkeypatch.setattr(mlflow_store, "_gave_up_at", [float("-inf")])
+    try:
+        err = one_line_exit_2([*RUN, "--tracking-uri", proxy.url], capsys, "HTTP 500")
+    finally:
+        proxy.close()
+    assert "may show RUNNING" not in err, err
+    assert run_statuses(mlflow_upstream) == ["FAILED"], proxy.log

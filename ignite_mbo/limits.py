@@ -155,11 +155,12 @@ def check_model_size(settings: BaseModel, num_features: int, device: str = "cpu"
     needed = model_bytes(settings, num_features)
     free = available_memory(device)
     if needed > MEMORY_SHARE * free:
-        sizes = {k: v for k, v in settings.model_dump().items() if k.endswith(("hidden_size", "num_layers"))}
+        sizes = {k: v for k, v in settings.model_dump().items() if k.endswith(("hidden_size", "num_layers", "num_models"))}
         described = ", ".join(f"{k}={v}" for k, v in sizes.items())
         where = device if device.startswith("cuda") else "this machine"
+        fix = "hidden_size, num_layers or num_models" if "num_models" in sizes else "hidden_size or num_layers"
         raise UserError(f"the surrogate ({described}) needs about {needed / 2**30:.1f} GiB to train, and "
-                        f"{where} has {free / 2**30:.1f} GiB free; lower hidden_size or num_layers")
+                        f"{where} has {free / 2**30:.1f} GiB free; lower {fix}")
 
 
 def working_bytes(values: dict[str, Any], num_features: int, rows: int) -> dict[str, int]:
@@ -191,11 +192,12 @@ def working_bytes(values: dict[str, Any], num_features: int, rows: int) -> dict[
         needs["num_designs"] = int(values["num_designs"]) * SAMPLE_COPIES * 4 * num_features
     if isinstance(values.get("bo_gp_samples"), int):
         q, restarts = int(values["bo_batch_size"]), int(values["bo_batch_limit"])
-        history = min(int(values["bo_gp_samples"]), rows) + int(values["bo_iterations"]) * q
-        needs["bo_gp_samples"] = GP_COPIES * 8 * history * history
+        initial, acquired = min(int(values["bo_gp_samples"]), rows), int(values["bo_iterations"]) * q
+        history = initial + acquired  # the GP's points at its last fit: named by the larger part
+        needs["bo_gp_samples" if initial >= acquired else "bo_iterations*bo_batch_size"] = GP_COPIES * 8 * history**2
         needs["bo_raw_samples"] = 2 * 8 * int(values["bo_raw_samples"]) * q * num_features
         needs["bo_mc_samples"] = 4 * 8 * int(values["bo_mc_samples"]) * restarts * q
-        needs["bo_batch_limit"] = GP_COPIES * 8 * restarts * q * (q + history)
+        needs["bo_batch_size*bo_batch_limit"] = GP_COPIES * 8 * restarts * q * (q + history)
     return needs
 
 

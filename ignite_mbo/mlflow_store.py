@@ -121,7 +121,7 @@ def _worth_retrying(error: BaseException) -> bool:
 
     if store_guard.store_failure(error) is None or is_disk_full(error):
         return False
-    if store_guard._in_chain(error, http_deadline.RedirectRefused) is not None:
+    if store_guard.in_chain(error, http_deadline.RedirectRefused) is not None:
         return False
     code = error.get_http_status_code() if isinstance(error, MlflowException) else 500
     return not (400 <= code < 500 and code != 429)
@@ -147,7 +147,7 @@ def _closing(attempt: Callable[[], None], what: str, status: str, later: str) ->
                     attempt()
                 return
             except Exception as error:  # noqa: BLE001 - a bug or a full disk is raised as it is
-                redirected = store_guard._in_chain(error, http_deadline.RedirectRefused) is not None
+                redirected = store_guard.in_chain(error, http_deadline.RedirectRefused) is not None
                 retry = not redirected and _worth_retrying(error)
                 if retry and time.monotonic() + pause < until:
                     time.sleep(pause)

@@ -144,7 +144,7 @@ def creating_store(path: Path) -> Iterator[None]:
         os.close(descriptor)  # releases the lock
 
 
-def _in_chain(error: BaseException | None, kind: type[BaseException]) -> BaseException | None:
+def in_chain(error: BaseException | None, kind: type[BaseException]) -> BaseException | None:
     """``error``, or the first error it was raised from or during, that is a ``kind``; else None."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
@@ -160,7 +160,7 @@ def store_failure(error: BaseException) -> str | None:
     traceback)."""
     from ignite_mbo.http_deadline import RedirectRefused
 
-    refused = _in_chain(error, RedirectRefused)
+    refused = in_chain(error, RedirectRefused)
     if refused is not None:  # MLflow wraps it in its own error ("API request to ... failed with exception ...")
         return mask(str(refused))
     chain: BaseException | None = error

@@ -241,6 +241,13 @@ SWEEP = [
     (["sweep", "{space}", "--address", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1", GOOD),
     (["sweep", "{space}", "--address", "ray://127.0.0.1:1"], "no Ray cluster answers at ray://127.0.0.1:1", GOOD),
     (["sweep", "{space}", "--address", "head:99999"], "is not HOST:PORT or ray://HOST:PORT", GOOD),
+    (["sweep", "{space}", "--output-dir", "{outside}/a\nb\x1b[2J"], "holds the control character '\\n'", GOOD),
+    (["sweep", "{space}", "--storage-path", "{outside}/\x1b[31mred"], "holds the control character '\\x1b'", GOOD),
+    (["sweep", "{space}", "--num-cpus", str(10**20)], "--num-cpus must be between 1 and 65,536", GOOD),
+    (["sweep", "{space}"], "lower hidden_size, num_layers or num_models",
+     "name: x\ntrial: {baseline: cbas, baseline_options: {num_models: 100000}}\n"),
+    (["sweep", "{space}"], "bo_iterations=10 × bo_batch_size=100,000 needs about",
+     "name: x\ntrial: {baseline: bo-qei, baseline_options: {bo_batch_size: 100000}}\n"),
 ]
 
 REPORT = [

@@ -144,8 +144,17 @@ def writable_ancestor(path: Path) -> Path:
     return probe
 
 
+def check_printable(flag: str, value: str) -> None:
+    """Refuse a path with control characters (a newline, a terminal escape): printed, they would rewrite the
+    console's lines."""
+    odd = next((char for char in value if not char.isprintable()), None)
+    if odd is not None:
+        raise UserError(f"{flag} {value!r} holds the control character {odd!r}; pick a path without one")
+
+
 def check_output_dir(path: Path) -> Path:
     """The output folder, absolute: a folder or creatable, writable."""
+    check_printable("--output-dir", str(path))
     path = path.absolute()
     if path.exists() and not path.is_dir():
         raise UserError(f"--output-dir {path} is a file; pass a folder")
@@ -155,6 +164,7 @@ def check_output_dir(path: Path) -> Path:
 
 def check_storage_path(storage: str) -> str:
     """Tune's storage path: a local folder (created later) or a URI with a scheme pyarrow knows."""
+    check_printable("--storage-path", storage)
     scheme, sep, rest = storage.partition("://")
     if sep:
         if scheme not in STORAGE_SCHEMES or not rest.strip("/"):
@@ -174,10 +184,14 @@ def check_name(name: str) -> str:
     return name
 
 
+MAX_NUM_CPUS = 65_536
+"""More CPUs than a local Ray is asked to pretend it has (Ray fails to start past its resource limits)."""
+
+
 def check_local_resources(cpu: float, gpu: float, num_cpus: int | None) -> None:
     """A local Ray must be able to hold one trial's resources, else the sweep would wait forever."""
-    if num_cpus is not None and num_cpus < 1:
-        raise UserError(f"--num-cpus must be at least 1 (got {num_cpus})")
+    if num_cpus is not None and not 1 <= num_cpus <= MAX_NUM_CPUS:
+        raise UserError(f"--num-cpus must be between 1 and {MAX_NUM_CPUS:,} (got {num_cpus:,})")
     available = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
     if cpu > available:
         raise UserError(f"resources.cpu={cpu:g} per trial, but this machine's Ray has {available} CPU(s); "

@@ -642,26 +642,22 @@ def test_a_folder_that_cannot_be_created_fails_before_the_store(flag, no_inodes_
     assert not store.exists() and not (Path(values["outside"]) / "mlartifacts").exists()
 
 
-@pytest.mark.parametrize("kind", ["fifo", "device"])
-def test_a_store_path_that_is_not_a_regular_file_is_refused_before_mlflow_opens_it(kind, places, capsys):
-    """A FIFO would hang MLflow's sqlite driver; a symlink to /dev/zero would feed it zeros."""
-    work, values = places
-    path = Path(values["outside"]) / "mlflow.db"
-    if kind == "fifo":
-        os.mkfifo(path)
-    else:
-        path.symlink_to("/dev/zero")
-    fails_cleanly(["run", "--tracking-uri", f"sqlite:///{path}"], "is not a regular file", work, capsys)
+NOT_FILES = [  # (file name, the command given it, what the error says of a FIFO and of a link to /dev/zero)
+    ("mlflow.db", lambda path: ["run", "--tracking-uri", f"sqlite:///{path}"],  # MLflow's sqlite driver would hang
+     ("is not a regular file", "is not a regular file")),
+    ("space.yaml", lambda path: ["sweep", str(path)],  # the read would block, or read zeros for ever
+     ("is a FIFO (named pipe)", "is a symlink to /dev/zero (a character device)")),
+]
 
 
 @pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero"])
-def test_a_search_space_that_is_not_a_file_is_named_so(kind, places, capsys):
-    """A FIFO would block the read; a symlink to /dev/zero would read for ever: neither is "not found"."""
+@pytest.mark.parametrize(("name", "command", "needles"), NOT_FILES, ids=[name for name, _, _ in NOT_FILES])
+def test_a_path_that_is_not_a_regular_file_is_named_so_before_it_is_opened(name, command, needles, kind, places,
+                                                                           capsys):
     work, values = places
-    path = Path(values["outside"]) / "space.yaml"
+    path = Path(values["outside"]) / name
     if kind == "fifo":
         os.mkfifo(path)
     else:
         path.symlink_to("/dev/zero")
-    needle = "is a FIFO (named pipe)" if kind == "fifo" else "is a symlink to /dev/zero (a character device)"
-    fails_cleanly(["sweep", str(path)], needle, work, capsys)
+    fails_cleanly(command(path), needles[0] if kind == "fifo" else needles[1], work, capsys)

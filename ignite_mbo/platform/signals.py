@@ -60,46 +60,30 @@ class Interruptions:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
-        name = signal.Signals(signum).name
         if self.count == 1:
-            self.signum = signal.Signals(signum)
-            self.first_at_ms = int(time.time() * 1000) - 1000  # slack for clocks of other processes
-            print(f"\n{name}: stopping the running trials and saving the sweep "
-                  "(send it again to exit at once)", file=sys.stderr, flush=True)
-            os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop
+            self.first(signal.Signals(signum))
             return
-        print(f"\n{name} again: exited at once; {self.resume_hint}", file=sys.stderr, flush=True)
+        print(f"\n{signal.Signals(signum).name} again: exited at once; {self.resume_hint}", file=sys.stderr,
+              flush=True)
         exit_at_once(signum)
 
+    def first(self, signum: signal.Signals) -> None:
+        """The first signal: Tune stops the running trials and saves the sweep."""
+        self.signum = signum
+        self.first_at_ms = int(time.time() * 1000) - 1000  # slack for clocks of other processes
+        print(f"\n{signum.name}: stopping the running trials and saving the sweep "
+              "(send it again to exit at once)", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop
 
-class Finishing:
+
+class Finishing(Interruptions):
     """After Tune: every trial is done and the sweep writes its results, report and runs' ends (seconds). A first
     stopping signal lets that finish, since stopping it would only leave the records half-written; a second
     exits at once."""
 
-    def __init__(self, resume_hint: str) -> None:
-        self.resume_hint = resume_hint
-        self.count = 0
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> Finishing:
-        for signum in STOPPING_SIGNALS:
-            self.previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.count += 1
-        name = signal.Signals(signum).name
-        if self.count == 1:
-            print(f"\n{name}: every trial is done; writing the results and the report first (seconds; send it "
-                  "again to exit at once)", file=sys.stderr, flush=True)
-            return
-        print(f"\n{name} again: exited at once; {self.resume_hint}", file=sys.stderr, flush=True)
-        exit_at_once(signum)
+    def first(self, signum: signal.Signals) -> None:
+        print(f"\n{signum.name}: every trial is done; writing the results and the report first (seconds; send it "
+              "again to exit at once)", file=sys.stderr, flush=True)
 
 
 def exit_at_once(signum: int) -> None:

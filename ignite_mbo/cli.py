@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import shlex
 import sys
@@ -12,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from ignite_mbo.errors import UserError, shown
+from ignite_mbo.errors import UserError, path_error
 from ignite_mbo.platform.signals import StopOnSignals, Stopped, exit_status
 from ignite_mbo.settings_cli import Parser, describe_baselines, key_values
 from ignite_mbo.store_guard import check_tracking_uri, default_tracking_uri, mask, store_failure
@@ -379,25 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"ignite-mbo {args.command}: error: {mask(str(error))}", file=sys.stderr)
         return 2
-    except PermissionError as error:
-        print(f"ignite-mbo {args.command}: error: permission denied: {error.filename or error}; "
-              "make it readable (and writable where results go) or pick another path", file=sys.stderr)
-        return 2
-    except OSError as error:
-        if error.errno != errno.ENAMETOOLONG:
-            raise
-        name = shown(str(error.filename or ""))
-        print(f"ignite-mbo {args.command}: error: a path is too long for this file system ({name}); "
-              "pass a shorter one", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"ignite-mbo {args.command}: interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT
     except Stopped as stopped:
         print(f"ignite-mbo {args.command}: interrupted ({stopped})", file=sys.stderr)
         return exit_status(stopped.signum)
-    except Exception as error:
-        failure = store_failure(error)  # MLflow, HTTP or SQL: one line; anything else is a bug
+    except Exception as error:  # a path the user can change, or MLflow, HTTP or SQL: one line; else a bug
+        failure = (path_error(error) if isinstance(error, OSError) else None) or store_failure(error)
         if failure is None:
             raise
         print(f"ignite-mbo {args.command}: error: {failure}", file=sys.stderr)

@@ -1,5 +1,9 @@
 """The one exception type that means "the user gave bad input", and how a value is shown in its line."""
 
+from __future__ import annotations
+
+import errno
+
 
 class UserError(Exception):
     """Bad input from the user: the message is one line naming the problem and the fix.
@@ -14,3 +18,14 @@ def shown(value: object, limit: int = 80) -> str:
     stays one short line)."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def path_error(error: OSError) -> str | None:
+    """One line for an OS error the user fixes by choosing another path (permission denied, a name too long for
+    the file system), else None."""
+    if isinstance(error, PermissionError):
+        return (f"permission denied: {error.filename or error}; make it readable (and writable where results go) "
+                "or pick another path")
+    if error.errno == errno.ENAMETOOLONG:
+        return f"a path is too long for this file system ({shown(str(error.filename or ''))}); pass a shorter one"
+    return None

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ignite_mbo import http_deadline, store_guard
 from ignite_mbo import mlflow_ui as ui
+from ignite_mbo import store_guard
 from ignite_mbo.errors import UserError
 from ignite_mbo.progress import EpochMetrics
 from ignite_mbo.protocol import PROTOCOL_DEVIATIONS
+from ignite_mbo.run_closing import closing
 from ignite_mbo.store_guard import sqlite_path
 
 TAG_PREFIX = "ignite_mbo."
@@ -32,16 +31,7 @@ SWEEP_RUN_TAG = "ignite_mbo.sweep_run_id"
 """A trial run's sweep (its parent run's id; also ``mlflow.parentRunId``, see ``ignite_mbo.mlflow_ui``)."""
 _BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 _STREAM_EVERY_S = 5.0  # buffered metrics reach MLflow at least this often, and at every epoch's end
-CLOSE_BUDGET_S = 15.0
-"""Seconds that closing a run (FAILED, KILLED, FINISHED) may take in all while the tracking store fails: a
-server that answered HTTP 500 for a few seconds gets the run closed, not left RUNNING."""
-CLOSE_CALL_TIMEOUT_S = 5.0
-"""Seconds one HTTP call may take while closing a run (tried once each time, see ``http_deadline.short_calls``)."""
-GAVE_UP_FOR_S = 120.0
-"""After closing a run gave up, later closes in this process get one try each, not a budget of their own."""
 T = TypeVar("T")
-_CLOSING: ContextVar[bool] = ContextVar("ignite_mbo_closing", default=False)
-_gave_up_at = [float("-inf")]
 
 
 # ---- the client (tracking URIs are checked in store_guard, which needs no MLflow) ----------------
@@ -112,67 +102,16 @@ def experiment_id(client: Any, name: str) -> str:
 
 # ---- runs ---------------------------------------------------------------------------------------
 
-def _worth_retrying(error: BaseException) -> bool:
-    """Whether closing a run may succeed on a later try after ``error``: the store failed (HTTP 5xx or 429, no
-    answer in time, an answer that is not MLflow's), not a full disk, a redirect or a refusal (4xx)."""
-    from mlflow.exceptions import MlflowException
-
-    from ignite_mbo.platform.full_disk import is_disk_full
-
-    if store_guard.store_failure(error) is None or is_disk_full(error):
-        return False
-    if store_guard.in_chain(error, http_deadline.RedirectRefused) is not None:
-        return False
-    code = error.get_http_status_code() if isinstance(error, MlflowException) else 500
-    return not (400 <= code < 500 and code != 429)
-
-
-def _closing(attempt: Callable[[], None], what: str, status: str, later: str) -> None:
-    """``attempt()``, which closes ``what`` (a run) as ``status``; when the store fails, tried again (each HTTP
-    call once, short) for :data:`CLOSE_BUDGET_S` in all. Still failing, or redirected: a one-line UserError
-    naming the failure the run is closed after (else the closing one), that the run may show RUNNING, and
-    ``later`` (how to close it later). A close inside another (a sweep's trial runs) shares its tries."""
-    if _CLOSING.get():
-        attempt()
-        return
-    after = sys.exception()  # the failure the run is closed after, if any
-    recent = time.monotonic() - _gave_up_at[0] < GAVE_UP_FOR_S
-    until = time.monotonic() + (CLOSE_CALL_TIMEOUT_S if recent else CLOSE_BUDGET_S)
-    token = _CLOSING.set(True)
-    try:
-        pause = 0.5
-        while True:
-            try:
-                with http_deadline.short_calls(CLOSE_CALL_TIMEOUT_S, until):
-                    attempt()
-                return
-            except Exception as error:  # noqa: BLE001 - a bug or a full disk is raised as it is
-                redirected = store_guard.in_chain(error, http_deadline.RedirectRefused) is not None
-                retry = not redirected and _worth_retrying(error)
-                if retry and time.monotonic() + pause < until:
-                    time.sleep(pause)
-                    pause = min(2 * pause, 4.0)
-                    continue
-                if not (retry or redirected):
-                    raise
-                _gave_up_at[0] = time.monotonic()
-                line = (store_guard.store_failure(after) if after is not None else None) or store_guard.store_failure(error)
-                raise UserError(f"{line}; {what} could not be marked {status} either, so it may show RUNNING: "
-                                f"{later}") from error
-    finally:
-        _CLOSING.reset(token)
-
-
 def close_run(uri: str, run_id: str, status: str, reason: str | None = None, *, tag: str = "error") -> None:
     """End run ``run_id`` as FINISHED, FAILED or KILLED; ``reason`` goes to tag ``ignite_mbo.<tag>``. A store
-    that fails gets a few tries (:func:`_closing`); still failing, a one-line UserError."""
+    that fails gets a few tries (:func:`run_closing.closing`); still failing, a one-line UserError."""
     def attempt() -> None:
         client = _client(uri)
         if reason:
             _retry(lambda: client.set_tag(run_id, f"{TAG_PREFIX}{tag}", store_guard.mask(reason)[:5000]))
         _retry(lambda: client.set_terminated(run_id, status))
 
-    _closing(attempt, f"its MLflow run {run_id}", status, "once the tracking store works, run the sweep again with --resume, "
+    closing(attempt, f"its MLflow run {run_id}", status, "once the tracking store works, run the sweep again with --resume, "
              "which closes its runs")
 
 
@@ -351,14 +290,14 @@ class TrialRecorder:
 
     def close(self, status: str, reason: str | None = None, *, tag: str = "error") -> None:
         """Write the buffered metrics; close the run as FAILED or KILLED, ``reason`` in tag ``ignite_mbo.<tag>``.
-        A store that fails gets a few tries (:func:`_closing`); still failing, a one-line UserError."""
+        A store that fails gets a few tries (:func:`run_closing.closing`); still failing, a one-line UserError."""
         def attempt() -> None:
             self.flush()
             if reason:
                 _retry(lambda: self.client.set_tag(self.run_id, f"{TAG_PREFIX}{tag}", store_guard.mask(reason)[:5000]))
             _retry(lambda: self.client.set_terminated(self.run_id, status))
 
-        _closing(attempt, f"its MLflow run {self.run_id}", status,
+        closing(attempt, f"its MLflow run {self.run_id}", status,
                  f"mark it later with MlflowClient(TRACKING_URI).set_terminated('{self.run_id}', '{status}')")
 
 
@@ -430,36 +369,6 @@ def delete_run(tracking_uri: str, run_id: str, reason: str) -> None:
     client = _client(tracking_uri)
     _retry(lambda: client.set_tag(run_id, f"{TAG_PREFIX}orphan", reason))
     _retry(lambda: client.delete_run(run_id))
-
-
-def close_running_trial_runs(tracking_uri: str, experiment: str, parent_run_id: str, status: str,
-                             reason: str, tag: str = "error") -> int:
-    """Close every trial run of the sweep still RUNNING as ``status`` with ``reason``; how many. A store that
-    fails gets a few tries, all the runs together (:func:`_closing`)."""
-    closed = [0]
-
-    def attempt() -> None:
-        for run in sweep_trial_runs(tracking_uri, experiment, parent_run_id):
-            if run.info.status == "RUNNING":
-                close_run(tracking_uri, run.info.run_id, status, reason, tag=tag)
-                closed[0] += 1
-
-    _closing(attempt, f"the trial runs of sweep run {parent_run_id}", status,
-             "once the tracking store works, run the sweep again with --resume, which closes its runs")
-    return closed[0]
-
-
-def mark_interrupted(tracking_uri: str, experiment: str, parent_run_id: str, reason: str, since_ms: int) -> int:
-    """Record the sweep's trials that an interruption at ``since_ms`` (epoch ms) stopped: runs still RUNNING,
-    and runs Tune stopped after that moment, become KILLED with tag ``ignite_mbo.interrupted``."""
-    marked = 0
-    for run in sweep_trial_runs(tracking_uri, experiment, parent_run_id):
-        explained = {f"{TAG_PREFIX}stopped", f"{TAG_PREFIX}interrupted"} & set(run.data.tags)
-        stopped_now = run.info.status == "KILLED" and not explained and (run.info.end_time or 0) >= since_ms
-        if run.info.status == "RUNNING" or stopped_now:
-            close_run(tracking_uri, run.info.run_id, "KILLED", reason, tag="interrupted")
-            marked += 1
-    return marked
 
 
 def log_report(tracking_uri: str, run_id: str, paths: Iterable[Path]) -> None:

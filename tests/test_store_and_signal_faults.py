@@ -577,7 +577,6 @@ def test_a_store_that_fails_for_seconds_mid_run_gets_the_run_closed_failed(mlflo
                                                                           capsys, design_bench_dir):
     """R8: HTTP 500 for 4 s from the first metrics on, then healthy: the run fails in one line (HTTP 500), and
     its MLflow run is marked FAILED with the reason, not left RUNNING."""
-    from ignite_mbo import mlflow_store
 
     def fault(handler: http.server.BaseHTTPRequestHandler, since: float) -> bool:
         if since > 4:
@@ -588,7 +587,9 @@ def test_a_store_that_fails_for_seconds_mid_run_gets_the_run_closed_failed(mlflo
     proxy = MlflowProxy(mlflow_upstream, fault)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the failed call fails at once, inside the window
-    monkeypatch.setattr(mlflow_store, "_gave_up_at", [float("-inf")])
+    from ignite_mbo import run_closing
+
+    monkeypatch.setattr(run_closing, "_gave_up_at", [float("-inf")])
     try:
         err = one_line_exit_2([*RUN, "--tracking-uri", proxy.url], capsys, "HTTP 500")
     finally:

@@ -27,7 +27,8 @@ from ignite_mbo.platform.checks import (
 from ignite_mbo.platform.record import SWEEP_FILE, SweepRecord
 from ignite_mbo.platform.resume_files import check_state_files
 from ignite_mbo.platform.signals import check_resume_state
-from ignite_mbo.platform.spaces import MAX_TRIALS, SweepSpec, check_resource_fraction, load_spec
+from ignite_mbo.platform.space_checks import check_resource_fraction
+from ignite_mbo.platform.spaces import MAX_TRIALS, SweepSpec, load_spec
 from ignite_mbo.trainables.mbo import shared_task_key
 
 STORAGE_ENV = "IGNITE_MBO_STORAGE_PATH"

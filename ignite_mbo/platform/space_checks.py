@@ -214,3 +214,15 @@ def check_spec(spec: Any) -> None:
     check_searcher(spec)
     check_sensitivity(spec)
     dry_draw(spec)
+
+
+RESOURCE_UNIT = 1e-4
+"""Ray's finest fraction of a CPU or GPU: a smaller positive request fails inside Tune."""
+
+
+def check_resource_fraction(name: str, value: float) -> float:
+    """``value`` (CPUs or GPUs per trial), refused when it is positive but finer than Ray's resource unit."""
+    if 0 < value < RESOURCE_UNIT:
+        raise ValueError(f"{name} {value:g} is below Ray's smallest fraction, {RESOURCE_UNIT:g}: use 0 or at least "
+                         f"{RESOURCE_UNIT:g}")
+    return value

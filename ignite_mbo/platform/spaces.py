@@ -123,18 +123,6 @@ def _representatives(spec: dict[str, list[Any]]) -> list[Any]:
 
 # ---- the spec -------------------------------------------------------------------------------------
 
-RESOURCE_UNIT = 1e-4
-"""Ray's finest fraction of a CPU or GPU: a smaller positive request fails inside Tune."""
-
-
-def check_resource_fraction(name: str, value: float) -> float:
-    """``value`` (CPUs or GPUs per trial), refused when it is positive but finer than Ray's resource unit."""
-    if 0 < value < RESOURCE_UNIT:
-        raise ValueError(f"{name} {value:g} is below Ray's smallest fraction, {RESOURCE_UNIT:g}: use 0 or at least "
-                         f"{RESOURCE_UNIT:g}")
-    return value
-
-
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cpu: float = Field(default=1.0, gt=0, allow_inf_nan=False)
@@ -143,7 +131,7 @@ class Resources(BaseModel):
     @field_validator("cpu", "gpu")
     @classmethod
     def _ray_can_schedule(cls, value: float, info: ValidationInfo) -> float:
-        return check_resource_fraction(f"resources.{info.field_name}", value)
+        return space_checks.check_resource_fraction(f"resources.{info.field_name}", value)
 
 
 class SearchAlg(BaseModel):

@@ -27,7 +27,7 @@ from typing import Any
 
 from ignite_mbo import mlflow_store as store
 from ignite_mbo.errors import UserError
-from ignite_mbo.platform import folders, full_disk, local_ray, signals
+from ignite_mbo.platform import folders, full_disk, local_ray, signals, sweep_runs
 from ignite_mbo.platform.finish import SweepOutcome, collect_results, finish_sweep
 from ignite_mbo.platform.plan import SweepPlan, load_tasks, plan_sweep
 from ignite_mbo.platform.record import SweepRecord
@@ -109,7 +109,7 @@ class SweepRun:
         spec = plan.spec
         if plan.resume is not None:  # trial runs its dead process left RUNNING (a full disk, SIGKILL) are closed
             self.record = record = plan.resume
-            store.close_running_trial_runs(record.tracking_uri, record.experiment, record.parent_run_id, "FAILED",
+            sweep_runs.close_running_trial_runs(record.tracking_uri, record.experiment, record.parent_run_id, "FAILED",
                                            ABANDONED)
             store.reopen_sweep_run(record.tracking_uri, record.parent_run_id)
             return
@@ -138,14 +138,14 @@ class SweepRun:
         """Close the parent run (and trial runs left RUNNING) as FINISHED or FAILED with ``reason``."""
         record = self.record
         if reason:
-            store.close_running_trial_runs(record.tracking_uri, record.experiment, record.parent_run_id,
+            sweep_runs.close_running_trial_runs(record.tracking_uri, record.experiment, record.parent_run_id,
                                            status, reason)
         store.close_run(record.tracking_uri, record.parent_run_id, status, reason)
 
     def interrupted(self, since_ms: int) -> None:
         """The sweep was interrupted at ``since_ms``: the trials it stopped and the parent run become KILLED."""
         record = self.record
-        store.mark_interrupted(record.tracking_uri, record.experiment, record.parent_run_id, INTERRUPTED, since_ms)
+        sweep_runs.mark_interrupted(record.tracking_uri, record.experiment, record.parent_run_id, INTERRUPTED, since_ms)
         store.close_run(record.tracking_uri, record.parent_run_id, "KILLED", INTERRUPTED, tag="interrupted")
 
 

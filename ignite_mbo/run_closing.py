@@ -28,15 +28,14 @@ _gave_up_at = [float("-inf")]
 def worth_retrying(error: BaseException) -> bool:
     """Whether closing a run may succeed on a later try after ``error``: the store failed (HTTP 5xx or 429, no
     answer in time, an answer that is not MLflow's), not a full disk, a redirect or a refusal (4xx)."""
-    from mlflow.exceptions import MlflowException
-
     from ignite_mbo.platform.full_disk import is_disk_full
 
     if store_guard.store_failure(error) is None or is_disk_full(error):
         return False
     if store_guard.in_chain(error, http_deadline.RedirectRefused) is not None:
         return False
-    code = error.get_http_status_code() if isinstance(error, MlflowException) else 500
+    status_of = getattr(error, "get_http_status_code", None)  # MlflowException's (only mlflow_store imports MLflow)
+    code = status_of() if callable(status_of) else 500
     return not (400 <= code < 500 and code != 429)
 
 

@@ -232,8 +232,10 @@ SWEEP = [
     (["sweep", "{space}"], "resources.gpu 1e-05 is below Ray's smallest fraction", "name: x\nresources: {gpu: 0.00001}\n"),
     (["sweep", "{space}", "--gpus-per-trial", "1e-9"], "--gpus-per-trial 1e-09 is below Ray's smallest fraction", GOOD),
     (["sweep", "{space}"], "pad: unknown option; remove it or check its spelling (got 'xxxxxxxxxx",
-     "name: x\npad: '" + "x" * 2_000_000 + "'\n"),
-    (["sweep", "{space}"], "unknown option", "name: x\npad: 'http://" + "a://x" * 400_000 + "'\n"),
+     "name: x\npad: '" + "x" * 1_000_000 + "'\n"),
+    (["sweep", "{space}"], "unknown option", "name: x\npad: 'http://" + "a://x" * 200_000 + "'\n"),
+    (["sweep", "{space}"], "is 60,000,016 bytes; a search space is a small YAML file", "name: x\npad: '" + "x" * 60_000_000
+     + "'\n"),
     (["sweep", "/dev/zero"], "is a character device, not a YAML file", None),
     (["sweep", "{outside}/" + "s" * 300 + ".yaml"], "a path is too long for this file system", None),
     (["sweep", "{space}", "--output-dir", "{outside}/" + "o" * 300], "a path is too long for this file system", GOOD),

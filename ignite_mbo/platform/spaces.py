@@ -293,6 +293,7 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
 
 MAX_TRIALS = 1000
 """Default cap on a sweep's trials (``--max-trials``): paper_table.yaml, the largest space here, has 864."""
+MAX_SPACE_BYTES = 1 << 20
 MAX_YAML_NODES = 100_000
 """A space whose aliases expand to more YAML nodes than this is refused (an alias bomb)."""
 
@@ -348,6 +349,9 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, max_tri
             raise UserError(f"search space {path} is {file_kind(path)}, not a YAML file; pass a YAML file such as "
                             "search_spaces/quick.yaml")
         raise UserError(f"search space {path} not found; pass a YAML file such as search_spaces/quick.yaml")
+    if (size := path.stat().st_size) > MAX_SPACE_BYTES:
+        raise UserError(f"search space {path} is {size:,} bytes; a search space is a small YAML file (at most "
+                        f"{MAX_SPACE_BYTES:,} bytes): list values, not data")
     try:
         text = path.read_text()
         space_checks.check_nesting(text)

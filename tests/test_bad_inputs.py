@@ -234,7 +234,7 @@ SWEEP = [
     (["sweep", "{space}"], "pad: unknown option; remove it or check its spelling (got 'xxxxxxxxxx",
      "name: x\npad: '" + "x" * 1_000_000 + "'\n"),
     (["sweep", "{space}"], "unknown option", "name: x\npad: 'http://" + "a://x" * 200_000 + "'\n"),
-    (["sweep", "{space}"], "is 60,000,016 bytes; a search space is a small YAML file", "name: x\npad: '" + "x" * 60_000_000
+    (["sweep", "{space}"], "is 2,000,016 bytes; a search space is a small YAML file", "name: x\npad: '" + "x" * 2_000_000
      + "'\n"),
     (["sweep", "/dev/zero"], "is a character device, not a YAML file", None),
     (["sweep", "{outside}/" + "s" * 300 + ".yaml"], "a path is too long for this file system", None),

@@ -38,6 +38,8 @@ _CREDENTIALS = re.compile(r"(?P<scheme>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]
 """A URL's userinfo: everything up to the last ``@`` before the path, as URL parsers split it (spaces too).
 Both parts are bounded (a scheme starts where a run of scheme characters starts), so a long text is
 scanned in linear time."""
+_QUERY = re.compile(r"(?P<url>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,63}://[^\s?#'\"]{0,4096})\?[^\s#'\"();,]+")
+"""A URL's query (it may carry a token), in linear time as :data:`_CREDENTIALS`."""
 _USER = re.compile(r"[^\s:@]+")
 _HTTP_STATUS = re.compile(r"too many (\d{3}) error responses|HTTP (\d{3})|status code:? (\d{3})")
 _STORE_ERROR_MODULES = ("mlflow", "requests", "urllib3", "sqlalchemy", "sqlite3")
@@ -51,8 +53,9 @@ def _masked(match: re.Match[str]) -> str:
 
 def mask(text: str) -> str:
     """``text`` with the userinfo of every ``scheme://user:password@host`` masked: ``user:***@``, or ``***@``
-    when there is no password (the user name may be a token) or the user name is odd."""
-    return _CREDENTIALS.sub(_masked, text)
+    when there is no password (the user name may be a token) or the user name is odd; and the query of every
+    such URL (``?token=...``) masked whole: ``?***``."""
+    return _QUERY.sub(r"\g<url>?***", _CREDENTIALS.sub(_masked, text))
 
 
 def without_credentials(uri: str) -> str:

@@ -345,8 +345,10 @@ def test_the_probe_never_follows_a_redirect_with_credentials(auth, serve, logger
     ("uri http://alice:pw LEAK@host:1/x here", "uri http://alice:***@host:1/x here"),
     ("http://ghp_TOKEN@host/x", "http://***@host/x"),
     ("mlflow+https://u:p q@h and sqlite:///a:b@c", "mlflow+https://u:***@h and sqlite:///a:b@c"),
+    ("no server at http://127.0.0.1:1/?token=QueryS3cret; start", "no server at http://127.0.0.1:1/?***; start"),
+    ("'https://u:p@h:5/x?a=b&key=K'", "'https://u:***@h:5/x?***'"),
 ])
-def test_mask_hides_the_whole_userinfo(text, shown):
+def test_mask_hides_the_whole_userinfo_and_query(text, shown):
     assert mask(text) == shown
 
 

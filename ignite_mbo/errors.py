@@ -29,3 +29,9 @@ def path_error(error: OSError) -> str | None:
     if error.errno == errno.ENAMETOOLONG:
         return f"a path is too long for this file system ({shown(str(error.filename or ''))}); pass a shorter one"
     return None
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of ``error``'s message (its type's name when it has none), cut to ``limit`` characters:
+    what a one-line error quotes of a library's exception."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]

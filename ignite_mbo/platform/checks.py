@@ -16,6 +16,7 @@ from typing import cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ignite_mbo.errors import UserError
+from ignite_mbo.http_deadline import redirect_refused
 
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -85,11 +86,8 @@ def check_tracking_server(uri: str, timeout_s: float = 3.0) -> str:
                         "host and port of the MLflow server") from None
     except urllib.error.HTTPError as error:
         body = error.read(2000).decode(errors="replace")
-        if 300 <= error.code < 400:
-            target = " ".join((error.headers.get("Location") or "nowhere").split())[:300]
-            raise UserError(f"{url} answered HTTP {error.code}, a redirect to {target}, which ignite-mbo does not "
-                            "follow (credentials stay with the host you named); pass the MLflow server's own URL "
-                            "as --tracking-uri") from None
+        if 300 <= error.code < 400:  # the same line as for MLflow's own calls (http_deadline)
+            raise UserError(str(redirect_refused(url, error.code, error.headers.get("Location")))) from None
         if error.code == 403 and "Host header" in body:
             raise UserError(f"the MLflow server at {url} refuses requests addressed to {host} (its host check); "
                             f"restart it with --allowed-hosts {host.rpartition(':')[0] or host},{host} "

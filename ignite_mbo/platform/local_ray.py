@@ -16,7 +16,7 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from ignite_mbo.errors import UserError
+from ignite_mbo.errors import UserError, first_line
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 TOKEN_ENV = "RAY_AUTH_TOKEN"
@@ -51,6 +51,6 @@ def start_failure(error: Exception) -> UserError:
     if not Path(folder).is_dir():
         return UserError(f"Ray could not start: its temporary folder {folder} ({which}) is not a folder; "
                          "point RAY_TMPDIR at a writable folder")
-    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    first = first_line(error)
     return UserError(f"Ray could not start ({type(error).__name__}: {first}); check that {folder} ({which}) is a "
                      "writable folder with free space, and that ray.init works on this machine")

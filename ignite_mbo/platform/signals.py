@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-from ignite_mbo.errors import UserError
+from ignite_mbo.errors import UserError, first_line
 
 STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 """Ctrl-C; ray job stop, Kubernetes, schedulers; the terminal closed; Ctrl-\\ (its default, a core dump, would
@@ -188,7 +188,7 @@ def restored(restore: Callable[[], T], experiment_path: str) -> T:
     try:
         return restore()
     except Exception as error:  # noqa: BLE001 - a corrupt or foreign pickle raises anything
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        first = first_line(error)
         raise UserError(f"cannot restore the sweep's Tune state from {experiment_path} ({type(error).__name__}: "
                         f"{first}); it is corrupt or from another Ray version. The sweep's records are unchanged; "
                         "run it again without --resume") from None

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ignite_mbo import mlflow_store as store
-from ignite_mbo.errors import UserError
+from ignite_mbo.errors import UserError, first_line
 from ignite_mbo.platform import folders, full_disk, local_ray, signals, sweep_runs
 from ignite_mbo.platform.finish import SweepOutcome, collect_results, finish_sweep
 from ignite_mbo.platform.plan import SweepPlan, load_tasks, plan_sweep
@@ -75,7 +75,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
         try:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         except Exception as error:  # noqa: BLE001 - Ray raises anything; SIGINT/SIGTERM (BaseException) go on
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            first = first_line(error)
             raise UserError(f"could not join the Ray cluster at {address} ({type(error).__name__}: {first}); "
                             "check that it is a Ray head's address (ray status there) and that its token is "
                             "set here (RAY_AUTH_MODE=token)") from None

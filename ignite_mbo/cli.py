@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -11,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from ignite_mbo.errors import UserError, path_error
+from ignite_mbo.errors import UserError, path_error, printable
 from ignite_mbo.platform.signals import StopOnSignals, Stopped, exit_status
 from ignite_mbo.settings_cli import Parser, describe_baselines, key_values
 from ignite_mbo.store_guard import check_tracking_uri, default_tracking_uri, mask, store_failure
@@ -356,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
     except UserError as error:  # a module named in IGNITE_MBO_PLUGINS that does not import
-        print(f"ignite-mbo: error: {error}", file=sys.stderr)
+        print(f"ignite-mbo: error: {printable(str(error))}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
     try:
@@ -376,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return command_data(args)
     except UserError as error:
-        print(f"ignite-mbo {args.command}: error: {mask(str(error))}", file=sys.stderr)
+        print(f"ignite-mbo {args.command}: error: {printable(mask(str(error)))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ignite-mbo {args.command}: interrupted", file=sys.stderr)
@@ -388,9 +389,24 @@ def main(argv: list[str] | None = None) -> int:
         failure = (path_error(error) if isinstance(error, OSError) else None) or store_failure(error)
         if failure is None:
             raise
-        print(f"ignite-mbo {args.command}: error: {failure}", file=sys.stderr)
+        print(f"ignite-mbo {args.command}: error: {printable(failure)}", file=sys.stderr)
         return 2
 
 
+def entry() -> None:
+    """The ``ignite-mbo`` command: :func:`main`, then exit. Once Ray ran in this process (and was shut down by the
+    command), the exit skips the interpreter's teardown, where Ray's half-stopped C++ threads can crash it
+    (a segmentation fault after a sweep stopped by a signal while Ray started)."""
+    status = main()
+    if "ray" in sys.modules:
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

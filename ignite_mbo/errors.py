@@ -35,3 +35,9 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     """The first line of ``error``'s message (its type's name when it has none), cut to ``limit`` characters:
     what a one-line error quotes of a library's exception."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]
+
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on (NUL, CR, newlines, ANSI escapes) written as its
+    escape (``\\x1b``), so quoting what a server or a file sent keeps an error one plain line."""
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)

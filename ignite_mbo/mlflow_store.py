@@ -67,6 +67,15 @@ def _retry(call: Callable[[], T], attempts: int = 8) -> T:
     raise AssertionError("unreachable")
 
 
+def _answered_id(value: object, what: str, client: Any) -> str:
+    """The id the tracking server gave ``what``; an empty one (a server that answers ``{}`` to everything) is a
+    one-line error: no MLflow server does that."""
+    if not str(value or ""):
+        raise UserError(f"the tracking server at {store_guard.mask(client.tracking_uri)} answered {what} without "
+                        "an id, as no MLflow server does; check that --tracking-uri is an MLflow server's URL")
+    return str(value)
+
+
 # ---- experiments --------------------------------------------------------------------------------
 
 def experiment_id(client: Any, name: str) -> str:
@@ -97,7 +106,7 @@ def experiment_id(client: Any, name: str) -> str:
         _retry(lambda: client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING))
     if experiment.tags.get(ui.SHARED_VIEW_TAG) != ui.shared_view():  # the view the printed link opens
         _retry(lambda: client.set_experiment_tag(experiment.experiment_id, ui.SHARED_VIEW_TAG, ui.shared_view()))
-    return str(experiment.experiment_id)
+    return _answered_id(experiment.experiment_id, f"experiment {name!r}", client)
 
 
 # ---- runs ---------------------------------------------------------------------------------------
@@ -211,6 +220,7 @@ class TrialRecorder:
         record = trial_record(config)
         tags.update(record["tags"])
         run = _retry(lambda: self.client.create_run(exp_id, run_name=run_name, tags={**tags, **given, **extra_tags}))
+        _answered_id(run.info.run_id, "a new run", self.client)
         params = [Param(key, str(value)) for key, value in record["params"].items()]
         for start in range(0, len(params), 100):
             _retry(partial(self.client.log_batch, run.info.run_id, params=params[start:start + 100]))
@@ -332,6 +342,7 @@ def start_sweep_run(tracking_uri: str, experiment: str, run_name: str, spec: dic
     exp_id = experiment_id(client, experiment)
     run = _retry(lambda: client.create_run(exp_id, run_name=run_name, tags={
         f"{TAG_PREFIX}kind": "sweep", ui.SWEEP_TAG: ui.sweep_name(run_name), **(tags or {})}))
+    _answered_id(run.info.run_id, "a new run", client)
     _retry(lambda: client.log_dict(run.info.run_id, spec, "sweep_spec.json"))
     return str(run.info.run_id)
 

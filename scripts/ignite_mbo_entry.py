@@ -7,9 +7,7 @@ this file alone to the head and runs it with the head's Python, where ignite-mbo
 and ``ignite_mbo/platform/`` then hides the standard library's ``platform`` module.)
 """
 
-import sys
-
-from ignite_mbo.cli import main
+from ignite_mbo.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

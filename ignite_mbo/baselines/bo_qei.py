@@ -56,6 +56,8 @@ class Settings(EnsembleSettings):
     def _history_holds_the_answer(self) -> Settings:
         if self.bo_gp_samples + self.bo_iterations * self.bo_batch_size < self.num_designs:
             raise ValueError("bo_gp_samples + bo_iterations * bo_batch_size must be at least num_designs")
+        if self.bo_raw_samples < self.bo_num_restarts:  # BoTorch would fail every round: a search of 0 rounds
+            raise ValueError("bo_raw_samples must be at least bo_num_restarts (the restarts start from raw samples)")
         return self
 
 

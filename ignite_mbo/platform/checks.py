@@ -81,7 +81,7 @@ def check_tracking_server(uri: str, timeout_s: float = 3.0) -> str:
         if not isinstance(json.loads(answer or b"{}"), dict):
             raise json.JSONDecodeError("not an object", "", 0)
         return url
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: JSON nested thousands deep
         raise UserError(f"{url} answers, but not as an MLflow server (its reply is not MLflow's JSON); check the "
                         "host and port of the MLflow server") from None
     except urllib.error.HTTPError as error:

@@ -49,15 +49,17 @@ def claim_sweep_folder(output_dir: Path, name: str) -> Path:
     raise UserError(f"{output_dir} holds {MAX_FOLDERS} sweeps of {name!r}; pick another --output-dir")
 
 
-def release_claim(path: Path) -> None:
-    """Give back a claimed sweep folder that holds nothing but its marker (a sweep stopped while starting),
-    so the next sweep of the space takes it again."""
+def release_claim(path: Path) -> bool:
+    """Give back a claimed sweep folder that holds nothing but its marker (a sweep stopped or failed while
+    starting), so the next sweep of the space takes it again; whether it was given back."""
     try:
         if all(entry.name == CLAIM_MARKER for entry in path.iterdir()):
             (path / CLAIM_MARKER).unlink(missing_ok=True)
             path.rmdir()
+            return True
     except OSError:
         pass  # another sweep's files, or already gone: left as they are
+    return False
 
 
 def prepare_storage(storage_path: str) -> None:

@@ -6,6 +6,11 @@ therefore runs with Ray's token authentication on (``RAY_AUTH_MODE=token``): a f
 for each sweep, held only in the environment of this process and the Ray processes it starts (no
 token file is written). A client from another address, or another user's process, that does not
 hold the token cannot join it or run a task.
+
+Its processes (GCS, raylet, monitors) each lead a process group of their own, so a signal sent to the
+sweep's group (the terminal closed, ``timeout``, a scheduler's ``kill -- -PGID``) reaches only the sweep, which
+stops its trials and then Ray; otherwise the GCS would die first and the sweep would wait 60 s for it and fail.
+Ray ties their lives to the sweep's process all the same (Linux's parent-death signal).
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ import logging
 import os
 import secrets
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ignite_mbo.errors import UserError, first_line
 
@@ -38,10 +46,30 @@ def start(num_cpus: int | None = None) -> None:
     Config.initialize("")  # Ray caches the mode when first imported: read it again, as Ray itself does
     AuthenticationTokenLoader.instance().reset_cache()
     try:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+        with own_process_groups():
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
     except Exception as error:  # noqa: BLE001 - Ray raises anything; SIGINT/SIGTERM (BaseException) go on
         raise start_failure(error) from None
+
+
+@contextmanager
+def own_process_groups() -> Iterator[None]:
+    """While active, each process Ray starts (``services.ConsolePopen``) leads a process group of its own."""
+    import ray._private.services as services
+
+    original = services.ConsolePopen
+
+    class InItsOwnGroup(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("process_group", 0)
+            super().__init__(*args, **kwargs)
+
+    setattr(services, "ConsolePopen", InItsOwnGroup)  # noqa: B010 - a class attribute mypy will not let be set
+    try:
+        yield
+    finally:
+        setattr(services, "ConsolePopen", original)  # noqa: B010
 
 
 def start_failure(error: Exception) -> UserError:

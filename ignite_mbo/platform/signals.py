@@ -52,6 +52,7 @@ class Interruptions:
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Tune's own handler would replace this one
         for signum in STOPPING_SIGNALS:  # installed after Ray's, so Ray's fatal-signal dump never runs
             self.previous[signum] = signal.signal(signum, self._handle)
+        self.previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # until this Tune run's own
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -73,6 +74,8 @@ class Interruptions:
         self.first_at_ms = int(time.time() * 1000) - 1000  # slack for clocks of other processes
         print(f"\n{signum.name}: stopping the running trials and saving the sweep "
               "(send it again to exit at once)", file=sys.stderr, flush=True)
+        if signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL:  # Tune has not installed its handler yet
+            raise Stopped(signum)  # (SIGUSR1 would kill this process)
         os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop
 
 

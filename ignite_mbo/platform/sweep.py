@@ -180,13 +180,13 @@ def run_sweep(
         try:
             return _run_started(plan, tasks, total, address=address, num_cpus=num_cpus, resume_hint=resume_hint,
                                 quiet=quiet, stop=stop)
-        except (signals.Stopped, KeyboardInterrupt, RayStartFailed):  # before the sweep's run existed
-            _shutdown_ray()
-            if plan.resume is None:
-                folders.release_claim(plan.sweep_dir)
-                if made_output:
-                    with contextlib.suppress(OSError):
-                        output.rmdir()  # only if empty
+        except BaseException as error:  # stopped, or failed, before the sweep wrote a file: the claim given back
+            released = plan.resume is None and folders.release_claim(plan.sweep_dir)
+            if released or isinstance(error, (signals.Stopped, KeyboardInterrupt, RayStartFailed)):
+                _shutdown_ray()
+            if released and made_output:
+                with contextlib.suppress(OSError):
+                    output.rmdir()  # only if empty
             raise
 
 

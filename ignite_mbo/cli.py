@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ignite_mbo.errors import UserError, path_error, printable
-from ignite_mbo.platform.signals import StopOnSignals, Stopped, exit_status
+from ignite_mbo.platform.signals import StopOnSignals, Stopped, exit_process, exit_status
 from ignite_mbo.settings_cli import Parser, describe_baselines, key_values
 from ignite_mbo.store_guard import check_tracking_uri, default_tracking_uri, mask, store_failure
 
@@ -156,8 +156,6 @@ def command_run(args: argparse.Namespace) -> int:
     config = TrialConfig.parse({**trial, "baseline_options": key_values(args.set, "--set"),
                                 "task_options": key_values(args.task_option, "--task-option")})  # checks all, once
     check_device(args.device)
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be at least 1, got {args.threads}")
     limits.check_threads(args.threads)
     uri = None
     if args.tracking_uri:
@@ -306,16 +304,12 @@ def add_record_commands(commands: Any) -> None:
 
 
 def command_rerun(args: argparse.Namespace) -> int:
-    import os
-
     from ignite_mbo.platform.checks import check_device
     from ignite_mbo.platform.console import ProgressBar
     from ignite_mbo.platform.rerun import rerun
 
     check_device(args.device)
     if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be at least 1, got {args.threads}")
         from ignite_mbo.limits import check_threads
 
         check_threads(args.threads)
@@ -394,18 +388,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The ``ignite-mbo`` command: :func:`main`, then exit. Once Ray ran in this process (and was shut down by the
-    command), the exit skips the interpreter's teardown, where Ray's half-stopped C++ threads can crash it
-    (a segmentation fault after a sweep stopped by a signal while Ray started)."""
-    status = main()
-    if "ray" in sys.modules:
-        import logging
-
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    sys.exit(status)
+    """The ``ignite-mbo`` command: :func:`main`, then exit (:func:`signals.exit_process`)."""
+    exit_process(main())
 
 
 if __name__ == "__main__":

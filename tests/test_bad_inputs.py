@@ -71,7 +71,7 @@ RUN = [
     (["run", "--device", "cuda"], "--device cuda"),
     (["run", "--device", "cuda:7"], "--device cuda:7"),
     (["run", "--device", "tpu"], "unknown device"),
-    (["run", "--threads", "0"], "--threads must be at least 1"),
+    (["run", "--threads", "0"], "--threads 0: this machine has"),
     (["run", "--tracking-uri", "ftp://example/mlflow"], "unsupported tracking URI"),
     (["run", "--tracking-uri", "file:///tmp/mlruns"], "unsupported tracking URI"),
     (["run", "--tracking-uri", "sqlite://"], "names no database file"),

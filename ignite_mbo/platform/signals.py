@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from ignite_mbo.errors import UserError, first_line
 
@@ -98,6 +98,20 @@ def exit_at_once(signum: int) -> None:
         except OSError:
             continue
     os._exit(exit_status(signum))
+
+
+def exit_process(status: int) -> NoReturn:
+    """Exit with ``status``. Once Ray ran in this process (and the command shut it down), the exit skips the
+    interpreter's teardown, where Ray's half-stopped C++ threads can crash it (a segmentation fault after a
+    sweep was stopped by a signal while Ray started)."""
+    if "ray" in sys.modules:
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def descendants(pid: int) -> list[int]:

@@ -15,7 +15,7 @@ from typing import Any
 from ignite_mbo.errors import UserError, path_error, printable
 from ignite_mbo.platform.signals import StopOnSignals, Stopped, exit_process, exit_status
 from ignite_mbo.settings_cli import Parser, describe_baselines, key_values
-from ignite_mbo.store_guard import check_tracking_uri, default_tracking_uri, mask, store_failure
+from ignite_mbo.store_guard import check_tracking_uri, default_tracking_uri, in_chain, mask, store_failure
 
 INTERRUPTED_EXIT = 130
 TRUST_NOTE = ("--resume unpickles Ray Tune's state (tuner.pkl) from the sweep folder or --storage-path: "
@@ -244,8 +244,9 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
 
 def command_report(args: argparse.Namespace) -> int:
     from ignite_mbo import mlflow_store as store
-    from ignite_mbo.platform.record import RESULTS_FILE, SWEEP_FILE, SweepRecord
+    from ignite_mbo.platform.record import SWEEP_FILE, SweepRecord
     from ignite_mbo.platform.report.commands import latex_for, report_sources, write_curves
+    from ignite_mbo.platform.report.inputs import results_path
     from ignite_mbo.platform.report.sweep_report import report_sweep
     from ignite_mbo.platform.results import read_table
 
@@ -255,15 +256,12 @@ def command_report(args: argparse.Namespace) -> int:
         if paths:
             print(f"written: {', '.join(str(p) for p in paths)}")
         return 0
-    path = args.sweep[0] / RESULTS_FILE if args.sweep[0].is_dir() else args.sweep[0]
-    if not path.is_file():
-        raise UserError(f"no results table at {path}; pass a sweep folder made by 'ignite-mbo sweep' or its {RESULTS_FILE}")
-    folder = path.parent
+    folder = (path := results_path(args.sweep[0])).parent
     record = SweepRecord.load(folder) if (folder / SWEEP_FILE).exists() else None
     table = read_table(path)
     log = record is not None and not args.no_mlflow
     if log and record is not None:
-        check_tracking_uri(record.tracking_uri, must_exist=True)
+        check_tracking_uri(record.tracking_uri, if_missing="put the sweep's store back there, or pass --no-mlflow")
         if not store.run_exists(record.tracking_uri, record.parent_run_id):
             raise UserError(f"the sweep's MLflow run {record.parent_run_id} is not in {record.tracking_uri}; "
                             "pass --no-mlflow to write the report only to the folder")
@@ -317,7 +315,7 @@ def command_rerun(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     uri = check_tracking_uri(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                                   or default_tracking_uri(), must_exist=True)
+                                   or default_tracking_uri(), if_missing="pass the run's store as --tracking-uri")
     progress = None if args.quiet else ProgressBar()
     try:
         outcome = rerun(uri, args.run_id, data_dir=args.data_dir, device=args.device,
@@ -380,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ignite-mbo {args.command}: interrupted ({stopped})", file=sys.stderr)
         return exit_status(stopped.signum)
     except Exception as error:  # a path the user can change, or MLflow, HTTP or SQL: one line; else a bug
-        failure = (path_error(error) if isinstance(error, OSError) else None) or store_failure(error)
+        oserror = in_chain(error, OSError)
+        failure = (path_error(oserror) if isinstance(oserror, OSError) else None) or store_failure(error)
         if failure is None:
             raise
         print(f"ignite-mbo {args.command}: error: {printable(failure)}", file=sys.stderr)
@@ -389,7 +388,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """The ``ignite-mbo`` command: :func:`main`, then exit (:func:`signals.exit_process`)."""
-    exit_process(main())
+    try:
+        status = main()
+    except KeyboardInterrupt:  # Ctrl-C while the command still imports its libraries
+        print("ignite-mbo: interrupted", file=sys.stderr)
+        status = INTERRUPTED_EXIT
+    exit_process(status)
 
 
 if __name__ == "__main__":

@@ -21,13 +21,18 @@ def shown(value: object, limit: int = 80) -> str:
 
 
 def path_error(error: OSError) -> str | None:
-    """One line for an OS error the user fixes by choosing another path (permission denied, a name too long for
-    the file system), else None."""
+    """One line for an OS error the user fixes by choosing another path or freeing space (permission denied, a
+    name too long, a full disk, a file where a folder should be, a folder that cannot be made), else None."""
     if isinstance(error, PermissionError):
         return (f"permission denied: {error.filename or error}; make it readable (and writable where results go) "
                 "or pick another path")
+    where = shown(str(error.filename or ""))
     if error.errno == errno.ENAMETOOLONG:
-        return f"a path is too long for this file system ({shown(str(error.filename or ''))}); pass a shorter one"
+        return f"a path is too long for this file system ({where}); pass a shorter one"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device that holds {where}; free space there or pick another folder"
+    if error.filename and error.errno in (errno.EEXIST, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EROFS):
+        return f"{error.strerror}: {where}; check the path or pick another one"
     return None
 
 

@@ -205,13 +205,13 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(unquote(uri.removeprefix("sqlite:///").partition("?")[0])).absolute()
 
 
-def check_tracking_uri(uri: str, *, must_exist: bool = False, timeout_s: float = 3.0) -> str:
+def check_tracking_uri(uri: str, *, if_missing: str | None = None, timeout_s: float = 3.0) -> str:
     """The tracking URI, validated and made absolute; bad ones raise a one-line UserError.
 
     ``sqlite:///mlflow.db`` is resolved against the working folder; its folder must exist and be
-    writable (``must_exist``: the file too). A query (``?mode=ro``, ``?cache=shared``) is refused after
-    the file's checks: SQLAlchemy's SQLite driver ignores it (or, with ``uri=true``, it could make the
-    store read-only, which a run must write). ``http(s)://`` must answer an MLflow API call within
+    writable; with ``if_missing`` (the fix to name) the file must exist too. A query (``?mode=ro``,
+    ``?cache=shared``) is refused after the file's checks: SQLAlchemy's SQLite driver ignores it (or, with
+    ``uri=true``, it could make the store read-only, which a run must write). ``http(s)://`` must answer an MLflow API call within
     ``timeout_s``. Nothing is created.
     """
     hint = "use sqlite:///PATH/mlflow.db or http(s)://HOST:PORT of an MLflow server"
@@ -221,8 +221,8 @@ def check_tracking_uri(uri: str, *, must_exist: bool = False, timeout_s: float =
             raise UserError(f"tracking URI {uri!r} names no database file; {hint}")
         if path.is_dir():
             raise UserError(f"tracking URI {uri!r} points at a folder; name a file, e.g. sqlite:///{path}/mlflow.db")
-        if must_exist and not path.is_file():
-            raise UserError(f"no MLflow store at {path}; pass the sweep's --tracking-uri, or --no-mlflow")
+        if if_missing and not path.is_file():
+            raise UserError(f"no MLflow store at {path}; {if_missing}")
         if not path.parent.is_dir():
             raise UserError(f"tracking URI {uri!r}: folder {path.parent} does not exist; create it or pick another path")
         if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):

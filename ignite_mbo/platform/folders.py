@@ -9,14 +9,19 @@ that cannot be created fails before ``mlflow.db``, ``mlartifacts/`` or an MLflow
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ignite_mbo.errors import UserError
 
 CLAIM_MARKER = ".claimed"
 MAX_FOLDERS = 999
+ROOM_BYTES = 1 << 20
+"""Free space a new sweep folder must have before the store is touched (a full disk fails there, not after)."""
 
 
 def _claim(path: Path) -> bool:
@@ -42,11 +47,41 @@ def claim_sweep_folder(output_dir: Path, name: str) -> Path:
         for number in range(1, MAX_FOLDERS + 1):
             path = output_dir / (name if number == 1 else f"{name}-{number}")
             if _claim(path):
+                _check_room(path)
                 return path
     except OSError as error:
         raise UserError(f"cannot create the sweep folder in {output_dir} ({error.strerror or error}); "
                         "pick another --output-dir") from None
     raise UserError(f"{output_dir} holds {MAX_FOLDERS} sweeps of {name!r}; pick another --output-dir")
+
+
+def _check_room(path: Path) -> None:
+    """Write and drop ``ROOM_BYTES`` in a just-claimed folder; on failure the claim is given back."""
+    try:
+        with tempfile.TemporaryFile(dir=path) as probe:
+            probe.write(bytes(ROOM_BYTES))
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as error:
+        release_claim(path)
+        raise UserError(f"cannot write in {path} ({error.strerror or error}); free space there or pick another "
+                        "--output-dir") from None
+
+
+@contextmanager
+def held(path: Path) -> Iterator[None]:
+    """While active, this process alone runs the sweep in ``path`` (an advisory lock on its marker file): a
+    second ``--resume`` of it, started meanwhile, is refused in one line instead of running every trial again."""
+    descriptor = os.open(path / CLAIM_MARKER, os.O_CREAT | os.O_RDWR)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another ignite-mbo process is running the sweep in {path}; let it finish, or stop it "
+                            "and then run --resume") from None
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def release_claim(path: Path) -> bool:

@@ -108,7 +108,8 @@ def plan_sweep(
             record.tracking_uri = given
         if storage_path and storage_path.rstrip("/") != record.storage_path.rstrip("/"):
             raise UserError(f"the sweep's Tune experiment is under {record.storage_path}; resume with that --storage-path")
-        uri = store_guard.check_tracking_uri(record.tracking_uri, must_exist=True)
+        uri = store_guard.check_tracking_uri(record.tracking_uri, if_missing="put the sweep's store back there "
+                                             "(sweep.json records its path)")
         storage = record.storage_path
         check_resume_state(record.experiment_path, sweep_dir, storage_path or os.environ.get(STORAGE_ENV))
         check_state_files(record.experiment_path, sweep_dir, storage_path or os.environ.get(STORAGE_ENV))

@@ -14,6 +14,7 @@ from typing import Any
 from ignite_mbo import mlflow_store as store
 from ignite_mbo import tasks
 from ignite_mbo.config import TrialConfig
+from ignite_mbo.limits import check_trial
 from ignite_mbo.progress import SILENT, Progress
 from ignite_mbo.provenance import config_from_params, environment_tags
 from ignite_mbo.trial import run_trial
@@ -61,6 +62,7 @@ def rerun(tracking_uri: str, run_id: str, *, data_dir: str | None = None, device
     if not any(key in tags for key in now):
         notes.append("the run records no code or library versions (made before ignite-mbo recorded them)")
     task = tasks.make(config.task, data_dir, **config.checked_task_options())
+    check_trial(config, task, device=device)  # an edited record meets the bounds `run` checks, in one line
     result = run_trial(config, task, device=device, progress=progress)
     recorded = {name: metrics[name] for name in SCORES if name in metrics}
     return Rerun(run_id, config, recorded, dict(result.summary), notes)

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from ignite_mbo import baselines
 from ignite_mbo.atomic import atomic_write
 from ignite_mbo.config import TrialConfig
-from ignite_mbo.errors import UserError
+from ignite_mbo.errors import UserError, shown
 from ignite_mbo.protocol import PROTOCOL_DEVIATIONS
 
 SUMMARY_COLUMNS = (
@@ -90,6 +90,14 @@ def read_table(path: Path) -> pd.DataFrame:
     if missing:
         raise UserError(f"{path} is not a results table of 'ignite-mbo sweep' (no {', '.join(missing)} column); "
                         "pass the results.parquet a sweep wrote")
+    numbers = [c for c in table.columns if c.startswith("score_") or c == "seed"]
+    for column in numbers:  # an edited or foreign table: refused, not reported as inf or dropped unsaid
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = (values.isna() & table[column].notna()) | values.isin([float("inf"), float("-inf")])
+        if bad.any():
+            raise UserError(f"{path}: column {column} holds {shown(table[column][bad].iloc[0])} for a trial, which "
+                            "no sweep writes (the table was edited or is corrupt); pass the results.parquet a sweep "
+                            "wrote, or run the sweep again")
     if PROTOCOL_DEVIATIONS not in table.columns:
         table[PROTOCOL_DEVIATIONS] = ""
     return table

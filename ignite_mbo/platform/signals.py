@@ -107,6 +107,11 @@ def exit_process(status: int) -> NoReturn:
     if "ray" in sys.modules:
         import logging
 
+        try:  # Ray's processes and their agents go with it (atexit, which would stop them, is skipped)
+            if sys.modules["ray"].is_initialized():
+                sys.modules["ray"].shutdown()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -178,16 +178,28 @@ def run_sweep(
             folders.prepare_storage(plan.storage_path)
             plan.sweep_dir = folders.claim_sweep_folder(output, plan.spec.name)
         try:
-            return _run_started(plan, tasks, total, address=address, num_cpus=num_cpus, resume_hint=resume_hint,
-                                quiet=quiet, stop=stop)
+            with folders.held(plan.sweep_dir):
+                return _run_started(plan, tasks, total, address=address, num_cpus=num_cpus, resume_hint=resume_hint,
+                                    quiet=quiet, stop=stop)
         except BaseException as error:  # stopped, or failed, before the sweep wrote a file: the claim given back
+            stopped = isinstance(error, (signals.Stopped, KeyboardInterrupt))
             released = plan.resume is None and folders.release_claim(plan.sweep_dir)
-            if released or isinstance(error, (signals.Stopped, KeyboardInterrupt, RayStartFailed)):
+            if released or stopped or isinstance(error, RayStartFailed):
                 _shutdown_ray()
             if released and made_output:
                 with contextlib.suppress(OSError):
                     output.rmdir()  # only if empty
+            if stopped and plan.resume is not None:  # the sweep is as it was: its resume command is printed
+                raise SweepInterrupted(plan.sweep_dir, getattr(error, "signum", signal.SIGINT)) from None
             raise
+
+
+def check_every_trial(plan: SweepPlan, found: int, total: int) -> None:
+    """A resumed grid sweep whose restored Tune state holds fewer trials than planned (saved while the disk was
+    full) is an error, before anything is reported or an MLflow run of a missing trial deleted."""
+    if plan.resume is not None and not plan.spec.search and found < total:
+        raise UserError(f"the sweep's saved Tune state holds {found} of its {total} trials (saved while the disk was "
+                        "full, or cut short); their MLflow runs are kept. Run the sweep again without --resume")
 
 
 def _shutdown_ray() -> None:
@@ -230,6 +242,7 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
                 raise SweepInterrupted(plan.sweep_dir, interruptions.signum)
             with signals.Finishing(resume_hint):  # a signal now would only leave the records half-written
                 table = collect_results(results, TrialLookup(plan.trials), plan.spec)
+                check_every_trial(plan, len(table), total)
                 outcome = finish_sweep(plan.sweep_dir, table, sweep.record)
                 _shutdown_ray()  # now, not at exit, where a signal would interrupt it halfway
             return outcome

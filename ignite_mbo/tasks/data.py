@@ -97,7 +97,13 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
         data_dir = os.environ.get(DATA_DIR_ENV) or None
     if data_dir is None:
         return Path(platformdirs.user_cache_dir("ignite-mbo")) / "design_bench"
-    return Path(data_dir).expanduser().absolute()
+    root = Path(data_dir).expanduser().absolute()
+    existing = next((p for p in (root, *root.parents) if os.path.exists(p)), None)  # False on any OSError
+    if existing is not None and not existing.is_dir():
+        kind = "a file" if existing.is_file() else file_kind(existing)
+        raise UserError(f"the data dir {root} is not a folder ({existing} is {kind}); pass another "
+                        f"--data-dir or set {DATA_DIR_ENV} to a folder")
+    return root
 
 
 @functools.cache

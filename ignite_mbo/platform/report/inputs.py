@@ -15,6 +15,7 @@ an ``ignite`` sweep compare seed for seed).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pandas as pd
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform.record import RESULTS_FILE
 from ignite_mbo.platform.results import read_table
+from ignite_mbo.tasks.data import file_kind
 
 SWEEP_COLUMN = "config.sweep"
 RECORD_KEYS = ("task", "baseline", "regularizer", "seed", "score_100th")
@@ -32,10 +34,15 @@ RECORD_KEYS = ("task", "baseline", "regularizer", "seed", "score_100th")
 def results_path(source: Path) -> Path:
     """The results file a source names: ``source/results.parquet`` for a folder, else ``source``."""
     path = source / RESULTS_FILE if source.is_dir() else source
-    if not path.is_file():
-        raise UserError(f"no results at {path}; pass a sweep folder made by 'ignite-mbo sweep', its "
-                        f"{RESULTS_FILE}, or a .jsonl of trial records from benchmarks/trials.py")
-    return path
+    if path.is_file():
+        return path
+    fix = (f"pass a sweep folder made by 'ignite-mbo sweep', its {RESULTS_FILE}, or a .jsonl of trial records "
+           "from benchmarks/trials.py")
+    if path.is_symlink() and not path.exists():
+        raise UserError(f"{path} is a symlink to {os.readlink(path)} that reaches no file (dangling, or a loop); {fix}")
+    if path.exists():
+        raise UserError(f"{path} is {file_kind(path)}, not a results table; {fix}")
+    raise UserError(f"no results at {path}; {fix}")
 
 
 def read_source(source: Path) -> pd.DataFrame:

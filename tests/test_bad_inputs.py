@@ -253,8 +253,8 @@ SWEEP = [
 ]
 
 REPORT = [
-    (["report", "no-such-sweep"], "no results table"),
-    (["report", "{empty}"], "no results table"),
+    (["report", "no-such-sweep"], "no results at"),
+    (["report", "{empty}"], "no results at"),
     (["report", "{bad}/garbage.parquet"], "not a Parquet file"),
     (["report", "{bad}/truncated.parquet"], "not a Parquet file"),
     (["report", "{bad}/foreign.parquet"], "not a results table"),

@@ -182,7 +182,7 @@ def test_run_with_tracking_leaves_no_run_running(tmp_path, design_bench_dir):
         (["run", "--set", "epochs"], "KEY=VALUE"),
         (["run", "--fidelity", "medium"], "invalid choice"),
         (["sweep", "does-not-exist.yaml"], "not found"),
-        (["report", "no-such-sweep"], "no results table"),
+        (["report", "no-such-sweep"], "no results at"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, needle, capsys, workdir):

@@ -104,6 +104,15 @@ def page_text(driver: Any, url: str, needles: list[str], screenshot: Path, timeo
 Reply = Callable[[http.server.BaseHTTPRequestHandler], None]
 
 
+def answer(handler: http.server.BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+    """Answer a fake server's request with ``status`` and a JSON ``body``."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 @contextmanager
 def http_servers() -> Iterator[Callable[[Reply], str]]:
     """Yields ``start(reply)``: an HTTP server on 127.0.0.1 whose every GET, HEAD and POST runs

@@ -27,7 +27,7 @@ from ignite_mbo.cli import main
 from ignite_mbo.errors import UserError, printable
 from ignite_mbo.platform.checks import check_tracking_server
 
-from processes import Reply, http_servers
+from processes import Reply, answer, http_servers
 
 RUN = ["run", "--fidelity", "quick", "--quiet", "--threads", "1", "--set", "epochs=1"]
 TINY = "name: tiny\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n"
@@ -37,14 +37,6 @@ TINY = "name: tiny\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidel
 def serve() -> Iterator[Callable[[Reply], str]]:
     with http_servers() as start:
         yield start
-
-
-def answer(handler: http.server.BaseHTTPRequestHandler, status: int, body: bytes) -> None:
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
 
 
 def one_plain_line(code: int, err: str, needle: str) -> None:

@@ -38,7 +38,7 @@ from ignite_mbo.platform.record import SWEEP_FILE, SweepRecord
 from ignite_mbo.platform.spaces import load_spec
 from ignite_mbo.store_guard import mask
 
-from processes import Reply, http_servers
+from processes import Reply, answer, http_servers
 
 RUN = ["run", "--fidelity", "quick", "--quiet", "--threads", "1", "--set", "epochs=1"]
 MLFLOW_JSON = b'{"experiments": []}'
@@ -70,14 +70,6 @@ def trickle(handler: http.server.BaseHTTPRequestHandler, stop: threading.Event, 
             return
         handler.wfile.write(b" ")
         handler.wfile.flush()
-
-
-def answer(handler: http.server.BaseHTTPRequestHandler, status: int, body: bytes) -> None:
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
 
 
 # ---- sqlite URIs with a query (u4, u9, u11) ------------------------------------------------------

@@ -21,7 +21,9 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
         write(partial)
         os.chmod(partial, 0o644)
         os.replace(partial, path)
-    except BaseException:
+    except BaseException as error:
         partial.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno and not error.filename:  # a failed write names no file
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
     return path

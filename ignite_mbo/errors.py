@@ -30,7 +30,8 @@ def path_error(error: OSError) -> str | None:
     if error.errno == errno.ENAMETOOLONG:
         return f"a path is too long for this file system ({where}); pass a shorter one"
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"no space left on the device that holds {where}; free space there or pick another folder"
+        device = f"the device that holds {where}" if error.filename else "a device this command writes to"
+        return f"no space left on {device}; free space there or pick another folder"
     if error.filename and error.errno in (errno.EEXIST, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EROFS):
         return f"{error.strerror}: {where}; check the path or pick another one"
     return None

@@ -43,6 +43,7 @@ def _client(uri: str) -> Any:
 
     for name in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..." and the like
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # its SQL tracebacks: ours is one line
     for quiet in ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
         os.environ.setdefault(quiet, "true" if "SUPPRESS" in quiet else "false")  # no "View run" lines, no bars
     store_guard.bound_http_calls(__import__("mlflow.utils.rest_utils", fromlist=["rest_utils"]))  # + a deadline

@@ -144,14 +144,15 @@ def test_a_new_sweep_folder_without_room_is_refused_and_given_back(tmp_path, mon
     assert not (tmp_path / "out" / "tiny").exists()
 
 
-def test_a_resumed_grid_sweep_that_lost_trials_fails_instead_of_reporting() -> None:
+def test_a_grid_sweep_that_lost_trials_fails_instead_of_reporting() -> None:
     from ignite_mbo.platform.sweep import check_every_trial
 
-    resumed = SimpleNamespace(resume=object(), spec=SimpleNamespace(search=None))
-    with pytest.raises(UserError, match="holds 1 of its 3 trials"):
-        check_every_trial(resumed, 1, 3)  # type: ignore[arg-type]
-    check_every_trial(resumed, 3, 3)  # type: ignore[arg-type]
-    check_every_trial(SimpleNamespace(resume=None, spec=resumed.spec), 1, 3)  # type: ignore[arg-type]
+    grid = SimpleNamespace(search=None, search_alg=None)
+    with pytest.raises(UserError, match="hold 1 of the sweep's 3 trials"):
+        check_every_trial(SimpleNamespace(spec=grid), 1, 3)  # type: ignore[arg-type]
+    check_every_trial(SimpleNamespace(spec=grid), 3, 3)  # type: ignore[arg-type]
+    searched = SimpleNamespace(search={"seed": "randint"}, search_alg=None)  # suggestions: no count to meet
+    check_every_trial(SimpleNamespace(spec=searched), 1, 3)  # type: ignore[arg-type]
 
 
 def processes_in(folder: Path) -> list[int]:

@@ -53,6 +53,8 @@ def collect_results(results: Any, lookup: TrialLookup, spec: SweepSpec) -> pd.Da
     trials, extra = [], {}
     namer = TrialNamer(lookup)
     for result in results:
+        if not isinstance(result.config, dict):  # a trial Tune restored without its config (state saved on a full
+            continue                             # disk): left out, and the sweep's trial count says so
         metrics = dict(result.metrics or {})
         if "trial_id" not in metrics:  # a trial that never reported: its id is in its folder's name
             metrics["trial_id"] = Path(result.path).name.removeprefix(namer.prefix(result.config))

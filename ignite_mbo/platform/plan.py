@@ -25,7 +25,7 @@ from ignite_mbo.platform.checks import (
     check_storage_path,
 )
 from ignite_mbo.platform.record import SWEEP_FILE, SweepRecord
-from ignite_mbo.platform.resume_files import check_state_files
+from ignite_mbo.platform.resume_files import check_saved_state, check_state_files
 from ignite_mbo.platform.signals import check_resume_state
 from ignite_mbo.platform.space_checks import check_resource_fraction
 from ignite_mbo.platform.spaces import MAX_TRIALS, SweepSpec, load_spec
@@ -113,6 +113,7 @@ def plan_sweep(
         storage = record.storage_path
         check_resume_state(record.experiment_path, sweep_dir, storage_path or os.environ.get(STORAGE_ENV))
         check_state_files(record.experiment_path, sweep_dir, storage_path or os.environ.get(STORAGE_ENV))
+        check_saved_state(record.experiment_path)
     else:
         uri = store_guard.check_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
                                              or store_guard.default_tracking_uri())

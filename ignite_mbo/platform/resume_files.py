@@ -10,6 +10,7 @@ file with a second name (a hard link: the same file may sit anywhere on the disk
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -56,3 +57,19 @@ def check_state_files(experiment_path: str, sweep_dir: Path, storage_path: str |
                 raise UserError(f"{entry} is a hard link ({entry.lstat().st_nlink} names), so its contents may "
                                 "live outside the sweep folder; --resume unpickles only Tune state written there: "
                                 "replace it with a copy, or run the sweep again without --resume")
+
+
+def check_saved_state(experiment_path: str) -> None:
+    """A local Tune experiment with a ``tuner.pkl`` must hold a readable ``experiment_state-*.json`` (its trials):
+    without one, Tune would restore no trial and the sweep would start over under ``--resume``. One-line error."""
+    experiment = _local(experiment_path)
+    if experiment is None or not (experiment / "tuner.pkl").exists():
+        return
+    states = sorted(experiment.glob("experiment_state-*.json"))
+    try:
+        trials = json.loads(states[-1].read_bytes())["trial_data"] if states else None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        trials = None
+    if not isinstance(trials, list):
+        raise UserError(f"{experiment} lacks a readable experiment_state-*.json, Tune's record of the sweep's trials "
+                        "(deleted, truncated, or written on a full disk); run the sweep again without --resume")

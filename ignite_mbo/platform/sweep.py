@@ -195,11 +195,11 @@ def run_sweep(
 
 
 def check_every_trial(plan: SweepPlan, found: int, total: int) -> None:
-    """A resumed grid sweep whose restored Tune state holds fewer trials than planned (saved while the disk was
-    full) is an error, before anything is reported or an MLflow run of a missing trial deleted."""
-    if plan.resume is not None and not plan.spec.search and found < total:
-        raise UserError(f"the sweep's saved Tune state holds {found} of its {total} trials (saved while the disk was "
-                        "full, or cut short); their MLflow runs are kept. Run the sweep again without --resume")
+    """A grid sweep whose Tune results hold fewer trials than planned (a state restored after it was saved on a
+    full disk) is an error, before anything is reported or an MLflow run of a missing trial deleted."""
+    if not plan.spec.search and plan.spec.search_alg is None and found < total:
+        raise UserError(f"Tune's results hold {found} of the sweep's {total} trials (its saved state was cut short, "
+                        "e.g. on a full disk); their MLflow runs are kept. Run the sweep again without --resume")
 
 
 def _shutdown_ray() -> None:
@@ -241,8 +241,8 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
                 sweep.interrupted(interruptions.first_at_ms)
                 raise SweepInterrupted(plan.sweep_dir, interruptions.signum)
             with signals.Finishing(resume_hint):  # a signal now would only leave the records half-written
+                check_every_trial(plan, sum(isinstance(result.config, dict) for result in results), total)
                 table = collect_results(results, TrialLookup(plan.trials), plan.spec)
-                check_every_trial(plan, len(table), total)
                 outcome = finish_sweep(plan.sweep_dir, table, sweep.record)
                 _shutdown_ray()  # now, not at exit, where a signal would interrupt it halfway
             return outcome

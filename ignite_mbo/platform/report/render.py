@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 from pathlib import Path
@@ -145,11 +146,18 @@ def write_report(report: Report, out_dir: Path) -> list[Path]:
     if comparisons:
         contents[REPRODUCTION_FILE] = reproduction.to_frame(comparisons).to_csv(index=False).encode()
     out_dir = Path(out_dir)
+    made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, data in contents.items():
-        paths.append(out_dir / name)
-        write_atomic(paths[-1], data)
+    try:
+        for name, data in contents.items():
+            paths.append(out_dir / name)
+            write_atomic(paths[-1], data)
+    except OSError:
+        if made:  # a folder made for the report is not left empty (a full disk)
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
     return paths
 
 

@@ -1,0 +1,77 @@
+"""Issue 18, seventh adversarial pass: what failed, one test per case.
+
+A full disk met while writing a file names that file (and ``report --output-dir`` leaves no empty folder);
+``--resume`` of a sweep whose Tune record of its trials was deleted or truncated is refused before anything
+runs; MLflow's own SQL traceback on a full store is not printed beside ignite-mbo's one line.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ignite_mbo.atomic import atomic_write
+from ignite_mbo.errors import UserError, path_error
+from ignite_mbo.platform.report import render
+
+
+def full(partial: Path) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")  # as a failed write() says it: no file named
+
+
+def test_a_full_disk_while_writing_names_the_file(tmp_path) -> None:
+    with pytest.raises(OSError) as raised:
+        atomic_write(tmp_path / "gain_table.md", full)
+    assert raised.value.filename == str(tmp_path / "gain_table.md")
+    message = path_error(raised.value)
+    assert message is not None and "gain_table.md" in message and "''" not in message
+    assert list(tmp_path.iterdir()) == []  # the partial file is gone
+    unnamed = path_error(OSError(errno.ENOSPC, "No space left on device"))
+    assert unnamed is not None and "''" not in unnamed
+
+
+def test_a_report_folder_made_on_a_full_disk_is_not_left_empty(tmp_path, monkeypatch) -> None:
+    def write(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    from types import SimpleNamespace
+
+    report = SimpleNamespace(long=pd.DataFrame(), results=pd.DataFrame())
+    monkeypatch.setattr(render, "write_atomic", write)
+    monkeypatch.setattr(render, "render_markdown", lambda report: "")
+    monkeypatch.setattr(render, "render_figure", lambda report: b"")
+    monkeypatch.setattr(render.reproduction, "compare", lambda results: [])
+    with pytest.raises(OSError):
+        render.write_report(report, tmp_path / "out")  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("state", [None, b"", b"{not json", b'{"trial_data": 3}'])
+def test_resume_refuses_a_tune_state_without_its_record_of_trials(state, tmp_path) -> None:
+    from ignite_mbo.platform.resume_files import check_saved_state
+
+    (tmp_path / "tuner.pkl").write_bytes(b"x")
+    if state is not None:
+        (tmp_path / "experiment_state-2026-12-06_12-00-00.json").write_bytes(state)
+    with pytest.raises(UserError, match="experiment_state"):
+        check_saved_state(str(tmp_path))
+
+
+def test_resume_takes_a_tune_state_with_its_record_of_trials(tmp_path) -> None:
+    from ignite_mbo.platform.resume_files import check_saved_state
+
+    (tmp_path / "tuner.pkl").write_bytes(b"x")
+    (tmp_path / "experiment_state-2026-12-06_12-00-00.json").write_text('{"trial_data": [], "runner_data": {}}')
+    check_saved_state(str(tmp_path))
+    check_saved_state(str(tmp_path / "never-started"))  # no tuner.pkl: a fresh Tuner, nothing to check
+
+
+def test_mlflows_sql_traceback_is_not_printed_beside_our_line(tmp_path) -> None:
+    from ignite_mbo import mlflow_store
+
+    mlflow_store._client(f"sqlite:///{tmp_path}/mlflow.db")
+    assert not logging.getLogger("mlflow.store.db.utils").isEnabledFor(logging.ERROR)

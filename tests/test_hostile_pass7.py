@@ -75,3 +75,35 @@ def test_mlflows_sql_traceback_is_not_printed_beside_our_line(tmp_path) -> None:
 
     mlflow_store._client(f"sqlite:///{tmp_path}/mlflow.db")
     assert not logging.getLogger("mlflow.store.db.utils").isEnabledFor(logging.ERROR)
+
+
+@pytest.mark.parametrize("space, needle", [
+    ("name: tiny\ntrial: &t {task: TFBind8-Exact-v0, self: *t}\n", "write the values out"),
+    ("name: ~\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n", "search_spaces/quick.yaml"),
+])
+def test_a_refused_space_names_a_fix(space, needle, tmp_path, monkeypatch, capsys) -> None:
+    from ignite_mbo.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(space)
+    assert main(["sweep", "space.yaml", "--quiet"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and needle in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
+
+
+def test_an_output_dir_given_as_a_uri_is_refused(tmp_path, monkeypatch, capsys) -> None:
+    from ignite_mbo.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text("name: tiny\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent}\n")
+    assert main(["sweep", "space.yaml", "--quiet", "--output-dir", f"file://{tmp_path}/out"]) == 2
+    assert "is a URI" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]  # no folder named file:
+
+
+def test_a_missing_sweep_record_names_a_fix_the_commands_take(tmp_path) -> None:
+    from ignite_mbo.platform.record import SweepRecord
+
+    with pytest.raises(UserError, match="run the sweep again without --resume"):
+        SweepRecord.load(tmp_path)

@@ -153,6 +153,9 @@ def check_printable(flag: str, value: str) -> None:
 def check_output_dir(path: Path) -> Path:
     """The output folder, absolute: a folder or creatable, writable."""
     check_printable("--output-dir", str(path))
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/", str(path)):  # file:///x (a Path keeps it as file:/x), s3://...
+        raise UserError(f"--output-dir {path} is a URI; it takes a local folder (for file:///x pass /x; remote "
+                        "storage goes to --storage-path)")
     path = path.absolute()
     if path.exists() and not path.is_dir():
         raise UserError(f"--output-dir {path} is a file; pass a folder")

@@ -42,7 +42,8 @@ class SweepRecord(BaseModel):
             raw = json.loads(path.read_text())
             return cls.model_validate(raw)
         except FileNotFoundError:
-            raise UserError(f"no sweep record at {path}; pass a folder made by 'ignite-mbo sweep'") from None
+            raise UserError(f"no sweep record at {path} (removed, or not a sweep's folder); restore it, or run the "
+                            "sweep again without --resume into a new --output-dir") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError):
             raise UserError(f"{path} is not a sweep record written by 'ignite-mbo sweep' (corrupt or foreign); "
                             "restore it or run the sweep again into a new --output-dir") from None

@@ -380,7 +380,7 @@ def parse_spec(raw: dict[str, Any], where: str = "search space", max_trials: int
         spec = SweepSpec(**raw)
         space_checks.announce_size(spec, max_trials)
     except ValidationError as error:
-        raise UserError(f"{where}: {one_line(error)}") from None
+        raise UserError(f"{where}: {one_line(error)}; fix it as search_spaces/quick.yaml shows") from None
     except UserError as error:
         raise UserError(f"{where}: {error}") from None
     if spec.size_bound > max_trials:
@@ -394,5 +394,6 @@ def parse_spec(raw: dict[str, Any], where: str = "search space", max_trials: int
         space_checks.dry_draw(spec)
         spec.check_search_values()
     except (UserError, ValueError) as error:
-        raise UserError(f"{where}: {error}") from None
+        circular = "a YAML alias refers to its own anchor; write the values out"  # "Circular reference detected"
+        raise UserError(f"{where}: {circular if 'Circular reference' in str(error) else error}") from None
     return spec

@@ -192,3 +192,38 @@ def test_a_sweep_stopped_by_sigterm_leaves_no_ray_process_behind(tmp_path, desig
     while processes_in(tmp_path) and time.monotonic() < deadline:
         time.sleep(1)
     assert not processes_in(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_resume_stopped_while_ray_starts_prints_the_resume_command(tmp_path, design_bench_dir) -> None:
+    import signal
+    import time
+
+    from test_hostile_pass5 import TINY, trial_runs_started
+
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    argv = [sys.executable, "-m", "ignite_mbo.cli", "sweep", "tiny.yaml", "--num-cpus", "1",
+            "--override", "trial.baseline_options.epochs=1000"]
+    env = {**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)}
+    first = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not trial_runs_started(tmp_path / "mlflow.db") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 143
+    resume = subprocess.Popen([*argv, "--resume"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env)
+    try:
+        assert resume.stderr is not None
+        assert "starting Ray" in resume.stderr.readline()
+        time.sleep(1)
+        resume.send_signal(signal.SIGTERM)
+        _, err = resume.communicate(timeout=120)
+    finally:
+        resume.kill()
+    assert resume.returncode == 143, err
+    assert "--resume" in err and "Traceback" not in err, err

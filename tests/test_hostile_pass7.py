@@ -107,3 +107,20 @@ def test_a_missing_sweep_record_names_a_fix_the_commands_take(tmp_path) -> None:
 
     with pytest.raises(UserError, match="run the sweep again without --resume"):
         SweepRecord.load(tmp_path)
+
+
+def test_a_storage_uri_that_does_not_answer_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys,
+                                                                                 design_bench_dir) -> None:
+    from ignite_mbo.cli import main
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):  # nothing listens there: no other host is asked
+        monkeypatch.setenv(name, "http://127.0.0.1:1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text("name: tiny\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent}\n")
+    assert main(["sweep", "space.yaml", "--quiet", "--storage-path", "s3://no-such-bucket-xyz/ignite"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "cannot reach --storage-path" in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]

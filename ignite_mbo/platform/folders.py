@@ -12,11 +12,13 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ignite_mbo.errors import UserError
+from ignite_mbo.errors import UserError, first_line
+from ignite_mbo.store_guard import mask
 
 CLAIM_MARKER = ".claimed"
 MAX_FOLDERS = 999
@@ -98,8 +100,9 @@ def release_claim(path: Path) -> bool:
 
 
 def prepare_storage(storage_path: str) -> None:
-    """Create a local storage path and check that a file can be written in it (URIs are left to Tune)."""
+    """Create a local storage path and check that a file can be written in it; a URI must answer a read."""
     if "://" in storage_path and not storage_path.startswith("file://"):
+        check_remote_storage(storage_path)
         return
     folder = Path(storage_path.removeprefix("file://"))
     try:
@@ -109,3 +112,27 @@ def prepare_storage(storage_path: str) -> None:
     except OSError as error:
         raise UserError(f"cannot create or write {folder}, where Tune keeps the sweep's state (--storage-path, "
                         f"by default the --output-dir): {error.strerror or error}; pick another folder") from None
+
+
+def check_remote_storage(uri: str, timeout_s: float = 20.0) -> None:
+    """``uri`` (``s3://``, ``gs://``...) answers a read of its path through pyarrow, as Tune will use it, within
+    ``timeout_s``; else a one-line error before the store or the sweep folder is touched."""
+    outcome: dict[str, BaseException] = {}
+
+    def probe() -> None:
+        try:
+            import pyarrow.fs
+
+            filesystem, path = pyarrow.fs.FileSystem.from_uri(uri)
+            filesystem.get_file_info(path)
+        except Exception as error:  # noqa: BLE001 - handed to the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=probe, name="ignite-mbo-storage-probe", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    problem = f"no answer within {timeout_s:g} s" if worker.is_alive() else (
+        first_line(outcome["error"]) if "error" in outcome else None)
+    if problem:
+        raise UserError(f"cannot reach --storage-path {mask(uri)} ({problem}); check its credentials (e.g. "
+                        "AWS_ACCESS_KEY_ID) and endpoint, or pass a local folder")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import os
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -156,3 +157,47 @@ def tmpfs(mount: Path, size: str) -> Iterator[Path | None]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def stop_when(process: subprocess.Popen, ready: Callable[[], bool], signum: int = signal.SIGTERM, *,
+              group: bool = False, timeout_s: float = 120.0) -> tuple[str, float]:
+    """Wait until ``ready()`` (polled every 0.5 s, at most ``timeout_s``), send ``signum`` to ``process`` (to its
+    whole process group with ``group``); once it exits, its stderr and the seconds it took to exit after the
+    signal. It is killed if it outlives ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        sent = time.monotonic()
+        err = process.communicate(timeout=timeout_s)[1]
+        return str(err), time.monotonic() - sent
+    finally:
+        process.kill()
+
+
+def ray_starting(process: subprocess.Popen, then_s: float) -> Callable[[], bool]:
+    """A ``ready`` for :func:`stop_when`: the sweep's first stderr line says Ray is starting, ``then_s`` seconds ago."""
+    def ready() -> bool:
+        assert process.stderr is not None
+        line = process.stderr.readline()  # "running 1 trials -> ... (starting Ray)"
+        assert "starting Ray" in line, line
+        time.sleep(then_s)
+        return True
+
+    return ready
+
+
+def trial_runs_started(db: Path) -> bool:
+    """Whether the sqlite store ``db`` holds a trial's run yet (the sweep is training)."""
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+            rows = connection.execute("select count(*) from tags where key = 'ignite_mbo.kind' and value = 'trial'")
+            return bool(rows.fetchone()[0])
+    except sqlite3.Error:
+        return False

@@ -17,9 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -27,7 +25,7 @@ from ignite_mbo.cli import main
 from ignite_mbo.errors import UserError, printable
 from ignite_mbo.platform.checks import check_tracking_server
 
-from processes import Reply, answer, http_servers
+from processes import Reply, answer, http_servers, stop_when, trial_runs_started
 
 RUN = ["run", "--fidelity", "quick", "--quiet", "--threads", "1", "--set", "epochs=1"]
 TINY = "name: tiny\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n"
@@ -134,58 +132,7 @@ def test_a_signal_to_the_sweeps_process_group_stops_it_gracefully(signum, tmp_pa
             "--override", "trial.baseline_options.epochs=1000"]
     process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True, env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)})
-    try:
-        db = tmp_path / "mlflow.db"
-        deadline = time.monotonic() + 120
-        while not trial_runs_started(db) and time.monotonic() < deadline:  # the trial is training
-            time.sleep(0.5)
-        os.killpg(process.pid, signum)
-        sent = time.monotonic()
-        _, err = process.communicate(timeout=120)
-    finally:
-        with_group_killed(process.pid)
+    err, exit_s = stop_when(process, lambda: trial_runs_started(tmp_path / "mlflow.db"), signum, group=True)
     assert process.returncode == 128 + signum, err
-    assert time.monotonic() - sent < 45, err  # not the 60 s a driver waits for a GCS the signal killed
+    assert exit_s < 45, err  # not the 60 s a driver waits for a GCS the signal killed
     assert "--resume" in err and "GCS" not in err, err
-
-
-def trial_runs_started(db: Path) -> bool:
-    import sqlite3
-
-    if not db.exists():
-        return False
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
-            rows = connection.execute("select count(*) from tags where key = 'ignite_mbo.kind' and value = 'trial'")
-            return bool(rows.fetchone()[0])
-    except sqlite3.Error:
-        return False
-
-
-def with_group_killed(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def test_a_signal_before_tune_installed_its_handler_stops_the_sweep_instead_of_killing_it() -> None:
-    from ignite_mbo.platform.signals import Interruptions, Stopped
-
-    stale: list[int] = []  # an earlier Tune run's handler, left installed
-    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: stale.append(signum))
-    try:
-        with Interruptions("resume") as interruptions:
-            with pytest.raises(Stopped):  # SIGUSR1 would have gone to no Tune run (or killed the process)
-                interruptions._handle(signal.SIGHUP, None)
-        assert not stale
-        tune: list[int] = []
-        with Interruptions("resume") as interruptions:
-            signal.signal(signal.SIGUSR1, lambda signum, frame: tune.append(signum))  # this run's Tune
-            interruptions._handle(signal.SIGTERM, None)
-            deadline = time.monotonic() + 5
-            while not tune and time.monotonic() < deadline:
-                time.sleep(0.01)
-        assert tune == [signal.SIGUSR1]
-    finally:
-        signal.signal(signal.SIGUSR1, previous)

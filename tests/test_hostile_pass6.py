@@ -28,6 +28,8 @@ from ignite_mbo.errors import UserError, path_error
 from ignite_mbo.platform import folders
 from ignite_mbo.platform.record import SweepRecord
 
+from processes import ray_starting, stop_when, trial_runs_started
+
 ROWS = {"trial_id": ["a", "b"], "status": ["TERMINATED", "TERMINATED"], "task": ["TFBind8-Exact-v0"] * 2,
         "baseline": ["grad-ascent"] * 2, "regularizer": ["none", "ignite"], "seed": [0, 0],
         "score_100th": [0.9, 0.95], "score_80th": [0.8, 0.85], "score_50th": [0.7, 0.75],
@@ -169,24 +171,16 @@ def processes_in(folder: Path) -> list[int]:
 
 @pytest.mark.slow
 def test_a_sweep_stopped_by_sigterm_leaves_no_ray_process_behind(tmp_path, design_bench_dir) -> None:
-    import signal
     import time
 
-    from test_hostile_pass5 import TINY, trial_runs_started
+    from test_hostile_pass5 import TINY
 
     (tmp_path / "tiny.yaml").write_text(TINY)
     argv = [sys.executable, "-m", "ignite_mbo.cli", "sweep", "tiny.yaml", "--num-cpus", "1",
             "--override", "trial.baseline_options.epochs=1000"]
     process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)})
-    try:
-        deadline = time.monotonic() + 120
-        while not trial_runs_started(tmp_path / "mlflow.db") and time.monotonic() < deadline:
-            time.sleep(0.5)
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=120)
-    finally:
-        process.kill()
+    err, _ = stop_when(process, lambda: trial_runs_started(tmp_path / "mlflow.db"))
     assert process.returncode == 143 and "--resume" in err, err
     deadline = time.monotonic() + 20  # Ray's agents notice their raylet is gone within a few seconds at most
     while processes_in(tmp_path) and time.monotonic() < deadline:
@@ -196,34 +190,18 @@ def test_a_sweep_stopped_by_sigterm_leaves_no_ray_process_behind(tmp_path, desig
 
 @pytest.mark.slow
 def test_a_resume_stopped_while_ray_starts_prints_the_resume_command(tmp_path, design_bench_dir) -> None:
-    import signal
-    import time
 
-    from test_hostile_pass5 import TINY, trial_runs_started
+    from test_hostile_pass5 import TINY
 
     (tmp_path / "tiny.yaml").write_text(TINY)
     argv = [sys.executable, "-m", "ignite_mbo.cli", "sweep", "tiny.yaml", "--num-cpus", "1",
             "--override", "trial.baseline_options.epochs=1000"]
     env = {**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)}
     first = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while not trial_runs_started(tmp_path / "mlflow.db") and time.monotonic() < deadline:
-            time.sleep(0.5)
-        first.send_signal(signal.SIGTERM)
-        first.communicate(timeout=120)
-    finally:
-        first.kill()
+    stop_when(first, lambda: trial_runs_started(tmp_path / "mlflow.db"))
     assert first.returncode == 143
     resume = subprocess.Popen([*argv, "--resume"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=env)
-    try:
-        assert resume.stderr is not None
-        assert "starting Ray" in resume.stderr.readline()
-        time.sleep(1)
-        resume.send_signal(signal.SIGTERM)
-        _, err = resume.communicate(timeout=120)
-    finally:
-        resume.kill()
+    err, _ = stop_when(resume, ray_starting(resume, 1))
     assert resume.returncode == 143, err
     assert "--resume" in err and "Traceback" not in err, err

@@ -38,7 +38,7 @@ from ignite_mbo.platform.record import SWEEP_FILE, SweepRecord
 from ignite_mbo.platform.spaces import load_spec
 from ignite_mbo.store_guard import mask
 
-from processes import Reply, answer, http_servers
+from processes import Reply, answer, http_servers, ray_starting, stop_when
 
 RUN = ["run", "--fidelity", "quick", "--quiet", "--threads", "1", "--set", "epochs=1"]
 MLFLOW_JSON = b'{"experiments": []}'
@@ -265,15 +265,7 @@ def test_sigterm_to_a_sweep_while_ray_starts_exits_143_and_releases_the_folder(t
             "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
     process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)})
-    try:
-        assert process.stderr is not None
-        line = process.stderr.readline()  # "running 1 trials -> ... (starting Ray)"
-        assert "starting Ray" in line, line
-        time.sleep(3)
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=120)
-    finally:
-        process.kill()
+    err, _ = stop_when(process, ray_starting(process, 3))
     assert process.returncode == 143, err
     assert "SIGTERM received" not in err and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1, err

@@ -11,8 +11,9 @@ import socket
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ignite_mbo.errors import UserError
@@ -20,6 +21,7 @@ from ignite_mbo.http_deadline import redirect_refused
 
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+T = TypeVar("T")
 MLFLOW_PROBE = "/api/2.0/mlflow/experiments/search?max_results=1"
 """A read-only MLflow REST call. ``/health`` would not do: MLflow answers it whatever the Host header,
 while its host check (``--allowed-hosts``) refuses every API call of a sweep."""
@@ -44,28 +46,35 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # urllib then raises the 3xx as an HTTPError
 
 
-def _fetch(url: str, headers: dict[str, str], timeout_s: float) -> bytes:
-    """The body of GET ``url``, all of it within ``timeout_s`` in total (a server that trickles its
-    headers or body a byte at a time defeats a per-read socket timeout); TimeoutError after that."""
+def within(call: Callable[[], T], timeout_s: float) -> T:
+    """``call()`` in a daemon thread, its result or its error, all within ``timeout_s`` in total; TimeoutError
+    after that (a network call that trickles or retries defeats a per-read socket timeout)."""
     outcome: dict[str, object] = {}
 
-    def fetch() -> None:
+    def run() -> None:
         try:
-            request = urllib.request.Request(url, headers=headers)
-            opener = urllib.request.build_opener(_NoRedirect)
-            with opener.open(request, timeout=timeout_s) as response:
-                outcome["body"] = response.read(1_000_000)
+            outcome["value"] = call()
         except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
             outcome["error"] = error
 
-    worker = threading.Thread(target=fetch, name="ignite-mbo-probe", daemon=True)
+    worker = threading.Thread(target=run, name="ignite-mbo-probe", daemon=True)
     worker.start()
     worker.join(timeout_s)
     if worker.is_alive():
         raise TimeoutError(f"no complete answer within {timeout_s:g} s")
     if "error" in outcome:
         raise cast(BaseException, outcome["error"])
-    return cast(bytes, outcome["body"])
+    return cast(T, outcome["value"])
+
+
+def _fetch(url: str, headers: dict[str, str], timeout_s: float) -> bytes:
+    """The body of GET ``url``, all of it within ``timeout_s`` in total; TimeoutError after that."""
+    def fetch() -> bytes:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.build_opener(_NoRedirect).open(request, timeout=timeout_s) as response:
+            return cast(bytes, response.read(1_000_000))
+
+    return within(fetch, timeout_s)
 
 
 def check_tracking_server(uri: str, timeout_s: float = 3.0) -> str:

@@ -12,18 +12,19 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ignite_mbo.errors import UserError, first_line
+from ignite_mbo.platform.checks import within
 from ignite_mbo.store_guard import mask
 
 CLAIM_MARKER = ".claimed"
 MAX_FOLDERS = 999
 ROOM_BYTES = 1 << 20
-"""Free space a new sweep folder must have before the store is touched (a full disk fails there, not after)."""
+"""Free space the sweep folder and the storage path must have before the store is touched (a full disk fails
+there, not after)."""
 
 
 def _claim(path: Path) -> bool:
@@ -57,13 +58,18 @@ def claim_sweep_folder(output_dir: Path, name: str) -> Path:
     raise UserError(f"{output_dir} holds {MAX_FOLDERS} sweeps of {name!r}; pick another --output-dir")
 
 
+def _write_probe(folder: Path) -> None:
+    """Write ``ROOM_BYTES`` to disk in ``folder`` and drop them; OSError when it cannot (a full disk)."""
+    with tempfile.TemporaryFile(dir=folder) as probe:
+        probe.write(bytes(ROOM_BYTES))
+        probe.flush()
+        os.fsync(probe.fileno())
+
+
 def _check_room(path: Path) -> None:
-    """Write and drop ``ROOM_BYTES`` in a just-claimed folder; on failure the claim is given back."""
+    """:func:`_write_probe` in a just-claimed folder; on failure the claim is given back."""
     try:
-        with tempfile.TemporaryFile(dir=path) as probe:
-            probe.write(bytes(ROOM_BYTES))
-            probe.flush()
-            os.fsync(probe.fileno())
+        _write_probe(path)
     except OSError as error:
         release_claim(path)
         raise UserError(f"cannot write in {path} ({error.strerror or error}); free space there or pick another "
@@ -107,8 +113,7 @@ def prepare_storage(storage_path: str) -> None:
     folder = Path(storage_path.removeprefix("file://"))
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        _write_probe(folder)
     except OSError as error:
         raise UserError(f"cannot create or write {folder}, where Tune keeps the sweep's state (--storage-path, "
                         f"by default the --output-dir): {error.strerror or error}; pick another folder") from None
@@ -117,22 +122,14 @@ def prepare_storage(storage_path: str) -> None:
 def check_remote_storage(uri: str, timeout_s: float = 20.0) -> None:
     """``uri`` (``s3://``, ``gs://``...) answers a read of its path through pyarrow, as Tune will use it, within
     ``timeout_s``; else a one-line error before the store or the sweep folder is touched."""
-    outcome: dict[str, BaseException] = {}
+    def read() -> None:
+        import pyarrow.fs
 
-    def probe() -> None:
-        try:
-            import pyarrow.fs
+        filesystem, path = pyarrow.fs.FileSystem.from_uri(uri)
+        filesystem.get_file_info(path)
 
-            filesystem, path = pyarrow.fs.FileSystem.from_uri(uri)
-            filesystem.get_file_info(path)
-        except Exception as error:  # noqa: BLE001 - handed to the caller's thread
-            outcome["error"] = error
-
-    worker = threading.Thread(target=probe, name="ignite-mbo-storage-probe", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    problem = f"no answer within {timeout_s:g} s" if worker.is_alive() else (
-        first_line(outcome["error"]) if "error" in outcome else None)
-    if problem:
-        raise UserError(f"cannot reach --storage-path {mask(uri)} ({problem}); check its credentials (e.g. "
-                        "AWS_ACCESS_KEY_ID) and endpoint, or pass a local folder")
+    try:
+        within(read, timeout_s)
+    except Exception as error:  # noqa: BLE001 - pyarrow raises anything for a URI it cannot use
+        raise UserError(f"cannot reach --storage-path {mask(uri)} ({first_line(error)}); check its credentials "
+                        "(e.g. AWS_ACCESS_KEY_ID) and endpoint, or pass a local folder") from None

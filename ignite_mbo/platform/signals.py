@@ -107,16 +107,21 @@ def exit_process(status: int) -> NoReturn:
     if "ray" in sys.modules:
         import logging
 
-        try:  # Ray's processes and their agents go with it (atexit, which would stop them, is skipped)
-            if sys.modules["ray"].is_initialized():
-                sys.modules["ray"].shutdown()
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            pass
+        shutdown_ray()  # Ray's processes and their agents go with it (atexit, which would stop them, is skipped)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
     sys.exit(status)
+
+
+def shutdown_ray() -> None:
+    """Stop the Ray this process started, even half-started (its processes would outlive the command)."""
+    if "ray" in sys.modules:
+        try:
+            sys.modules["ray"].shutdown()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
 
 
 def descendants(pid: int) -> list[int]:

@@ -185,7 +185,7 @@ def run_sweep(
             stopped = isinstance(error, (signals.Stopped, KeyboardInterrupt))
             released = plan.resume is None and folders.release_claim(plan.sweep_dir)
             if released or stopped or isinstance(error, RayStartFailed):
-                _shutdown_ray()
+                signals.shutdown_ray()
             if released and made_output:
                 with contextlib.suppress(OSError):
                     output.rmdir()  # only if empty
@@ -200,15 +200,6 @@ def check_every_trial(plan: SweepPlan, found: int, total: int) -> None:
     if not plan.spec.search and plan.spec.search_alg is None and found < total:
         raise UserError(f"Tune's results hold {found} of the sweep's {total} trials (its saved state was cut short, "
                         "e.g. on a full disk); their MLflow runs are kept. Run the sweep again without --resume")
-
-
-def _shutdown_ray() -> None:
-    """Stop the Ray this process started, even half-started (its processes would outlive the command)."""
-    if "ray" in sys.modules:
-        try:
-            sys.modules["ray"].shutdown()
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            pass
 
 
 def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None, num_cpus: int | None,
@@ -244,7 +235,7 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
                 check_every_trial(plan, sum(isinstance(result.config, dict) for result in results), total)
                 table = collect_results(results, TrialLookup(plan.trials), plan.spec)
                 outcome = finish_sweep(plan.sweep_dir, table, sweep.record)
-                _shutdown_ray()  # now, not at exit, where a signal would interrupt it halfway
+                signals.shutdown_ray()  # now, not at exit, where a signal would interrupt it halfway
             return outcome
         except SweepInterrupted:
             raise

@@ -327,7 +327,7 @@ def resume_command(stderr: str) -> list[str]:
     return shlex.split(last.split("run: ", 1)[1])
 
 
-def every_trial_once(uri: str, experiment: str, sweep_dir: Path, trials: int) -> pd.DataFrame:
+def every_trial_once(uri: str, experiment: str, sweep_dir: Path, trials: int, epochs: int = 2) -> pd.DataFrame:
     """Every trial exactly once in the Parquet table and in MLflow, all finished, and the two agree."""
     table = pd.read_parquet(sweep_dir / "results.parquet")
     assert len(table) == trials and table["trial_id"].is_unique and set(table["status"]) == {"TERMINATED"}
@@ -338,7 +338,7 @@ def every_trial_once(uri: str, experiment: str, sweep_dir: Path, trials: int) ->
     assert {run.info.run_id for run in runs} == set(table["mlflow_run_id"])
     for run in runs:  # one point per epoch, whichever attempt logged it
         steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "surrogate/val_loss")]
-        assert steps == [0, 1], (run.data.tags["ignite_mbo.trial_id"], steps)
+        assert steps == list(range(epochs)), (run.data.tags["ignite_mbo.trial_id"], steps)
     return table
 
 
@@ -794,6 +794,30 @@ def test_a_disk_that_fills_mid_sweep_leaves_no_run_running(small_disk, design_be
     statuses = runs_by_status(db)
     assert "RUNNING" not in statuses and statuses.get("FAILED", 0) >= 2, statuses
     assert not list(small_disk.glob("mlflow.db.reserve-*")), "the ballast is removed"
+
+
+@pytest.mark.slow
+def test_the_printed_resume_finishes_a_sweep_whose_store_filled_up(small_disk, tmp_path, design_bench_dir):
+    """The store alone on a small disk that fills once a trial has logged metrics (pass 7: the trials failed on
+    the full store, and the printed --resume then refused): after freeing space, the printed command finishes
+    the sweep, every trial once, FINISHED."""
+    work = tmp_path / "work"
+    work.mkdir()
+    sweep = Sweep(work, design_bench_dir, FILLS)
+    db = small_disk / "mlflow.db"
+    sweep.uri = f"sqlite:///{db}"
+    sweep.command[sweep.command.index("--tracking-uri") + 1] = sweep.uri
+    sweep.command.append("--quiet")
+    driver, stdout, stderr, filler = fill_during_sweep(sweep, db, small_disk)
+    assert driver.returncode == 2 and "Traceback" not in stdout + stderr, stderr[-3000:]
+    filler.unlink()
+    try:
+        resumed = sweep.resume(resume_command(stderr))
+    finally:
+        sweep.cleanup()
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    every_trial_once(sweep.uri, "fills", work / "out" / "fills", trials=4, epochs=100)
+    assert runs_by_status(db) == {"FINISHED": 5}, "the sweep's run and its 4 trials' runs"
 
 
 def test_the_ballast_holds_real_blocks_and_is_freed_before_the_runs_are_closed(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import pickle
 from pathlib import Path
 
 import pandas as pd
@@ -64,7 +65,7 @@ def test_resume_refuses_a_tune_state_without_its_record_of_trials(state, tmp_pat
 def test_resume_takes_a_tune_state_with_its_record_of_trials(tmp_path) -> None:
     from ignite_mbo.platform.resume_files import check_saved_state
 
-    (tmp_path / "tuner.pkl").write_bytes(b"x")
+    (tmp_path / "tuner.pkl").write_bytes(pickle.dumps({"tuner": 1}))
     (tmp_path / "experiment_state-2026-12-06_12-00-00.json").write_text('{"trial_data": [], "runner_data": {}}')
     check_saved_state(str(tmp_path))
     check_saved_state(str(tmp_path / "never-started"))  # no tuner.pkl: a fresh Tuner, nothing to check
@@ -124,3 +125,32 @@ def test_a_storage_uri_that_does_not_answer_is_refused_before_anything_is_writte
     line = capsys.readouterr().err.strip()
     assert "\n" not in line and "cannot reach --storage-path" in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
+
+
+@pytest.mark.parametrize("cut", ["tuner.pkl", "basic-variant-state-2026-12-06_12-00-00.json"])
+def test_resume_refuses_a_tune_state_whose_pickles_were_cut_short(cut, tmp_path) -> None:
+    """Pass 7's open case: a full disk cut the searcher's state short, so Tune restored 1 of 3 trials and ran it."""
+    from ignite_mbo.platform.resume_files import check_saved_state, saved_state_problem
+
+    whole = pickle.dumps({"iterators": list(range(2000))})
+    (tmp_path / "experiment_state-2026-12-06_12-00-00.json").write_text('{"trial_data": [], "runner_data": {}}')
+    for name in ("tuner.pkl", "basic-variant-state-2026-12-06_12-00-00.json"):
+        (tmp_path / name).write_bytes(whole[:4096] if name == cut else whole)
+    assert saved_state_problem(str(tmp_path)) is not None
+    with pytest.raises(UserError, match=f"{cut}.*cut short.*without --resume"):
+        check_saved_state(str(tmp_path))
+    (tmp_path / cut).write_bytes(whole)
+    assert saved_state_problem(str(tmp_path)) is None
+
+
+def test_resume_runs_again_the_trials_a_full_disk_failed(tmp_path) -> None:
+    from ignite_mbo.platform.resume_files import failed_on_full_disk
+
+    trial = tmp_path / "grad-ascent_none_TFBind8-Exact-v0_s0_6c2a6_00000"
+    trial.mkdir()
+    (trial / "error.txt").write_text("Traceback ...\nValueError: a bug of the trial's own\n")
+    assert not failed_on_full_disk(str(tmp_path)), "a trial's own error stays an error on --resume"
+    (trial / "error.txt").write_text("mlflow.exceptions.MlflowException: (sqlite3.OperationalError) database or "
+                                     "disk is full\n[SQL: INSERT INTO runs ...]\n")
+    assert failed_on_full_disk(str(tmp_path))
+    assert not failed_on_full_disk("s3://bucket/sweep"), "remote storage: Tune's choice stands"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
@@ -198,3 +199,22 @@ def test_an_epoch_end_is_an_explicit_signal_and_a_restored_surrogate_replays_it(
     assert (first.trained, second.restored) == (1, 1)
     assert [(step, end) for step, end, _ in trained] == [(0, True), (1, True), (2, True)]
     assert restored == trained, "the restore replays each epoch's metrics with its end-of-epoch signal"
+
+
+def test_a_trial_that_failed_before_it_reported_keeps_its_row(tmp_path: Path) -> None:
+    """Pass 7: Tune's Result takes its config from the trial's last report, so a trial whose MLflow run could not
+    even be made (a full store) had none, was left out, and the sweep refused to finish ("0 of 4 trials")."""
+    planned = plan(tmp_path)
+    trials = tune_trials(planned)
+    silent = trials[1]
+    configs = SimpleNamespace(trials=[SimpleNamespace(path=trial.path, config=trial.config) for trial in trials])
+    silent.config, silent.metrics = None, {}  # what Ray gives for it
+    silent.error = RuntimeError("database or disk is full")
+
+    class Grid(list):  # a ResultGrid: its results, and Tune's trials behind them
+        _experiment_analysis = configs
+
+    table = collect_results(Grid(trials), TrialLookup(planned.trials), planned.spec)
+    assert len(table) == 4 and list(table["status"]).count("ERROR") == 1
+    assert any(trial_id.endswith("abc_00001") for trial_id in table["trial_id"]), "its id, from its folder's name"
+    assert len(collect_results(trials, TrialLookup(planned.trials), planned.spec)) == 3, "without Tune's trials"

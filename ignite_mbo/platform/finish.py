@@ -52,14 +52,16 @@ def collect_results(results: Any, lookup: TrialLookup, spec: SweepSpec) -> pd.Da
     """
     trials, extra = [], {}
     namer = TrialNamer(lookup)
+    configs = _trial_configs(results)
     for result in results:
-        if not isinstance(result.config, dict):  # a trial Tune restored without its config (state saved on a full
-            continue                             # disk): left out, and the sweep's trial count says so
+        config = result.config if isinstance(result.config, dict) else configs.get(result.path)
+        if not isinstance(config, dict):  # a trial Tune restored without its config (state saved on a full disk):
+            continue                      # left out, and the sweep's trial count says so
         metrics = dict(result.metrics or {})
         if "trial_id" not in metrics:  # a trial that never reported: its id is in its folder's name
-            metrics["trial_id"] = Path(result.path).name.removeprefix(namer.prefix(result.config))
+            metrics["trial_id"] = Path(result.path).name.removeprefix(namer.prefix(config))
         trial_id = metrics["trial_id"]
-        trials.append(_Trial(lookup(result.config), metrics, result.error, result.path))
+        trials.append(_Trial(lookup(config), metrics, result.error, result.path))
         status = "ERROR" if result.error else ("TERMINATED" if metrics.get(COMPLETED) else "STOPPED")
         reason = metrics.get("error") if metrics.get(NONFINITE) else None
         extra[trial_id] = {
@@ -78,6 +80,13 @@ def collect_results(results: Any, lookup: TrialLookup, spec: SweepSpec) -> pd.Da
     goal = spec.objective_spec
     table["objective_kind"] = goal.label if goal else None
     return table
+
+
+def _trial_configs(results: Any) -> dict[str, Any]:
+    """Each Tune trial's config by its folder. A ``Result``'s config comes from the trial's last report, so a trial
+    that failed before it reported (its MLflow run could not be made) has none there; Tune's trial holds it."""
+    analysis = getattr(results, "_experiment_analysis", None)  # Ray 2.60's ResultGrid; a plain list has none
+    return {trial.path: trial.config for trial in getattr(analysis, "trials", None) or []}
 
 
 def reconcile_mlflow(record: SweepRecord, table: pd.DataFrame) -> dict[str, Any]:

@@ -6,8 +6,9 @@ file (real blocks, not a sparse file) sits beside ``mlflow.db``. When the sweep 
 left on device" or SQLite's "database or disk is full" anywhere (trials, Tune, the finish path),
 :func:`fail_sweep` frees the ballast first, then marks the sweep's runs still RUNNING (parent and
 trials) FAILED with tag ``ignite_mbo.error`` saying why, and raises a one-line UserError naming the
-fix: free space, then ``--resume``. The ballast is removed on every way out; one left by a killed
-sweep is removed by the next sweep that opens the store.
+fix: free space, then ``--resume`` (which runs the failed trials again), or a fresh sweep when Tune's saved
+state itself was cut short (:mod:`~ignite_mbo.platform.resume_files`). The ballast is removed on every way
+out; one left by a killed sweep is removed by the next sweep that opens the store.
 
 A disk that fills under the sweep folder or Tune's storage path (not the store's) shows up in other
 guises, such as Ray failing to read back its own truncated ``error.pkl`` (``EOFError``); so a failure
@@ -43,6 +44,11 @@ _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _FULL_WORDS = ("no space left on device", "database or disk is full", "disk is full", "disk quota exceeded")
 
 
+def says_disk_full(text: str) -> bool:
+    """Whether an error's text says the disk is full."""
+    return any(words in text.lower() for words in _FULL_WORDS)
+
+
 def is_disk_full(error: BaseException | None) -> bool:
     """Whether ``error``, or an error it was raised from or during, says the disk is full."""
     seen: set[int] = set()
@@ -50,7 +56,7 @@ def is_disk_full(error: BaseException | None) -> bool:
         seen.add(id(error))
         if isinstance(error, OSError) and error.errno in _FULL_ERRNOS:
             return True
-        if any(words in str(error).lower() for words in _FULL_WORDS):
+        if says_disk_full(str(error)):
             return True
         error = error.__cause__ or error.__context__
     return False

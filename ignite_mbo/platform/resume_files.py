@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import pickletools
 from pathlib import Path
 
 from ignite_mbo.errors import UserError
+from ignite_mbo.platform.full_disk import says_disk_full
 
 MAX_ENTRIES = 1_000_000
 """Entries walked at most (a real experiment holds a few per trial)."""
@@ -59,17 +61,61 @@ def check_state_files(experiment_path: str, sweep_dir: Path, storage_path: str |
                                 "replace it with a copy, or run the sweep again without --resume")
 
 
-def check_saved_state(experiment_path: str) -> None:
-    """A local Tune experiment with a ``tuner.pkl`` must hold a readable ``experiment_state-*.json`` (its trials):
-    without one, Tune would restore no trial and the sweep would start over under ``--resume``. One-line error."""
+def _complete_pickle(path: Path) -> bool:
+    """Whether ``path`` holds a whole pickle, read opcode by opcode without building anything (nothing runs)."""
+    try:
+        for _ in pickletools.genops(path.read_bytes()):
+            pass
+    except (OSError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def saved_state_problem(experiment_path: str) -> str | None:
+    """What in the local Tune experiment at ``experiment_path`` would stop Tune restoring all of the sweep's trials,
+    or None (also for remote storage, and for an experiment Tune never saved). Tune's state files are written in
+    place, so a disk that fills while they are written leaves them cut short."""
     experiment = _local(experiment_path)
     if experiment is None or not (experiment / "tuner.pkl").exists():
-        return
+        return None
     states = sorted(experiment.glob("experiment_state-*.json"))
     try:
         trials = json.loads(states[-1].read_bytes())["trial_data"] if states else None
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         trials = None
     if not isinstance(trials, list):
-        raise UserError(f"{experiment} lacks a readable experiment_state-*.json, Tune's record of the sweep's trials "
-                        "(deleted, truncated, or written on a full disk); run the sweep again without --resume")
+        return (f"{experiment} lacks a readable experiment_state-*.json, Tune's record of the sweep's trials "
+                "(deleted, truncated, or written on a full disk)")
+    newest: dict[str, Path] = {}  # the searcher's state (which trials are still to come), newest of each kind
+    for state in sorted((*experiment.glob("*-state-*.json"), *experiment.glob("*-state-*.pkl"))):
+        if not state.name.startswith("experiment_state-"):
+            newest[state.name.split("-state-")[0]] = state
+    for state in (experiment / "tuner.pkl", *newest.values()):
+        if not _complete_pickle(state):
+            return f"{state} is cut short (written on a full disk, or truncated), so Tune cannot restore the sweep"
+    return None
+
+
+def check_saved_state(experiment_path: str) -> None:
+    """A local Tune experiment with a ``tuner.pkl`` must hold whole state files (:func:`saved_state_problem`):
+    else Tune would restore some of the trials, or none, and the sweep would start over under ``--resume``."""
+    problem = saved_state_problem(experiment_path)
+    if problem is not None:
+        raise UserError(f"{problem}; run the sweep again without --resume")
+
+
+def failed_on_full_disk(experiment_path: str) -> bool:
+    """Whether a trial of the local Tune experiment at ``experiment_path`` failed because a disk was full (its
+    ``error.txt`` says so). ``--resume`` then runs the sweep's failed trials again, from their last checkpoint."""
+    experiment = _local(experiment_path)
+    if experiment is None:
+        return False
+    for error_file in experiment.glob("*/error.txt"):
+        try:
+            with error_file.open("rb") as text:
+                text.seek(max(0, error_file.stat().st_size - 65536))
+                if says_disk_full(text.read().decode(errors="replace")):
+                    return True
+        except OSError:
+            continue
+    return False

@@ -27,7 +27,7 @@ from typing import Any
 
 from ignite_mbo import mlflow_store as store
 from ignite_mbo.errors import UserError, first_line
-from ignite_mbo.platform import folders, full_disk, local_ray, signals, sweep_runs
+from ignite_mbo.platform import folders, full_disk, local_ray, resume_files, signals, sweep_runs
 from ignite_mbo.platform.finish import SweepOutcome, collect_results, finish_sweep
 from ignite_mbo.platform.plan import SweepPlan, load_tasks, plan_sweep
 from ignite_mbo.platform.record import SweepRecord
@@ -220,7 +220,7 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
     if plan.resume is not None:  # a state that cannot be restored leaves the records as they were
         record = plan.resume
         restored = signals.restored(lambda: build_tuner(plan, record, tasks, callbacks), record.experiment_path)
-    with full_disk.Ballast(plan.tracking_uri) as ballast:  # room to close the runs if the disk fills
+    with full_disk.Ballast(plan.tracking_uri, share=0.25) as ballast:  # room to close the runs if the disk fills
         sweep = SweepRun(plan)
         if not quiet:
             callbacks.append(TrialTable(TrialLookup(plan.trials), total))
@@ -232,8 +232,8 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
                 sweep.interrupted(interruptions.first_at_ms)
                 raise SweepInterrupted(plan.sweep_dir, interruptions.signum)
             with signals.Finishing(resume_hint):  # a signal now would only leave the records half-written
-                check_every_trial(plan, sum(isinstance(result.config, dict) for result in results), total)
                 table = collect_results(results, TrialLookup(plan.trials), plan.spec)
+                check_every_trial(plan, len(table), total)
                 outcome = finish_sweep(plan.sweep_dir, table, sweep.record)
                 signals.shutdown_ray()  # now, not at exit, where a signal would interrupt it halfway
             return outcome
@@ -244,5 +244,7 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
             raise SweepInterrupted(plan.sweep_dir, getattr(error, "signum", signal.SIGINT)) from None
         except BaseException as error:
             watched = [plan.sweep_dir, *([Path(plan.storage_path)] if "://" not in plan.storage_path else [])]
-            full_disk.fail_sweep(sweep.close, error, ballast, resume_hint, watched)  # one line if a disk is full
+            problem = resume_files.saved_state_problem(sweep.record.experiment_path)  # the printed fix must work
+            hint = resume_hint if problem is None else f"run the sweep again without --resume: {problem}"
+            full_disk.fail_sweep(sweep.close, error, ballast, hint, watched)  # one line if a disk is full
             raise

@@ -228,3 +228,15 @@ def test_rivals_are_compared_only_where_both_cells_can_change(tmp_path: Path) ->
     path = tmp_path / "trials.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     assert "ignite above sam in 1 of 1 cell that can change" in claims_text([path])
+
+
+def test_cost_is_a_share_of_the_paired_seeds_none_time_only(tmp_path: Path) -> None:
+    """One IGNITE seed against 8 `none` seeds, one of them slow (a busy machine): the overhead is that seed's,
+    not a difference over the mean of seeds it is not paired with (which read −246 % for a partial sweep)."""
+    rows = [record("reinforce", "none", seed, 0.9, wall_time_s=1000.0 if seed == 0 else 100.0) for seed in SEEDS]
+    rows.append(record("reinforce", "ignite", 1, 0.9, wall_time_s=150.0))
+    path = tmp_path / "partial.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    [cell] = claims.cells(build_report(inputs.read_sources([path])))
+    assert cell.overhead is not None and cell.overhead.n == 1
+    assert cell.overhead.mean == pytest.approx(50.0)

@@ -122,10 +122,11 @@ def _overhead(group: pd.DataFrame, none: pd.DataFrame) -> stats.PairedTest | Non
     if column is None:
         return None
     with_, without = (compare.per_seed(g, column) for g in (group, none))
-    if not len(with_) or not len(without) or without.mean() <= 0:
+    paired_none = without[with_.index.intersection(without.index)]  # the seeds the test pairs, no others
+    if not len(paired_none) or paired_none.mean() <= 0:
         return None
     test = compare.paired(with_, without)
-    scale = 100.0 / float(without.mean())
+    scale = 100.0 / float(paired_none.mean())
     return stats.PairedTest(scale * test.mean, scale * test.low, scale * test.high, test.p_value, test.n)
 
 

@@ -137,7 +137,7 @@ def test_resume_refuses_a_tune_state_whose_pickles_were_cut_short(cut, tmp_path)
     for name in ("tuner.pkl", "basic-variant-state-2026-12-06_12-00-00.json"):
         (tmp_path / name).write_bytes(whole[:4096] if name == cut else whole)
     assert saved_state_problem(str(tmp_path)) is not None
-    with pytest.raises(UserError, match=f"{cut}.*cut short.*without --resume"):
+    with pytest.raises(UserError, match=f"{cut} is cut short.*without --resume"):
         check_saved_state(str(tmp_path))
     (tmp_path / cut).write_bytes(whole)
     assert saved_state_problem(str(tmp_path)) is None

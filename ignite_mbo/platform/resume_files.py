@@ -92,7 +92,7 @@ def saved_state_problem(experiment_path: str) -> str | None:
             newest[state.name.split("-state-")[0]] = state
     for state in (experiment / "tuner.pkl", *newest.values()):
         if not _complete_pickle(state):
-            return f"{state} is cut short (written on a full disk, or truncated), so Tune cannot restore the sweep"
+            return f"cannot restore the sweep's Tune state: {state} is cut short or damaged (written on a full disk?)"
     return None
 
 

@@ -30,7 +30,8 @@ def path_error(error: OSError) -> str | None:
     if error.errno == errno.ENAMETOOLONG:
         return f"a path is too long for this file system ({where}); pass a shorter one"
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        device = f"the device that holds {where}" if error.filename else "a device this command writes to"
+        device = (f"the device that holds {where}" if error.filename
+                  else "a device this command writes to (its output folder, or the tracking store and its artifacts)")
         return f"no space left on {device}; free space there or pick another folder"
     if error.filename and error.errno in (errno.EEXIST, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EROFS):
         return f"{error.strerror}: {where}; check the path or pick another one"

@@ -458,6 +458,7 @@ def test_second_sigint_exits_at_once_with_trials_pending_and_resume_recovers(to,
         stdout, stderr = driver.communicate(timeout=60)
         assert driver.returncode == 130, stderr[-3000:]
         assert "Traceback" not in stdout + stderr, stderr[-3000:]
+        assert "RUNNING" not in runs_by_status(tmp_path / "mlflow.db"), "pass 8: the second signal closes the runs"
         command = resume_command(stderr)
         deadline = time.monotonic() + 30
         while (left := marked("RAY_TMPDIR", sweep.ray_tmp)) and time.monotonic() < deadline:

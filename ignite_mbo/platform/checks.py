@@ -147,7 +147,8 @@ def writable_ancestor(path: Path) -> Path:
     if not probe.is_dir():
         raise UserError(f"{probe} is a file, so {path} cannot be a folder; pick another path")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{probe} is not writable, so {path} cannot be created; pick a path you can write")
+        made = "" if probe == path.absolute() else f", so {path} cannot be created"
+        raise UserError(f"{probe} is not writable{made}; pick a path you can write")
     return probe
 
 

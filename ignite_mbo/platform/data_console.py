@@ -61,7 +61,10 @@ def check_data_dir(root: Path, folders: Sequence[str]) -> int:
     fixes = []
     if any(s.state != "unreadable" for s in bad):
         fixes.append(f"run '{_download_hint(s.entry.folder for s in bad)}' to replace missing and damaged files")
-    if any(s.state == "unreadable" for s in bad):
+    unreadable = [s for s in bad if s.state == "unreadable"]
+    if any("symbolic links" in (s.detail or "") for s in unreadable):  # ELOOP: a link that points at itself
+        fixes.append("replace the symbolic links that loop with the files or folders they should name")
+    if any("symbolic links" not in (s.detail or "") for s in unreadable):
         fixes.append("make the unreadable files readable by this user")
     if strays:
         fixes.append("delete the unexpected files")

@@ -174,8 +174,9 @@ def fail_sweep(close: Callable[[str, str], None], error: BaseException, ballast:
         return
     where = f" under {', '.join(str(folder) for folder in full)}" if full else ""
     done = "its MLflow runs are marked FAILED" if closed else "its MLflow runs could not be closed yet (--resume closes them)"
+    room = "there" if full else "on the disk of the tracking store and the output folder"
     raise UserError(f"the disk filled up during the sweep (no space left on the device{where}); {done}. Free space "
-                    f"on the disk of the tracking store and the output folder, then {hint}") from None
+                    f"{room}, then {hint}") from None
 
 
 def close_run(close: Callable[[str, str], None], status: str, error: BaseException, ballast: Ballast) -> None:

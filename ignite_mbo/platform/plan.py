@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ignite_mbo import limits, store_guard
+from ignite_mbo import limits, mlflow_store, store_guard
 from ignite_mbo import tasks as task_registry
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.errors import UserError
@@ -114,6 +114,10 @@ def plan_sweep(
         check_resume_state(record.experiment_path, sweep_dir, storage_path or os.environ.get(STORAGE_ENV))
         check_state_files(record.experiment_path, sweep_dir, storage_path or os.environ.get(STORAGE_ENV))
         check_saved_state(record.experiment_path)
+        if not mlflow_store.run_exists(uri, record.parent_run_id):
+            raise UserError(f"the sweep's MLflow run {record.parent_run_id} is not in {store_guard.mask(uri)} (another "
+                            "store in its place, or the run deleted); resume with the store the sweep started with, "
+                            "or run the sweep again without --resume")
     else:
         uri = store_guard.check_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
                                              or store_guard.default_tracking_uri())

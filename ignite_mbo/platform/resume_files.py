@@ -105,8 +105,10 @@ def check_saved_state(experiment_path: str) -> None:
 
 
 def failed_on_full_disk(experiment_path: str) -> bool:
-    """Whether a trial of the local Tune experiment at ``experiment_path`` failed because a disk was full (its
-    ``error.txt`` says so). ``--resume`` then runs the sweep's failed trials again, from their last checkpoint."""
+    """Whether a trial of the local Tune experiment at ``experiment_path`` failed because a disk was full: its
+    ``error.txt`` says so, or its error files were left empty or cut short (written on the full disk; Tune
+    could not even read them back). ``--resume`` then runs the sweep's failed trials again, from their last
+    checkpoint."""
     experiment = _local(experiment_path)
     if experiment is None:
         return False
@@ -114,8 +116,9 @@ def failed_on_full_disk(experiment_path: str) -> bool:
         try:
             with error_file.open("rb") as text:
                 text.seek(max(0, error_file.stat().st_size - 65536))
-                if says_disk_full(text.read().decode(errors="replace")):
-                    return True
+                tail = text.read()
         except OSError:
             continue
-    return False
+        if not tail.strip() or says_disk_full(tail.decode(errors="replace")):
+            return True
+    return any(not _complete_pickle(pickled) for pickled in experiment.glob("*/error.pkl"))

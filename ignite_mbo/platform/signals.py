@@ -4,12 +4,12 @@ batch schedulers), SIGHUP (the terminal was closed) and SIGQUIT (Ctrl-\\) alike,
 The first signal stops the sweep gracefully through Tune (the running trials stop, their runs and
 the sweep's run become KILLED, the exact resume command is printed, and the command exits with
 128 + the signal: 130, 143, 129 or 131); a second one exits at once with that status, taking the local Ray's
-processes along. Once every trial is done (:class:`Finishing`), a first signal lets the results and report be
-written; a second exits at once. Before Tune runs (while
-Ray starts, while the store is built) and during ``ignite-mbo run``, either signal raises
-:class:`Stopped` (:class:`StopOnSignals`), so the command cleans up, prints one line and exits 130 or 143. ``--resume`` reads
-Tune's pickled state only under the sweep folder or the storage path the user gave, and a state
-that cannot be restored is a one-line error that leaves the sweep's records as they were.
+processes along, once it has marked the sweep's runs KILLED (within seconds). Once every trial is done
+(:class:`Finishing`), a first signal lets the results and report be written; a second exits at once, as above.
+Before Tune runs (while Ray starts, while the store is built) and during ``ignite-mbo run``, either signal
+raises :class:`Stopped` (:class:`StopOnSignals`), so the command cleans up, prints one line and exits 130 or
+143. ``--resume`` reads Tune's pickled state only under the sweep folder or the storage path the user gave,
+and a state that cannot be restored is a one-line error that leaves the sweep's records as they were.
 """
 
 from __future__ import annotations
@@ -41,8 +41,12 @@ class Interruptions:
     """SIGINT or SIGTERM while Tune runs: the first stops the sweep gracefully (through Tune's SIGUSR1
     handler), the second exits at once. ``resume_hint`` is printed either way."""
 
-    def __init__(self, resume_hint: str) -> None:
+    CLOSE_WITHIN_S = 10.0
+    """How long a second signal waits for the sweep's runs to be marked KILLED before it exits."""
+
+    def __init__(self, resume_hint: str, close_runs: Callable[[int], None] | None = None) -> None:
         self.resume_hint = resume_hint
+        self.close_runs = close_runs
         self.count = 0
         self.first_at_ms = 0
         self.signum = signal.SIGINT
@@ -64,9 +68,25 @@ class Interruptions:
         if self.count == 1:
             self.first(signal.Signals(signum))
             return
+        kill_descendants()  # the trials stop writing before their runs are closed
+        self.close_before_exit()
         print(f"\n{signal.Signals(signum).name} again: exited at once; {self.resume_hint}", file=sys.stderr,
               flush=True)
         exit_at_once(signum)
+
+    def close_before_exit(self) -> None:
+        """Mark the sweep's runs KILLED (``close_runs``, given when the first signal came) before a second signal
+        exits, within :attr:`CLOSE_WITHIN_S`: a store that does not answer in time leaves them RUNNING, and
+        ``--resume`` closes them."""
+        if self.close_runs is None:
+            return
+        from ignite_mbo.platform.checks import within
+
+        close_runs, since_ms = self.close_runs, self.first_at_ms or int(time.time() * 1000) - 60_000
+        try:
+            within(lambda: close_runs(since_ms), self.CLOSE_WITHIN_S)
+        except Exception:  # noqa: BLE001 - exiting anyway; the line printed next names --resume
+            pass
 
     def first(self, signum: signal.Signals) -> None:
         """The first signal: Tune stops the running trials and saves the sweep."""
@@ -85,18 +105,24 @@ class Finishing(Interruptions):
     exits at once."""
 
     def first(self, signum: signal.Signals) -> None:
+        self.first_at_ms = int(time.time() * 1000) - 1000
         print(f"\n{signum.name}: every trial is done; writing the results and the report first (seconds; send it "
               "again to exit at once)", file=sys.stderr, flush=True)
 
 
-def exit_at_once(signum: int) -> None:
-    """Exit with 128 + ``signum`` now, taking this process's own children along (the local Ray's agents would
-    outlive an ``os._exit``)."""
+def kill_descendants() -> None:
+    """SIGKILL this process's children and theirs (the local Ray's processes and its trial workers)."""
     for pid in descendants(os.getpid()):
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             continue
+
+
+def exit_at_once(signum: int) -> None:
+    """Exit with 128 + ``signum`` now, taking this process's own children along (the local Ray's agents would
+    outlive an ``os._exit``)."""
+    kill_descendants()
     os._exit(exit_status(signum))
 
 

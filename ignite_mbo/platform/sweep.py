@@ -225,13 +225,13 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
         if not quiet:
             callbacks.append(TrialTable(TrialLookup(plan.trials), total))
         try:
-            with Interruptions(resume_hint) as interruptions:
+            with Interruptions(resume_hint, sweep.interrupted) as interruptions:
                 tuner = restored or build_tuner(plan, sweep.record, tasks, callbacks)
                 results = tuner.fit()
             if interruptions.count:
                 sweep.interrupted(interruptions.first_at_ms)
                 raise SweepInterrupted(plan.sweep_dir, interruptions.signum)
-            with signals.Finishing(resume_hint):  # a signal now would only leave the records half-written
+            with signals.Finishing(resume_hint, sweep.interrupted):  # a signal now would leave records half-written
                 table = collect_results(results, TrialLookup(plan.trials), plan.spec)
                 check_every_trial(plan, len(table), total)
                 outcome = finish_sweep(plan.sweep_dir, table, sweep.record)

@@ -15,19 +15,52 @@ an ``ignite`` sweep compare seed for seed).
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform.record import RESULTS_FILE
 from ignite_mbo.platform.results import read_table
+from ignite_mbo.regularizers.base import one_line
 from ignite_mbo.tasks.data import file_kind
 
 SWEEP_COLUMN = "config.sweep"
 RECORD_KEYS = ("task", "baseline", "regularizer", "seed", "score_100th")
+
+def _not_infinite(value: float | None) -> float | None:
+    if value is not None and math.isinf(value):
+        raise ValueError("a score or a time cannot be infinite")
+    return value
+
+
+Score = Annotated[float | None, AfterValidator(_not_infinite)]
+"""A finite score; null or NaN for a trial that failed."""
+Seconds = Annotated[float | None, Field(ge=0), AfterValidator(_not_infinite)]
+
+
+class RecordLine(BaseModel):
+    """The types of a trial record's fields that the report reads (others pass as they are). A score may be
+    null, for a trial that failed."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    task: Annotated[str, Field(min_length=1)]
+    baseline: Annotated[str, Field(min_length=1)]
+    regularizer: Annotated[str, Field(min_length=1)]
+    fidelity: str = ""
+    seed: Annotated[int, Field(ge=0, lt=2**63)]
+    score_100th: Score
+    score_80th: Score = None
+    score_50th: Score = None
+    score_mean: Score = None
+    regularizer_affects_search: bool = True
+    options: dict[str, Any] = {}
+    cpu_time_s: Seconds = None
+    wall_time_s: Seconds = None
 """Keys every trial record (JSON line) must have."""
 
 
@@ -82,13 +115,19 @@ def read_records(path: Path) -> pd.DataFrame:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
-            raise UserError(f"{path}:{number} is not JSON; each line must be one trial record from "
+        except (ValueError, RecursionError) as error:  # not JSON, nested past Python's stack, a 5,000-digit number
+            what = "is nested too deep" if isinstance(error, RecursionError) else "is not JSON a record can hold"
+            raise UserError(f"{path}:{number} {what}; each line must be one trial record from "
                             "benchmarks/trials.py") from None
         missing = [k for k in RECORD_KEYS if not isinstance(record, dict) or k not in record]
         if missing:
             raise UserError(f"{path}:{number} lacks {', '.join(missing)}; each line must be one trial record "
                             "from benchmarks/trials.py")
+        try:
+            RecordLine.model_validate(record)
+        except ValidationError as error:
+            raise UserError(f"{path}:{number}: {one_line(error)}; each line must be one trial record from "
+                            "benchmarks/trials.py") from None
         rows.append(record)
     if not rows:
         raise UserError(f"{path} holds no trial records; run benchmarks/trials.py into it first")

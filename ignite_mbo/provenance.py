@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ignite_mbo.config import TrialConfig, flatten
-from ignite_mbo.errors import UserError
+from ignite_mbo.errors import UserError, printable
 
 SETTING_PREFIX = "baseline."
 """Params ``baseline.<name>``: the baseline's effective settings (defaults, fidelity and options applied)."""
@@ -89,11 +89,14 @@ def _value(text: str) -> Any:
 def config_from_params(params: dict[str, str]) -> tuple[TrialConfig, list[str]]:
     """The trial config a run's params record, and the settings whose effective value the code now gives
     differently (the recorded values are then pinned, so the trial runs as it ran)."""
-    if "task" not in params or "baseline" not in params:
-        raise UserError("the run's params hold no trial config (no 'task'/'baseline'); pass the id of a trial run "
-                        "made by ignite-mbo")
+    if "task" not in params or "baseline" not in params or "seed" not in params:
+        raise UserError("the run's params hold no trial config (no 'task', 'baseline' or 'seed'); pass the id of a "
+                        "trial run made by ignite-mbo")
+    if not params["seed"].isascii() or not params["seed"].isdigit() or len(params["seed"]) > 19:
+        raise UserError(f"the run's seed param is {printable(params['seed'][:40])!r}, not a whole number (an edited "
+                        "record?); pass the id of a trial run made by ignite-mbo")
     nested: dict[str, Any] = {"task": params["task"], "baseline": params["baseline"],
-                              "seed": int(params.get("seed", 0)), "fidelity": params.get("fidelity", "full"),
+                              "seed": int(params["seed"]), "fidelity": params.get("fidelity", "full"),
                               "regularizer": {}, "baseline_options": {}, "task_options": {}}
     for key, text in params.items():
         if key.startswith(_GIVEN):

@@ -91,3 +91,15 @@ def test_an_existing_folder_that_is_not_writable_is_not_said_to_need_creating(tm
     assert "cannot be created" not in str(refused.value)
     with pytest.raises(UserError, match=r"is not writable, so .*/new cannot be created"):
         writable_ancestor(tmp_path / "new")
+
+
+@pytest.mark.parametrize("seed", ["abc", "1.5", "", "-1", "9" * 5000, None])
+def test_rerun_of_a_record_with_a_bad_or_missing_seed_is_one_line(seed: str | None) -> None:
+    """Pass 9: a seed param edited to a non-integer gave a traceback; a missing one silently became seed 0."""
+    from ignite_mbo.provenance import config_from_params
+
+    params = {"task": "TFBind8-Exact-v0", "baseline": "grad-ascent"} | ({} if seed is None else {"seed": seed})
+    with pytest.raises(UserError, match="seed") as refused:
+        config_from_params(params)
+    assert "\n" not in str(refused.value)
+    assert config_from_params({**params, "seed": "3", "regularizer.name": "none"})[0].seed == 3

@@ -133,12 +133,13 @@ def experiment_url(uri: str, experiment: str, server: str = "http://127.0.0.1:50
     return f"{server.rstrip('/')}{where}?workflowType=machine_learning{view}"
 
 
-def run_exists(uri: str, run_id: str) -> bool:
-    """Whether run ``run_id`` exists (and is not deleted) in the store at ``uri``."""
+def run_exists(uri: str, run_id: str, experiment: str | None = None) -> bool:
+    """Whether run ``run_id`` exists (not deleted) in the store at ``uri``, and in ``experiment`` if given."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return bool(_client(uri).get_run(run_id).info.lifecycle_stage == "active")
+        info = (client := _client(uri)).get_run(run_id).info
+        return info.lifecycle_stage == "active" and experiment in (None, client.get_experiment(info.experiment_id).name)
     except MlflowException:
         return False
 

@@ -103,3 +103,12 @@ def test_rerun_of_a_record_with_a_bad_or_missing_seed_is_one_line(seed: str | No
         config_from_params(params)
     assert "\n" not in str(refused.value)
     assert config_from_params({**params, "seed": "3", "regularizer.name": "none"})[0].seed == 3
+
+
+def test_a_sweep_record_pointing_at_another_experiments_run_is_not_taken_as_its_own(tmp_path: Path) -> None:
+    """Pass 9: sweep.json edited to name another sweep's run (another experiment): `report` replaced that sweep's
+    report. Both `report` and `--resume` now ask for the run in the record's own experiment."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    other = mlflow_store.start_sweep_run(uri, "other", "sweep:other", {})
+    assert mlflow_store.run_exists(uri, other) and mlflow_store.run_exists(uri, other, "other")
+    assert not mlflow_store.run_exists(uri, other, "s")

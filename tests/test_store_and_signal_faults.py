@@ -42,6 +42,7 @@ from processes import Reply, answer, http_servers, ray_starting, stop_when
 
 RUN = ["run", "--fidelity", "quick", "--quiet", "--threads", "1", "--set", "epochs=1"]
 MLFLOW_JSON = b'{"experiments": []}'
+EXPERIMENT_JSON = b'{"experiment": {"experiment_id": "1", "name": "s", "lifecycle_stage": "active"}}'
 RUN_JSON = (b'{"run": {"info": {"run_id": "00000000000000000000000000000000", "experiment_id": "1", '
             b'"status": "KILLED", "lifecycle_stage": "active", "start_time": 0, "artifact_uri": ""}, "data": {}}}')
 
@@ -119,7 +120,8 @@ def requiring_basic_auth(user_password: bytes) -> Reply:
 
     def reply(handler: http.server.BaseHTTPRequestHandler) -> None:
         ok = handler.headers.get("Authorization") == expected
-        body = RUN_JSON if "/runs/get" in handler.path else MLFLOW_JSON  # --resume asks for the sweep's run
+        body = (RUN_JSON if "/runs/get" in handler.path else  # --resume asks for the sweep's run and its experiment
+                EXPERIMENT_JSON if "/experiments/get?" in handler.path else MLFLOW_JSON)
         answer(handler, 200 if ok else 401, body if ok else b'{"error_code": "UNAUTHENTICATED"}')
 
     return reply

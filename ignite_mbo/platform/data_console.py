@@ -62,9 +62,10 @@ def check_data_dir(root: Path, folders: Sequence[str]) -> int:
     if any(s.state != "unreadable" for s in bad):
         fixes.append(f"run '{_download_hint(s.entry.folder for s in bad)}' to replace missing and damaged files")
     unreadable = [s for s in bad if s.state == "unreadable"]
-    if any("symbolic links" in (s.detail or "") for s in unreadable):  # ELOOP: a link that points at itself
+    looping = [s for s in unreadable if "symbolic links" in s.detail]  # ELOOP: a link that points at itself
+    if looping:
         fixes.append("replace the symbolic links that loop with the files or folders they should name")
-    if any("symbolic links" not in (s.detail or "") for s in unreadable):
+    if len(looping) < len(unreadable):
         fixes.append("make the unreadable files readable by this user")
     if strays:
         fixes.append("delete the unexpected files")

@@ -25,6 +25,7 @@ from types import FrameType
 from typing import Any, NoReturn, TypeVar
 
 from ignite_mbo.errors import UserError, first_line
+from ignite_mbo.platform.checks import within
 
 STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 """Ctrl-C; ray job stop, Kubernetes, schedulers; the terminal closed; Ctrl-\\ (its default, a core dump, would
@@ -80,8 +81,6 @@ class Interruptions:
         ``--resume`` closes them."""
         if self.close_runs is None:
             return
-        from ignite_mbo.platform.checks import within
-
         close_runs, since_ms = self.close_runs, self.first_at_ms or int(time.time() * 1000) - 60_000
         try:
             within(lambda: close_runs(since_ms), self.CLOSE_WITHIN_S)

@@ -30,8 +30,6 @@ from ignite_mbo.regularizers.base import one_line
 from ignite_mbo.tasks.data import file_kind
 
 SWEEP_COLUMN = "config.sweep"
-RECORD_KEYS = ("task", "baseline", "regularizer", "seed", "score_100th")
-
 def _not_infinite(value: float | None) -> float | None:
     if value is not None and math.isinf(value):
         raise ValueError("a score or a time cannot be infinite")
@@ -61,6 +59,9 @@ class RecordLine(BaseModel):
     options: dict[str, Any] = {}
     cpu_time_s: Seconds = None
     wall_time_s: Seconds = None
+
+
+RECORD_KEYS = tuple(name for name, field in RecordLine.model_fields.items() if field.is_required())
 """Keys every trial record (JSON line) must have."""
 
 

@@ -178,10 +178,13 @@ class StopOnSignals:
     """While active, SIGINT and SIGTERM raise :class:`Stopped` in the main thread (``finally`` blocks and
     ``except BaseException`` clean-ups run; the default SIGTERM would kill the process mid-write).
     :meth:`rearm` installs the handlers again after a library replaced them (Ray's core worker installs
-    its own fatal-signal handler, which dumps a stack and aborts with 134)."""
+    its own fatal-signal handler, which dumps a stack and aborts with 134), and raises the signal again if its
+    :class:`Stopped` was swallowed: Python prints and ignores an exception raised inside an at-fork hook (a
+    signal that arrives while Ray forks its processes), and the command would go on as if never told to stop."""
 
     def __init__(self) -> None:
         self.previous: dict[int, Any] = {}
+        self.received: int | None = None
 
     def __enter__(self) -> StopOnSignals:
         for signum in STOPPING_SIGNALS:
@@ -189,16 +192,18 @@ class StopOnSignals:
         return self
 
     def rearm(self) -> None:
-        """Install this handler again (after ``ray.init``)."""
+        """Install this handler again (after ``ray.init``); raise :class:`Stopped` if a signal came before."""
         for signum in STOPPING_SIGNALS:
             signal.signal(signum, self._handle)
+        if self.received is not None:
+            raise Stopped(self.received)
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
 
-    @staticmethod
-    def _handle(signum: int, frame: FrameType | None) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
         raise Stopped(signum)
 
 

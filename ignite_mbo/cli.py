@@ -262,8 +262,8 @@ def command_report(args: argparse.Namespace) -> int:
     log = record is not None and not args.no_mlflow
     if log and record is not None:
         check_tracking_uri(record.tracking_uri, if_missing="put the sweep's store back there, or pass --no-mlflow")
-        if not store.run_exists(record.tracking_uri, record.parent_run_id, record.experiment):
-            raise UserError(f"the sweep's MLflow run {record.parent_run_id} is not in experiment {record.experiment!r} "
+        if not store.is_sweep_run(record.tracking_uri, record.parent_run_id, record.experiment):
+            raise UserError(f"{record.parent_run_id} is not a sweep's MLflow run in experiment {record.experiment!r} "
                             f"of {record.tracking_uri}; pass --no-mlflow to write the report only to the folder")
     markdown, paths = report_sweep(folder, table, record, mlflow=log)
     if record is not None and not args.no_mlflow:

@@ -133,13 +133,14 @@ def experiment_url(uri: str, experiment: str, server: str = "http://127.0.0.1:50
     return f"{server.rstrip('/')}{where}?workflowType=machine_learning{view}"
 
 
-def run_exists(uri: str, run_id: str, experiment: str | None = None) -> bool:
-    """Whether run ``run_id`` exists (not deleted) in the store at ``uri``, and in ``experiment`` if given."""
+def is_sweep_run(uri: str, run_id: str, experiment: str) -> bool:
+    """Whether ``run_id`` is a sweep's run (not a trial's, not deleted) in ``experiment`` of the store at ``uri``."""
     from mlflow.exceptions import MlflowException
 
     try:
-        info = (client := _client(uri)).get_run(run_id).info
-        return info.lifecycle_stage == "active" and experiment in (None, client.get_experiment(info.experiment_id).name)
+        run = (client := _client(uri)).get_run(run_id)
+        return (run.info.lifecycle_stage == "active" and run.data.tags.get(f"{TAG_PREFIX}kind") == "sweep"
+                and client.get_experiment(run.info.experiment_id).name == experiment)
     except MlflowException:
         return False
 
@@ -367,11 +368,8 @@ def sweep_trial_runs(tracking_uri: str, experiment: str, parent_run_id: str) -> 
     runs: list[Any] = []
     token = None
     while True:
-        page = client.search_runs(
-            [found.experiment_id],
-            filter_string=f"tags.`{TAG_PREFIX}kind` = 'trial' and tags.`{SWEEP_RUN_TAG}` = '{parent_run_id}'",
-            max_results=1000, page_token=token,
-        )
+        where = f"tags.`{TAG_PREFIX}kind` = 'trial' and tags.`{SWEEP_RUN_TAG}` = '{parent_run_id}'"
+        page = client.search_runs([found.experiment_id], filter_string=where, max_results=1000, page_token=token)
         runs += list(page)
         token = page.token
         if not token:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from ignite_mbo import mlflow_store
 from ignite_mbo.errors import UserError
@@ -106,9 +107,13 @@ def test_rerun_of_a_record_with_a_bad_or_missing_seed_is_one_line(seed: str | No
 
 
 def test_a_sweep_record_pointing_at_another_experiments_run_is_not_taken_as_its_own(tmp_path: Path) -> None:
-    """Pass 9: sweep.json edited to name another sweep's run (another experiment): `report` replaced that sweep's
-    report. Both `report` and `--resume` now ask for the run in the record's own experiment."""
+    """Pass 9: sweep.json edited to name another sweep's run (another experiment) or a trial's run of its own:
+    `report` wrote its report into that run. Both `report` and `--resume` now ask for a sweep's run in the record's
+    own experiment."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     other = mlflow_store.start_sweep_run(uri, "other", "sweep:other", {})
-    assert mlflow_store.run_exists(uri, other) and mlflow_store.run_exists(uri, other, "other")
-    assert not mlflow_store.run_exists(uri, other, "s")
+    assert mlflow_store.is_sweep_run(uri, other, "other")
+    assert not mlflow_store.is_sweep_run(uri, other, "s")
+    client = MlflowClient(uri)
+    trial = client.create_run(client.get_run(other).info.experiment_id, tags={f"{mlflow_store.TAG_PREFIX}kind": "trial"})
+    assert not mlflow_store.is_sweep_run(uri, trial.info.run_id, "other")

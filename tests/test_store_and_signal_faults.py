@@ -44,7 +44,8 @@ RUN = ["run", "--fidelity", "quick", "--quiet", "--threads", "1", "--set", "epoc
 MLFLOW_JSON = b'{"experiments": []}'
 EXPERIMENT_JSON = b'{"experiment": {"experiment_id": "1", "name": "s", "lifecycle_stage": "active"}}'
 RUN_JSON = (b'{"run": {"info": {"run_id": "00000000000000000000000000000000", "experiment_id": "1", '
-            b'"status": "KILLED", "lifecycle_stage": "active", "start_time": 0, "artifact_uri": ""}, "data": {}}}')
+            b'"status": "KILLED", "lifecycle_stage": "active", "start_time": 0, "artifact_uri": ""}, '
+            b'"data": {"tags": [{"key": "ignite_mbo.kind", "value": "sweep"}]}}}')
 
 
 def one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str], needle: str) -> str:

@@ -114,7 +114,7 @@ def plan_sweep(
         check_resume_state(record.experiment_path, sweep_dir, storage_path or os.environ.get(STORAGE_ENV))
         check_state_files(record.experiment_path, sweep_dir, storage_path or os.environ.get(STORAGE_ENV))
         check_saved_state(record.experiment_path)
-        if not mlflow_store.run_exists(uri, record.parent_run_id, record.experiment):
+        if not mlflow_store.is_sweep_run(uri, record.parent_run_id, record.experiment):
             raise UserError(f"the sweep's MLflow run {record.parent_run_id} is not in {store_guard.mask(uri)} (another "
                             "store in its place, or the run deleted); resume with the store the sweep started with, "
                             "or run the sweep again without --resume")

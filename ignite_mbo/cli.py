@@ -225,9 +225,7 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"Sweep interrupted; its state is in {interrupted.sweep_dir}. To finish it, run: {resume_command}",
               file=sys.stderr)
         return 128 + interrupted.signum  # 130 for SIGINT, 143 for SIGTERM
-    print()
-    print(outcome.report_markdown)
-    print(f"{outcome.num_trials} trials ({outcome.num_errors} failed)")
+    print(f"\n{outcome.report_markdown}\n{outcome.num_trials} trials ({outcome.num_errors} failed)")
     for line in outcome.errors:
         print(f"  failed: {line}")
     print(f"MLflow store: {mask(outcome.tracking_uri)}")
@@ -239,6 +237,8 @@ def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"then open:    {outcome.ui_url}")
     else:
         print(f"look at it:   {mask(outcome.ui_url.replace('http://127.0.0.1:5000', outcome.tracking_uri))}")
+    if outcome.failure:
+        print(f"ignite-mbo sweep: error: {printable(outcome.failure)}", file=sys.stderr)
     return 1 if outcome.num_errors else 0
 
 

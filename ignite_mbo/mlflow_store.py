@@ -51,21 +51,26 @@ def _client(uri: str) -> Any:
     if path is None:
         return MlflowClient(uri)
     with store_guard.creating_store(path):  # the schema is built (once per process) under the lock
-        client = MlflowClient(uri)
+        client = _retry(lambda: MlflowClient(uri))  # it opens the store: reads the schema, or builds it
         client._tracking_client.store  # noqa: B018
     return client
 
 
-def _retry(call: Callable[[], T], attempts: int = 8) -> T:
-    """``call()``, retried with backoff while a sqlite store is locked by a concurrent writer."""
-    for attempt in range(attempts):
+LOCKED_FOR_S = 180.0
+"""How long a call waits out a sqlite store locked by another writer (a trial, a backup, a ``sqlite3`` shell)."""
+
+
+def _retry(call: Callable[[], T]) -> T:
+    """``call()``, retried with backoff (up to 5 s apart) while a sqlite store is locked, for :data:`LOCKED_FOR_S`."""
+    deadline, attempt = time.monotonic() + LOCKED_FOR_S, 0
+    while True:
         try:
             return call()
         except Exception as error:  # MlflowException or sqlalchemy's OperationalError
-            if "locked" not in str(error) or attempt == attempts - 1:
+            if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
-            time.sleep(0.2 * 2**attempt)
-    raise AssertionError("unreachable")
+            time.sleep(min(5.0, 0.2 * 2**attempt))
+            attempt += 1
 
 
 def _answered_id(value: object, what: str, client: Any) -> str:
@@ -380,11 +385,6 @@ def delete_run(tracking_uri: str, run_id: str, reason: str) -> None:
     client = _client(tracking_uri)
     _retry(lambda: client.set_tag(run_id, f"{TAG_PREFIX}orphan", reason))
     _retry(lambda: client.delete_run(run_id))
-
-
-def log_report(tracking_uri: str, run_id: str, paths: Iterable[Path]) -> None:
-    """Log the report's files under ``report/`` of the sweep's parent run, replacing earlier ones."""
-    log_files(tracking_uri, run_id, paths, "report")
 
 
 def metric_histories(uri: str, run_id: str, names: Iterable[str]) -> dict[str, list[tuple[int, float]]]:

@@ -178,6 +178,9 @@ def store_failure(error: BaseException) -> str | None:
     if "disk is full" in lowered or "no space left" in lowered:
         return ("the disk holding the tracking store is full (no space left on the device); free space or "
                 f"pass another --tracking-uri ({first})")
+    if "database is locked" in lowered:
+        return ("the tracking store stayed locked by another program for minutes (database is locked); close what "
+                "holds it (a sqlite3 shell, a backup, a stuck process), then try again (a sweep: with --resume)")
     status = _HTTP_STATUS.search(str(chain))
     if status and not any(word in lowered for word in ("timed out", "timeout")):
         code = next(group for group in status.groups() if group)

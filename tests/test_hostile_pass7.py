@@ -144,16 +144,16 @@ def test_resume_refuses_a_tune_state_whose_pickles_were_cut_short(cut, tmp_path)
 
 
 def test_resume_runs_again_the_trials_a_full_disk_failed(tmp_path) -> None:
-    from ignite_mbo.platform.resume_files import failed_on_full_disk
+    from ignite_mbo.platform.resume_files import failed_for_a_passing_reason
 
     trial = tmp_path / "grad-ascent_none_TFBind8-Exact-v0_s0_6c2a6_00000"
     trial.mkdir()
     (trial / "error.txt").write_text("Traceback ...\nValueError: a bug of the trial's own\n")
-    assert not failed_on_full_disk(str(tmp_path)), "a trial's own error stays an error on --resume"
+    assert not failed_for_a_passing_reason(str(tmp_path)), "a trial's own error stays an error on --resume"
     (trial / "error.txt").write_text("mlflow.exceptions.MlflowException: (sqlite3.OperationalError) database or "
                                      "disk is full\n[SQL: INSERT INTO runs ...]\n")
-    assert failed_on_full_disk(str(tmp_path))
-    assert not failed_on_full_disk("s3://bucket/sweep"), "remote storage: Tune's choice stands"
+    assert failed_for_a_passing_reason(str(tmp_path))
+    assert not failed_for_a_passing_reason("s3://bucket/sweep"), "remote storage: Tune's choice stands"
 
 
 @pytest.mark.parametrize("left", [{"error.txt": b""}, {"error.txt": b"x\n", "error.pkl": b""},
@@ -161,13 +161,13 @@ def test_resume_runs_again_the_trials_a_full_disk_failed(tmp_path) -> None:
 def test_resume_runs_again_a_trial_whose_error_files_the_full_disk_left_empty(left, tmp_path) -> None:
     """Pass 8: store, sweep folder and Tune state on one disk that filled; each failed trial's error.pkl was
     written empty, and the printed --resume died reading it back (EOFError traceback)."""
-    from ignite_mbo.platform.resume_files import failed_on_full_disk
+    from ignite_mbo.platform.resume_files import failed_for_a_passing_reason
 
     trial = tmp_path / "grad-ascent_none_TFBind8-Exact-v0_s0_ea076_00000"
     trial.mkdir()
     for name, content in left.items():
         (trial / name).write_bytes(content)
-    assert failed_on_full_disk(str(tmp_path))
+    assert failed_for_a_passing_reason(str(tmp_path))
     (trial / "error.txt").write_text("ValueError: bug\n")
     (trial / "error.pkl").write_bytes(pickle.dumps(ValueError("bug")))
-    assert not failed_on_full_disk(str(tmp_path)), "whole error files of a trial's own error"
+    assert not failed_for_a_passing_reason(str(tmp_path)), "whole error files of a trial's own error"

@@ -14,6 +14,7 @@ from ignite_mbo.config import TrialConfig
 from ignite_mbo.platform.record import RESULTS_FILE, SweepRecord
 from ignite_mbo.platform.report.sweep_report import report_sweep
 from ignite_mbo.platform.results import results_table, write_table
+from ignite_mbo.platform.resume_files import says_passing
 from ignite_mbo.platform.spaces import OBJECTIVES, SweepSpec
 from ignite_mbo.platform.tuner import TrialNamer
 from ignite_mbo.trainables.mbo import COMPLETED, NONFINITE
@@ -32,6 +33,9 @@ class SweepOutcome:
     ui_url: str
     errors: list[str]
     """One line per failed trial: which trial and why."""
+    failure: str | None = None
+    """When trials failed: how many, and what to do (``--resume`` runs them again if they failed for a passing
+    reason, :func:`says_passing`; else where their tracebacks are)."""
 
 
 @dataclass
@@ -94,7 +98,8 @@ def reconcile_mlflow(record: SweepRecord, table: pd.DataFrame) -> dict[str, Any]
 
     Runs of trials Tune does not know (created by an attempt the driver lost before saving its
     state, whose trial was regenerated under a new id) are deleted; an errored or stopped trial's
-    run is closed FAILED / KILLED with its reason. Fills ``mlflow_run_id``.
+    run is closed FAILED / KILLED with its reason (FAILED also when an attempt after a stop failed before it
+    could open the run). Fills ``mlflow_run_id``.
     """
     uri = record.tracking_uri
     runs = store.sweep_trial_runs(uri, record.experiment, record.parent_run_id)
@@ -115,7 +120,7 @@ def reconcile_mlflow(record: SweepRecord, table: pd.DataFrame) -> dict[str, Any]
         run_ids.append(run.info.run_id if run else None)
         if run is None:
             continue
-        if row.status == "ERROR" and run.info.status == "RUNNING":
+        if row.status == "ERROR" and run.info.status in ("RUNNING", "KILLED"):  # KILLED: left by an earlier stop
             store.close_run(uri, run.info.run_id, "FAILED", str(row.error))
         elif row.status == "STOPPED" and run.info.status in ("RUNNING", "KILLED"):
             store.close_run(uri, run.info.run_id, "KILLED", "by the scheduler", tag="stopped")
@@ -135,8 +140,9 @@ def best_trial(table: pd.DataFrame, spec_json: dict[str, Any]) -> pd.Series | No
     return done.loc[values.idxmax() if OBJECTIVES[name].mode == "max" else values.idxmin()]
 
 
-def finish_sweep(sweep_dir: Path, table: pd.DataFrame, record: SweepRecord) -> SweepOutcome:
-    """Reconcile MLflow, write the results table and the report next to it (and into MLflow)."""
+def finish_sweep(sweep_dir: Path, table: pd.DataFrame, record: SweepRecord, resume_hint: str) -> SweepOutcome:
+    """Reconcile MLflow, write the results table and the report next to it (and into MLflow). ``resume_hint``
+    (how to finish the sweep) ends the failure line when trials failed for a passing reason."""
     counts = reconcile_mlflow(record, table)
     results_path = sweep_dir / RESULTS_FILE
     write_table(table, results_path)
@@ -161,5 +167,12 @@ def finish_sweep(sweep_dir: Path, table: pd.DataFrame, record: SweepRecord) -> S
     store.close_run(uri, parent, "FINISHED")
     errors = [f"{row.baseline} {row.regularizer} {row.task} s{row.seed}: {str(row.error).splitlines()[0][:300]}"
               for row in table[table["status"] == "ERROR"].itertuples()]
+    failure = None
+    if any(says_passing(line) for line in errors):
+        failure = (f"{num_errors} of {len(table)} trials failed for a passing reason (listed above: a full disk, or a "
+                   f"store locked for minutes); once it is fixed, {resume_hint}")
+    elif errors:
+        failure = (f"{num_errors} of {len(table)} trials failed (listed above); each one's traceback is in error.txt "
+                   f"in its trial folder under {record.experiment_path}")
     return SweepOutcome(sweep_dir, results_path, markdown, len(table), num_errors, uri, paths,
-                        store.experiment_url(uri, record.experiment), errors)
+                        store.experiment_url(uri, record.experiment), errors, failure)

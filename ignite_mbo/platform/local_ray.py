@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,11 +71,16 @@ def own_process_groups() -> Iterator[None]:
         setattr(services, "ConsolePopen", original)  # noqa: B010
 
 
+def ray_temp_folder() -> Path:
+    """Where Ray keeps its sessions' logs and sockets on this machine: RAY_TMPDIR, else TMPDIR, else /tmp."""
+    return Path(os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp")
+
+
 def start_failure(error: Exception) -> UserError:
     """A one-line error for a local Ray that did not start, naming its temporary folder when that is the cause."""
-    folder = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or tempfile.gettempdir()
+    folder = ray_temp_folder()
     which = "RAY_TMPDIR" if os.environ.get("RAY_TMPDIR") else "TMPDIR"
-    if not Path(folder).is_dir():
+    if not folder.is_dir():
         return UserError(f"Ray could not start: its temporary folder {folder} ({which}) is not a folder; "
                          "point RAY_TMPDIR at a writable folder")
     first = first_line(error)

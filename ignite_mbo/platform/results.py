@@ -32,7 +32,7 @@ def results_table(trials: Any) -> pd.DataFrame:
         row = {
             "trial_id": metrics.get("trial_id", Path(trial.path).name),
             "status": "ERROR" if trial.error else "TERMINATED",
-            "error": f"{type(trial.error).__name__}: {trial.error}"[:1000] if trial.error else "",
+            "error": raised(trial.error) if trial.error else "",
             "task": config.task,
             "baseline": config.baseline,
             "regularizer": config.regularizer.name,
@@ -49,6 +49,14 @@ def results_table(trials: Any) -> pd.DataFrame:
     order = table.assign(_baseline=table["baseline"].map(baseline_order))
     order = order.sort_values(["task", "_baseline", "regularizer", "seed"], kind="stable")
     return table.loc[order.index].reset_index(drop=True)
+
+
+def raised(error: BaseException) -> str:
+    """What a failed trial raised, as ``Type: message`` (at most 1,000 characters): the error inside Ray's
+    ``RayTaskError``, whose own text starts with the actor's name in terminal colors, not the wrapper."""
+    inner = getattr(error, "cause", None)
+    error = inner if isinstance(inner, BaseException) else error
+    return f"{type(error).__name__}: {error}"[:1000]
 
 
 def typed_column(values: list[Any]) -> pd.Series:

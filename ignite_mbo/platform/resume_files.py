@@ -104,11 +104,17 @@ def check_saved_state(experiment_path: str) -> None:
         raise UserError(f"{problem}; run the sweep again without --resume")
 
 
-def failed_on_full_disk(experiment_path: str) -> bool:
-    """Whether a trial of the local Tune experiment at ``experiment_path`` failed because a disk was full: its
-    ``error.txt`` says so, or its error files were left empty or cut short (written on the full disk; Tune
-    could not even read them back). ``--resume`` then runs the sweep's failed trials again, from their last
-    checkpoint."""
+def says_passing(text: str) -> bool:
+    """Whether an error's text says it came from a passing condition, not from the trial: a full disk, or a
+    sqlite store locked by another program for minutes."""
+    return says_disk_full(text) or "database is locked" in text
+
+
+def failed_for_a_passing_reason(experiment_path: str) -> bool:
+    """Whether a trial of the local Tune experiment at ``experiment_path`` failed for a passing reason
+    (:func:`says_passing`, in its ``error.txt``), or its error files were left empty or cut short (written on a
+    full disk; Tune could not even read them back). ``--resume`` then runs the sweep's failed trials again, from
+    their last checkpoint."""
     experiment = _local(experiment_path)
     if experiment is None:
         return False
@@ -119,6 +125,6 @@ def failed_on_full_disk(experiment_path: str) -> bool:
                 tail = text.read()
         except OSError:
             continue
-        if not tail.strip() or says_disk_full(tail.decode(errors="replace")):
+        if not tail.strip() or says_passing(tail.decode(errors="replace")):
             return True
     return any(not _complete_pickle(pickled) for pickled in experiment.glob("*/error.pkl"))

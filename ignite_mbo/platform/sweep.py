@@ -51,11 +51,6 @@ class SweepInterrupted(Exception):
         self.signum = int(signum)
 
 
-class RayStartFailed(UserError):
-    """Ray did not start, or its cluster could not be joined: one line, and the sweep folder claimed for it is
-    given back."""
-
-
 def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Join the cluster at ``address`` (``auto`` inside a Ray job), or start an embedded local Ray.
 
@@ -184,8 +179,7 @@ def run_sweep(
         except BaseException as error:  # stopped, or failed, before the sweep wrote a file: the claim given back
             stopped = isinstance(error, (signals.Stopped, KeyboardInterrupt))
             released = plan.resume is None and folders.release_claim(plan.sweep_dir)
-            if released or stopped or isinstance(error, RayStartFailed):
-                signals.shutdown_ray()
+            signals.shutdown_ray()  # now: what Ray prints as it stops (a log it cannot write) comes before our line
             if released and made_output:
                 with contextlib.suppress(OSError):
                     output.rmdir()  # only if empty
@@ -209,10 +203,7 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
 
     quiet_ray()
     with signals.ray_keeps_our_handlers():
-        try:
-            connect(address, num_cpus)
-        except UserError as error:  # the local Ray did not start, or the cluster could not be joined
-            raise RayStartFailed(str(error)) from None
+        connect(address, num_cpus)  # a local Ray that does not start, or a cluster not joined: a UserError
     stop.rearm()  # Ray's core worker installed its fatal-signal handler (a stack dump, exit 134) over ours
     check_cluster(plan)
     callbacks: list[Any] = [NonFiniteNoRetry()]
@@ -234,7 +225,7 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
             with signals.Finishing(resume_hint, sweep.interrupted):  # a signal now would leave records half-written
                 table = collect_results(results, TrialLookup(plan.trials), plan.spec)
                 check_every_trial(plan, len(table), total)
-                outcome = finish_sweep(plan.sweep_dir, table, sweep.record)
+                outcome = finish_sweep(plan.sweep_dir, table, sweep.record, resume_hint)
                 signals.shutdown_ray()  # now, not at exit, where a signal would interrupt it halfway
             return outcome
         except SweepInterrupted:
@@ -243,7 +234,8 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
             sweep.interrupted(int(time.time() * 1000) - 60_000)
             raise SweepInterrupted(plan.sweep_dir, getattr(error, "signum", signal.SIGINT)) from None
         except BaseException as error:
-            watched = [plan.sweep_dir, *([Path(plan.storage_path)] if "://" not in plan.storage_path else [])]
+            watched = [plan.sweep_dir, *([Path(plan.storage_path)] if "://" not in plan.storage_path else []),
+                       local_ray.ray_temp_folder()]  # Ray's logs: a full disk there fails the trials too
             problem = resume_files.saved_state_problem(sweep.record.experiment_path)  # the printed fix must work
             hint = resume_hint if problem is None else f"run the sweep again without --resume: {problem}"
             full_disk.fail_sweep(sweep.close, error, ballast, hint, watched)  # one line if a disk is full

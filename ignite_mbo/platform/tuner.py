@@ -16,7 +16,7 @@ from ignite_mbo import tasks as task_registry
 from ignite_mbo.config import TrialConfig
 from ignite_mbo.platform.plan import SweepPlan
 from ignite_mbo.platform.record import SweepRecord
-from ignite_mbo.platform.resume_files import failed_on_full_disk
+from ignite_mbo.platform.resume_files import failed_for_a_passing_reason
 from ignite_mbo.platform.spaces import SweepSpec
 from ignite_mbo.trainables.mbo import NONFINITE, mbo_trainable
 from ignite_mbo.trainables.params import TrialLookup, carried, run_name
@@ -47,7 +47,7 @@ def build_tuner(plan: SweepPlan, record: SweepRecord, tasks: dict[str, task_regi
     )
     if plan.resume is not None and tune.Tuner.can_restore(record.experiment_path):
         return tune.Tuner.restore(record.experiment_path, trainable, resume_unfinished=True,
-                                  resume_errored=failed_on_full_disk(record.experiment_path))
+                                  resume_errored=failed_for_a_passing_reason(record.experiment_path))
     goal = spec.objective_spec
     param_space, search_alg, num_samples, scheduler = search_setup(spec, trials)
     namer = TrialNamer(TrialLookup(trials))

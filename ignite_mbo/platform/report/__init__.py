@@ -1,5 +1,5 @@
 """The gain report of a sweep: :mod:`build` computes it, :mod:`render` writes it, :mod:`reproduction`
-compares against published numbers; :func:`ignite_mbo.mlflow_store.log_report` logs it to MLflow."""
+compares against published numbers; it is logged under ``report/`` of the sweep's MLflow run."""
 
 from ignite_mbo.platform.report.build import Gain, Report, build_report, paired_gain
 from ignite_mbo.platform.report.render import (

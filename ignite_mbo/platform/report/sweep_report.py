@@ -30,5 +30,5 @@ def report_sweep(sweep_dir: Path, table: pd.DataFrame, record: SweepRecord | Non
     if notes:
         markdown += "\n" + "\n\n".join(notes) + "\n"
     if mlflow and record is not None:
-        store.log_report(record.tracking_uri, record.parent_run_id, paths)
+        store.log_files(record.tracking_uri, record.parent_run_id, paths, "report")  # replaces the earlier ones
     return markdown, paths

@@ -315,7 +315,7 @@ def command_rerun(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     uri = check_tracking_uri(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                                   or default_tracking_uri(), if_missing="pass the run's store as --tracking-uri")
+                             or default_tracking_uri(), if_missing="pass the run's store as --tracking-uri", writes=False)
     progress = None if args.quiet else ProgressBar()
     try:
         outcome = rerun(uri, args.run_id, data_dir=args.data_dir, device=args.device,

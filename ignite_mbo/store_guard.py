@@ -208,11 +208,12 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(unquote(uri.removeprefix("sqlite:///").partition("?")[0])).absolute()
 
 
-def check_tracking_uri(uri: str, *, if_missing: str | None = None, timeout_s: float = 3.0) -> str:
+def check_tracking_uri(uri: str, *, if_missing: str | None = None, timeout_s: float = 3.0, writes: bool = True) -> str:
     """The tracking URI, validated and made absolute; bad ones raise a one-line UserError.
 
-    ``sqlite:///mlflow.db`` is resolved against the working folder; its folder must exist and be
-    writable; with ``if_missing`` (the fix to name) the file must exist too. A query (``?mode=ro``,
+    ``sqlite:///mlflow.db`` is resolved against the working folder; its folder must exist and, unless the command
+    only reads it (``writes=False``: ``rerun``), be writable; with ``if_missing`` (the fix to name) the file must
+    exist too. A query (``?mode=ro``,
     ``?cache=shared``) is refused after the file's checks: SQLAlchemy's SQLite driver ignores it (or, with
     ``uri=true``, it could make the store read-only, which a run must write). ``http(s)://`` must answer an MLflow API call within
     ``timeout_s``. Nothing is created.
@@ -228,14 +229,15 @@ def check_tracking_uri(uri: str, *, if_missing: str | None = None, timeout_s: fl
             raise UserError(f"no MLflow store at {path}; {if_missing}")
         if not path.parent.is_dir():
             raise UserError(f"tracking URI {uri!r}: folder {path.parent} does not exist; create it or pick another path")
-        if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        writable = os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+        if writes and not writable:
             raise UserError(f"tracking URI {uri!r}: {path} is not writable; pick a path you can write")
         check_sqlite_store(path)
         artifacts = path.parent / ARTIFACTS_FOLDER
-        usable = artifacts.is_dir() and os.access(artifacts, os.W_OK | os.X_OK)
+        usable = artifacts.is_dir() and os.access(artifacts, (os.W_OK if writes else os.R_OK) | os.X_OK)
         if (artifacts.exists() or artifacts.is_symlink()) and not usable:  # a file, a FIFO, a dangling link
-            raise UserError(f"{artifacts}, where the runs' artifacts of a store at {path} go, is not a writable "
-                            "folder; move it away or put the store in another folder")
+            raise UserError(f"{artifacts}, where the runs' artifacts of a store at {path} go, is not a "
+                            f"{'writable' if writes else 'readable'} folder; move it away or put the store in another folder")
         if "?" in uri:
             raise UserError(f"tracking URI {uri!r} has SQLite options ({'?' + uri.partition('?')[2]}), which "
                             f"ignite-mbo does not pass on (it must write the store); use sqlite:///{path}")

@@ -4,6 +4,9 @@ versions it ran with, and `ignite-mbo rerun RUN_ID` repeats it from that record 
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -67,6 +70,25 @@ def test_rerun_from_the_record_alone_gives_the_same_scores(tmp_path, capsys, mon
     rebuilt, given = TrialConfig.parse(again["config"]), TrialConfig.parse(original["config"])
     assert rebuilt.baseline_settings() == given.baseline_settings()
     assert (rebuilt.regularizer, rebuilt.seed, rebuilt.task) == (given.regularizer, given.seed, given.task)
+
+    with read_only(tmp_path) as mounted:  # pass 9: rerun only reads the store, yet refused a read-only one
+        if mounted:
+            assert main(["rerun", run.info.run_id, "--tracking-uri", uri, "--data-dir", str(design_bench_dir),
+                         "--threads", "1", "--quiet"]) == 0
+            assert "same scores as the record" in capsys.readouterr().out
+
+
+@contextmanager
+def read_only(folder: Path) -> Iterator[bool]:
+    """``folder`` (the store and its artifacts) made read-only in place by a bind mount, where mounting is allowed."""
+    if subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode != 0:
+        yield False
+        return
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True, capture_output=True)
+        yield True
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def test_rerun_of_an_unknown_run_is_one_line(tmp_path, capsys, monkeypatch):

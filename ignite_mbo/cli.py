@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from ignite_mbo.errors import UserError, path_error, printable
+from ignite_mbo.errors import UserError, check_working_folder, path_error, printable
 from ignite_mbo.platform.signals import StopOnSignals, Stopped, exit_process, exit_status
 from ignite_mbo.settings_cli import Parser, describe_baselines, key_values
 from ignite_mbo.store_guard import check_tracking_uri, default_tracking_uri, in_chain, mask, store_failure
@@ -30,6 +30,7 @@ def package_version() -> str:
 
 
 def build_parser() -> Parser:
+    check_working_folder()  # before torch, whose MKL aborts in a deleted folder with a line that names neither
     from ignite_mbo import baselines
     from ignite_mbo.config import TrialConfig
     from ignite_mbo.platform.spaces import MAX_TRIALS
@@ -157,9 +158,7 @@ def command_run(args: argparse.Namespace) -> int:
                                 "task_options": key_values(args.task_option, "--task-option")})  # checks all, once
     check_device(args.device)
     limits.check_threads(args.threads)
-    uri = None
-    if args.tracking_uri:
-        uri = check_tracking_uri(args.tracking_uri)
+    uri = check_tracking_uri(args.tracking_uri) if args.tracking_uri else None
     task = tasks.build(config.task, config.task_options, args.data_dir)
     limits.check_trial(config, task, device=args.device)
 
@@ -348,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser()
-    except UserError as error:  # a module named in IGNITE_MBO_PLUGINS that does not import
+    except UserError as error:  # a plugin module that does not import; a deleted working folder
         print(f"ignite-mbo: error: {printable(str(error))}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 
 
 class UserError(Exception):
@@ -36,6 +37,15 @@ def path_error(error: OSError) -> str | None:
     if error.filename and error.errno in (errno.EEXIST, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EROFS):
         return f"{error.strerror}: {where}; check the path or pick another one"
     return None
+
+
+def check_working_folder() -> None:
+    """A working folder deleted under the shell is a one-line UserError (torch's MKL would abort its import)."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise UserError("the working folder no longer exists (it was deleted after the shell entered it); cd to an "
+                        "existing folder and run the command again") from None
 
 
 def first_line(error: BaseException, limit: int = 200) -> str:

@@ -83,9 +83,11 @@ def saved_state_problem(experiment_path: str) -> str | None:
         trials = json.loads(states[-1].read_bytes())["trial_data"] if states else None
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         trials = None
+    if not isinstance(trials, list) and not states:
+        return f"{experiment} lacks an experiment_state-*.json, Tune's record of the sweep's trials (deleted?)"
     if not isinstance(trials, list):
-        return (f"{experiment} lacks a readable experiment_state-*.json, Tune's record of the sweep's trials "
-                "(deleted, truncated, or written on a full disk)")
+        return (f"{states[-1]}, the newest of Tune's records of the sweep's trials and the one it restores, cannot "
+                "be read (cut short or written on a full disk)")
     newest: dict[str, Path] = {}  # the searcher's state (which trials are still to come), newest of each kind
     for state in sorted((*experiment.glob("*-state-*.json"), *experiment.glob("*-state-*.pkl"))):
         if not state.name.startswith("experiment_state-"):

@@ -137,6 +137,16 @@ class SweepRun:
                                            status, reason)
         store.close_run(record.tracking_uri, record.parent_run_id, status, reason)
 
+    def keep_record(self) -> None:
+        """Write ``sweep.json`` again if it no longer reads back. A resumed Tune copies every ``.json`` at the root
+        of its experiment folder, the sweep folder by default, with its own state, in place: a disk that fills
+        while it does leaves the record empty, and the sweep could not be resumed or reported."""
+        try:
+            SweepRecord.load(self.plan.sweep_dir)
+        except UserError:
+            with contextlib.suppress(OSError):
+                self.record.save(self.plan.sweep_dir)
+
     def interrupted(self, since_ms: int) -> None:
         """The sweep was interrupted at ``since_ms``: the trials it stopped and the parent run become KILLED."""
         record = self.record
@@ -238,5 +248,8 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
                        local_ray.ray_temp_folder()]  # Ray's logs: a full disk there fails the trials too
             problem = resume_files.saved_state_problem(sweep.record.experiment_path)  # the printed fix must work
             hint = resume_hint if problem is None else f"run the sweep again without --resume: {problem}"
-            full_disk.fail_sweep(sweep.close, error, ballast, hint, watched)  # one line if a disk is full
+            try:
+                full_disk.fail_sweep(sweep.close, error, ballast, hint, watched)  # one line if a disk is full
+            finally:
+                sweep.keep_record()  # with the room the ballast gave back
             raise

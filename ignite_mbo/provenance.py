@@ -93,8 +93,8 @@ def config_from_params(params: dict[str, str]) -> tuple[TrialConfig, list[str]]:
         raise UserError("the run's params hold no trial config (no 'task', 'baseline' or 'seed'); pass the id of a "
                         "trial run made by ignite-mbo")
     if not params["seed"].isascii() or not params["seed"].isdigit() or len(params["seed"]) > 19:
-        raise UserError(f"the run's seed param is {printable(params['seed'][:40])!r}, not a whole number (an edited "
-                        "record?); pass the id of a trial run made by ignite-mbo")
+        raise UserError(f"the run's seed param is {printable(params['seed'][:40])!r}, not a valid seed (a whole "
+                        "number, 0 or more: an edited record?); pass the id of a trial run made by ignite-mbo")
     nested: dict[str, Any] = {"task": params["task"], "baseline": params["baseline"],
                               "seed": int(params["seed"]), "fidelity": params.get("fidelity", "full"),
                               "regularizer": {}, "baseline_options": {}, "task_options": {}}

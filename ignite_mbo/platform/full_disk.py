@@ -173,7 +173,8 @@ def fail_sweep(close: Callable[[str, str], None], error: BaseException, ballast:
     if closed is None:
         return
     where = f" under {', '.join(str(folder) for folder in full)}" if full else ""
-    done = "its MLflow runs are marked FAILED" if closed else "its MLflow runs could not be closed yet (--resume closes them)"
+    done = ("its MLflow runs are closed (FAILED; a trial Tune stopped, KILLED)" if closed
+            else "its MLflow runs could not be closed yet (--resume closes them)")
     room = "there" if full else "on the disk of the tracking store and the output folder"
     raise UserError(f"the disk filled up during the sweep (no space left on the device{where}); {done}. Free space "
                     f"{room}, then {hint}") from None

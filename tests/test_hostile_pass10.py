@@ -5,13 +5,19 @@ own state, in place; a disk that filled while it did left the sweep's ``sweep.js
 then be neither resumed nor reported. The record is written again once the failure has freed room. A command
 started in a working folder that was deleted is one line (torch's MKL aborted the import with a line naming
 neither the cause nor a fix), and a cut-short Tune state is named as the file it is.
+
+Pass 11: a second signal while a stopped command cleans up (SIGINT, then SIGTERM to the group a second later, while
+Ray starts) no longer cuts the clean-up off; an exit after Ctrl-C cut ``import ray`` short skips Ray's exit hooks.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -20,6 +26,8 @@ from ignite_mbo.errors import UserError
 from ignite_mbo.platform.record import SWEEP_FILE, SweepRecord
 from ignite_mbo.platform.resume_files import saved_state_problem
 from ignite_mbo.platform.sweep import SweepRun
+
+from processes import ray_starting
 
 RECORD = SweepRecord(spec={"name": "four"}, tracking_uri="sqlite:////tmp/s/mlflow.db", experiment="four",
                      parent_run_id="0" * 32, storage_path="/tmp/s", experiment_path="/tmp/s/four")
@@ -77,3 +85,74 @@ def test_a_command_in_a_deleted_working_folder_is_one_line(tmp_path) -> None:
         gone.mkdir()
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr[-2000:]
         assert "working folder no longer exists" in done.stderr and "cd to an existing folder" in done.stderr
+
+
+# ---- pass 11 -----------------------------------------------------------------------------------------------------
+
+TWO_SIGNALS = """
+import signal
+from ignite_mbo.platform.signals import StopOnSignals, Stopped
+try:
+    with StopOnSignals():
+        try:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C while Ray starts
+        except Stopped:
+            signal.raise_signal(signal.SIGTERM)  # and SIGTERM to the group a second later, while it cleans up
+            print("cleaned up")
+            raise
+except Stopped as stopped:
+    print("stopped", stopped.signum)
+signal.raise_signal(signal.SIGTERM)  # once more, on the way out
+print("exited on its own")
+"""
+
+
+def test_a_second_signal_while_a_stopped_command_cleans_up_lets_it_finish() -> None:
+    """Pass 11: SIGINT then SIGTERM a second apart while Ray started: the SIGTERM cut the clean-up off (the process
+    died of it, silently, leaving an empty output folder, once a half-built store, and Ray's agents running)."""
+    done = subprocess.run([sys.executable, "-c", TWO_SIGNALS], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:3] == ["cleaned up", "stopped 2", "exited on its own"], done.stdout
+
+
+HALF_IMPORTED_RAY = """
+import atexit, sys, types
+from ignite_mbo.platform.signals import exit_process
+sys.modules["ray._private.worker"] = types.ModuleType("ray._private.worker")  # `import ray` cut short by Ctrl-C
+atexit.register(lambda: print("Ray's exit hook ran (it fails with a traceback here)", file=sys.stderr))
+exit_process(130)
+"""
+
+
+def test_an_exit_after_ctrl_c_cut_rays_import_short_skips_its_exit_hooks() -> None:
+    """Pass 11 (1 of 21 tries): Ctrl-C during `import ray` printed 'interrupted', then a 34-line traceback from
+    Ray's exit hook (module 'ray' has no attribute 'actor')."""
+    done = subprocess.run([sys.executable, "-c", HALF_IMPORTED_RAY], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130 and "exit hook ran" not in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after_s", [2.0, 6.0])
+def test_sigint_then_sigterm_to_the_group_while_ray_starts_leaves_nothing(after_s, tmp_path, design_bench_dir) -> None:
+    """Pass 11, end to end: Ctrl-C, then SIGTERM to the sweep's process group a second later, while Ray starts."""
+    from test_hostile_pass5 import TINY
+    from test_hostile_pass6 import processes_in
+
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    argv = [sys.executable, "-m", "ignite_mbo.cli", "sweep", "tiny.yaml", "--num-cpus", "1"]
+    process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)}, start_new_session=True)
+    try:
+        ray_starting(process, after_s)()
+        os.killpg(process.pid, signal.SIGINT)
+        time.sleep(1)
+        os.killpg(process.pid, signal.SIGTERM)
+        err = process.communicate(timeout=120)[1]
+    finally:
+        process.kill()
+    assert process.returncode == 130 and len(err.strip().splitlines()) == 1 and "interrupted" in err, err[-3000:]
+    assert not (tmp_path / "ignite_mbo_results").exists() and not (tmp_path / "mlflow.db").exists()
+    deadline = time.monotonic() + 10
+    while processes_in(tmp_path) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not processes_in(tmp_path), "Ray's processes outlived the sweep"

@@ -8,12 +8,14 @@ processes along, once it has marked the sweep's runs KILLED (within seconds). On
 (:class:`Finishing`), a first signal lets the results and report be written; a second exits at once, as above.
 Before Tune runs (while Ray starts, while the store is built) and during ``ignite-mbo run``, either signal
 raises :class:`Stopped` (:class:`StopOnSignals`), so the command cleans up, prints one line and exits 130 or
-143. ``--resume`` reads Tune's pickled state only under the sweep folder or the storage path the user gave,
-and a state that cannot be restored is a one-line error that leaves the sweep's records as they were.
+143; a second signal does not cut that short clean-up off. ``--resume`` reads Tune's pickled state only under
+the sweep folder or the storage path the user gave, and a state that cannot be restored is a one-line error that
+leaves the sweep's records as they were.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -31,6 +33,8 @@ STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT
 """Ctrl-C; ray job stop, Kubernetes, schedulers; the terminal closed; Ctrl-\\ (its default, a core dump, would
 leave every run RUNNING and the local Ray's agents behind)."""
 T = TypeVar("T")
+_STOPPING = False
+"""Set once a stopped command cleans up (:meth:`StopOnSignals.hold`): Ray's processes are then killed, not shut down."""
 
 
 def exit_status(signum: int) -> int:
@@ -126,10 +130,11 @@ def exit_at_once(signum: int) -> None:
 
 
 def exit_process(status: int) -> NoReturn:
-    """Exit with ``status``. Once Ray ran in this process (and the command shut it down), the exit skips the
-    interpreter's teardown, where Ray's half-stopped C++ threads can crash it (a segmentation fault after a
-    sweep was stopped by a signal while Ray started)."""
-    if "ray" in sys.modules:
+    """Exit with ``status``. Once Ray was imported in this process (and the command shut it down), the exit skips
+    the interpreter's teardown, where Ray's half-stopped C++ threads can crash it (a segmentation fault after a
+    sweep was stopped by a signal while Ray started), and where the exit hooks of a Ray whose import Ctrl-C cut
+    short fail with a traceback."""
+    if any(name == "ray" or name.startswith("ray.") for name in sys.modules):
         import logging
 
         shutdown_ray()  # Ray's processes and their agents go with it (atexit, which would stop them, is skipped)
@@ -141,12 +146,29 @@ def exit_process(status: int) -> NoReturn:
 
 
 def shutdown_ray() -> None:
-    """Stop the Ray this process started, even half-started (its processes would outlive the command)."""
+    """Stop the Ray this process started, even half-started (its processes would outlive the command). Ray's
+    processes below this one that outlive its shutdown are killed: a Ray stopped while it started can leave its
+    agents running, orphaned by their raylet, and listening."""
     if "ray" in sys.modules:
+        started = [pid for pid in descendants(os.getpid()) if _is_ray(pid)]
         try:
-            sys.modules["ray"].shutdown()
+            if not _STOPPING:  # stopping on a signal, Ray's own shutdown can leave a second one killing the process
+                sys.modules["ray"].shutdown()
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
+        for pid in started:
+            with contextlib.suppress(OSError):
+                if _is_ray(pid):  # still the same Ray process (not a new one under a reused pid)
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _is_ray(pid: int) -> bool:
+    """Whether process ``pid`` is one of Ray's (its command line names Ray: ``ray::...``, raylet, gcs_server...)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return command.startswith(b"ray::") or b"/ray/" in command
 
 
 def descendants(pid: int) -> list[int]:
@@ -198,11 +220,25 @@ class StopOnSignals:
         if self.received is not None:
             raise Stopped(self.received)
 
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
+    def hold(self, signum: int) -> None:
+        """The command stops on ``signum`` (a :class:`Stopped`, or a KeyboardInterrupt where a library put Python's
+        own SIGINT handler back): from now on a stopping signal is ignored, so the clean-up is not cut off."""
+        global _STOPPING
+        self.received, _STOPPING = self.received or signum, True
+        for stopping in STOPPING_SIGNALS:
+            signal.signal(stopping, signal.SIG_IGN)
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        if isinstance(error, (Stopped, KeyboardInterrupt)):
+            self.received = self.received or getattr(error, "signum", signal.SIGINT)
+        for signum, handler in self.previous.items():  # stopping: a later signal waits for the exit under way
+            signal.signal(signum, handler if self.received is None else signal.SIG_IGN)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        """The first signal raises :class:`Stopped`; a later one waits: the clean-up it started (Ray's shutdown, the
+        sweep folder given back, a new store removed) is short, and cut off it would leave those behind."""
+        if self.received is not None:
+            return
         self.received = signum
         raise Stopped(signum)
 

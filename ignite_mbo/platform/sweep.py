@@ -188,6 +188,8 @@ def run_sweep(
                                     quiet=quiet, stop=stop)
         except BaseException as error:  # stopped, or failed, before the sweep wrote a file: the claim given back
             stopped = isinstance(error, (signals.Stopped, KeyboardInterrupt))
+            if stopped:
+                stop.hold(getattr(error, "signum", signal.SIGINT))
             released = plan.resume is None and folders.release_claim(plan.sweep_dir)
             signals.shutdown_ray()  # now: what Ray prints as it stops (a log it cannot write) comes before our line
             if released and made_output:

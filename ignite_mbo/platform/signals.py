@@ -207,11 +207,19 @@ class StopOnSignals:
     def __init__(self) -> None:
         self.previous: dict[int, Any] = {}
         self.received: int | None = None
+        self._unraisable = sys.unraisablehook
 
     def __enter__(self) -> StopOnSignals:
         for signum in STOPPING_SIGNALS:
             self.previous[signum] = signal.signal(signum, self._handle)
+        self._unraisable, sys.unraisablehook = sys.unraisablehook, self._swallowed
         return self
+
+    def _swallowed(self, unraisable: Any) -> None:
+        """Python's report of an exception it ignored: silent for our :class:`Stopped` (:meth:`rearm` raises it
+        again), as it was for every other."""
+        if not isinstance(unraisable.exc_value, Stopped):
+            self._unraisable(unraisable)
 
     def rearm(self) -> None:
         """Install this handler again (after ``ray.init``); raise :class:`Stopped` if a signal came before."""
@@ -233,6 +241,7 @@ class StopOnSignals:
             self.received = self.received or getattr(error, "signum", signal.SIGINT)
         for signum, handler in self.previous.items():  # stopping: a later signal waits for the exit under way
             signal.signal(signum, handler if self.received is None else signal.SIG_IGN)
+        sys.unraisablehook = self._unraisable
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         """The first signal raises :class:`Stopped`; a later one waits: the clean-up it started (Ray's shutdown, the

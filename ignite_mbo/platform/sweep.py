@@ -228,6 +228,7 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
         if not quiet:
             callbacks.append(TrialTable(TrialLookup(plan.trials), total))
         try:
+            stop.rearm()  # a signal whose stop Python swallowed since Ray started: raised now, before Tune runs
             with Interruptions(resume_hint, sweep.interrupted) as interruptions:
                 tuner = restored or build_tuner(plan, sweep.record, tasks, callbacks)
                 results = tuner.fit()

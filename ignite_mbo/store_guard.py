@@ -213,10 +213,9 @@ def check_tracking_uri(uri: str, *, if_missing: str | None = None, timeout_s: fl
 
     ``sqlite:///mlflow.db`` is resolved against the working folder; its folder must exist and, unless the command
     only reads it (``writes=False``: ``rerun``), be writable; with ``if_missing`` (the fix to name) the file must
-    exist too. A query (``?mode=ro``,
-    ``?cache=shared``) is refused after the file's checks: SQLAlchemy's SQLite driver ignores it (or, with
-    ``uri=true``, it could make the store read-only, which a run must write). ``http(s)://`` must answer an MLflow API call within
-    ``timeout_s``. Nothing is created.
+    exist too. A query (``?mode=ro``, ``?cache=shared``) is refused after the file's checks: SQLAlchemy's SQLite
+    driver ignores it (or, with ``uri=true``, it could make the store read-only, which a run must write).
+    ``http(s)://`` must answer an MLflow API call within ``timeout_s``. Nothing is created.
     """
     hint = "use sqlite:///PATH/mlflow.db or http(s)://HOST:PORT of an MLflow server"
     if uri.startswith("sqlite:"):

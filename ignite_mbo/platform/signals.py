@@ -210,6 +210,8 @@ class StopOnSignals:
         self._unraisable = sys.unraisablehook
 
     def __enter__(self) -> StopOnSignals:
+        global _STOPPING
+        _STOPPING = False  # a new command in this process (a test, a notebook): Ray is shut down as usual again
         for signum in STOPPING_SIGNALS:
             self.previous[signum] = signal.signal(signum, self._handle)
         self._unraisable, sys.unraisablehook = sys.unraisablehook, self._swallowed

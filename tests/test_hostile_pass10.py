@@ -12,12 +12,15 @@ Ray starts) no longer cuts the clean-up off; an exit after Ctrl-C cut ``import r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -132,9 +135,12 @@ def test_an_exit_after_ctrl_c_cut_rays_import_short_skips_its_exit_hooks() -> No
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("after_s", [2.0, 6.0])
+@pytest.mark.parametrize("after_s", [2.0, 6.0, 12.0])
 def test_sigint_then_sigterm_to_the_group_while_ray_starts_leaves_nothing(after_s, tmp_path, design_bench_dir) -> None:
-    """Pass 11, end to end: Ctrl-C, then SIGTERM to the sweep's process group a second later, while Ray starts."""
+    """Pass 11, end to end: Ctrl-C, then SIGTERM to the sweep's process group a second later, while Ray starts.
+
+    Where Ray starts fast (CI's machine), Tune may already run when Ctrl-C comes: the second signal then exits at once
+    with 143, as documented, naming the resume command, with no run left RUNNING. Either way no Ray process is left."""
     from test_hostile_pass5 import TINY
     from test_hostile_pass6 import processes_in
 
@@ -146,13 +152,26 @@ def test_sigint_then_sigterm_to_the_group_while_ray_starts_leaves_nothing(after_
         ray_starting(process, after_s)()
         os.killpg(process.pid, signal.SIGINT)
         time.sleep(1)
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # a graceful stop within the second leaves no group
+            os.killpg(process.pid, signal.SIGTERM)
         err = process.communicate(timeout=120)[1]
     finally:
         process.kill()
-    assert process.returncode == 130 and len(err.strip().splitlines()) == 1 and "interrupted" in err, err[-3000:]
-    assert not (tmp_path / "ignite_mbo_results").exists() and not (tmp_path / "mlflow.db").exists()
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err, err[-3000:]
+    if "stopping the running trials" in err:  # Tune ran already: the first signal stops it, the second exits
+        assert process.returncode in (130, 143) and lines[-1].endswith("--resume"), err[-3000:]
+        assert running_runs(tmp_path / "mlflow.db") == 0
+    else:  # Ray was starting: the clean-up finishes, the second signal waits for it
+        assert process.returncode == 130 and len(lines) == 1 and "interrupted" in err, err[-3000:]
+        assert not (tmp_path / "ignite_mbo_results").exists() and not (tmp_path / "mlflow.db").exists()
     deadline = time.monotonic() + 10
     while processes_in(tmp_path) and time.monotonic() < deadline:
         time.sleep(1)
     assert not processes_in(tmp_path), "Ray's processes outlived the sweep"
+
+
+def running_runs(db: Path) -> int:
+    """How many MLflow runs in the sqlite store ``db`` are still RUNNING."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+        return int(connection.execute("select count(*) from runs where status = 'RUNNING'").fetchone()[0])

@@ -158,6 +158,10 @@ def in_chain(error: BaseException | None, kind: type[BaseException]) -> BaseExce
     return None
 
 
+_AUTOFLUSH_NOTE = "(raised as a result of Query-invoked autoflush"
+"""The line SQLAlchemy puts before the cause of a failed autoflush; the line quoted is the cause."""
+
+
 def store_failure(error: BaseException) -> str | None:
     """One line for an error the tracking store raised (MLflow, HTTP, SQL), else None (a bug: keep its
     traceback)."""
@@ -173,7 +177,8 @@ def store_failure(error: BaseException) -> str | None:
         chain = chain.__cause__ or chain.__context__
     if chain is None:
         return None
-    first = mask(str(chain).strip().splitlines()[0] if str(chain).strip() else type(chain).__name__)[:300]
+    lines = [line for line in str(chain).strip().splitlines() if not line.startswith(_AUTOFLUSH_NOTE)]
+    first = mask(lines[0] if lines else type(chain).__name__)[:300]
     lowered = str(chain).lower()
     if "disk is full" in lowered or "no space left" in lowered:
         return ("the disk holding the tracking store is full (no space left on the device); free space or "

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from signal import Signals
 from typing import Any
 
 from ignite_mbo.errors import UserError, check_working_folder, path_error, printable
@@ -209,19 +210,22 @@ def _train(config: Any, task: Any, recorder: Any, ballast: Any, device: str, pro
     return 0
 
 
+def resume_command(argv: list[str]) -> str:  # the command that finishes the sweep ``argv`` started
+    return shlex.join(["ignite-mbo", *[a for a in argv if a != "--resume"], "--resume"])
+
+
 def command_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     from ignite_mbo.platform.sweep import SweepInterrupted, run_sweep
 
-    resume_command = shlex.join(["ignite-mbo", *[a for a in argv if a != "--resume"], "--resume"])
     try:
         outcome = run_sweep(args.space, address=args.address, tracking_uri=args.tracking_uri,
                             output_dir=args.output_dir, data_dir=args.data_dir,
                             gpus_per_trial=args.gpus_per_trial, num_cpus=args.num_cpus, resume=args.resume,
                             max_retries=args.max_retries, overrides=key_values(args.override, "--override"),
                             storage_path=args.storage_path, max_trials=args.max_trials,
-                            resume_hint=f"to finish the sweep run: {resume_command}", quiet=args.quiet)
+                            resume_hint=f"to finish the sweep run: {resume_command(argv)}", quiet=args.quiet)
     except SweepInterrupted as interrupted:
-        print(f"Sweep interrupted; its state is in {interrupted.sweep_dir}. To finish it, run: {resume_command}",
+        print(f"Sweep interrupted; its state is in {interrupted.sweep_dir}. To finish it, run: {resume_command(argv)}",
               file=sys.stderr)
         return 128 + interrupted.signum  # 130 for SIGINT, 143 for SIGTERM
     print(f"\n{outcome.report_markdown}\n{outcome.num_trials} trials ({outcome.num_errors} failed)")
@@ -337,12 +341,6 @@ def command_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_data(args: argparse.Namespace) -> int:
-    from ignite_mbo.platform.data_console import data_command
-
-    return data_command(args.action, [args.task], args.data_dir, args.revision)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -366,16 +364,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "baselines":
             print(describe_baselines(args.name))
             return 0
-        return command_data(args)
+        from ignite_mbo.platform.data_console import data_command
+
+        return data_command(args.action, [args.task], args.data_dir, args.revision)
     except UserError as error:
         print(f"ignite-mbo {args.command}: error: {printable(mask(str(error)))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"ignite-mbo {args.command}: interrupted", file=sys.stderr)
-        return INTERRUPTED_EXIT
-    except Stopped as stopped:
-        print(f"ignite-mbo {args.command}: interrupted ({stopped})", file=sys.stderr)
-        return exit_status(stopped.signum)
+    except (KeyboardInterrupt, Stopped) as stopped:  # a --resume stopped before Tune: the sweep is as it was
+        signum, again = getattr(stopped, "signum", 2), f"; to finish the sweep run: {resume_command(argv)}"
+        print(f"ignite-mbo {args.command}: interrupted (stopped by {Signals(signum).name})"
+              f"{again if getattr(args, 'resume', False) else ''}", file=sys.stderr)
+        return exit_status(signum)
     except Exception as error:  # a path the user can change, or MLflow, HTTP or SQL: one line; else a bug
         oserror = in_chain(error, OSError)
         failure = (path_error(oserror) if isinstance(oserror, OSError) else None) or store_failure(error)

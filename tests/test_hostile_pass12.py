@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+
+import pytest
 import sqlalchemy.exc
 
+from ignite_mbo.cli import main
+from ignite_mbo.platform.signals import Stopped
 from ignite_mbo.store_guard import store_failure
 
 
@@ -20,3 +25,20 @@ def test_a_full_store_line_quotes_the_cause_not_sqlalchemys_autoflush_hint() -> 
     line = store_failure(error)
     assert line is not None and "disk holding the tracking store is full" in line, line
     assert "autoflush" not in line and "database or disk is full" in line, line
+
+
+@pytest.mark.parametrize(("stop", "status"), [(KeyboardInterrupt(), 130), (Stopped(signal.SIGTERM), 143)])
+def test_a_resume_stopped_before_tune_names_the_resume_command(stop, status, monkeypatch, capsys) -> None:
+    """Pass 11: Ctrl-C while ``sweep --resume`` still imported its libraries said only 'interrupted'; the sweep is
+    as it was, and the line now says how to finish it. A new sweep stopped that early has nothing to finish."""
+    import ignite_mbo.platform.sweep as sweep
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise stop
+
+    monkeypatch.setattr(sweep, "run_sweep", stopped)
+    assert main(["sweep", "space.yaml", "--num-cpus", "1", "--resume"]) == status
+    line = capsys.readouterr().err.strip()
+    assert line.endswith("; to finish the sweep run: ignite-mbo sweep space.yaml --num-cpus 1 --resume"), line
+    assert main(["sweep", "space.yaml"]) == status
+    assert "--resume" not in capsys.readouterr().err

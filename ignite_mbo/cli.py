@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         return exit_status(signum)
     except Exception as error:  # a path the user can change, or MLflow, HTTP or SQL: one line; else a bug
         oserror = in_chain(error, OSError)
-        failure = (path_error(oserror) if isinstance(oserror, OSError) else None) or store_failure(error)
+        failure = (path_error(oserror, vars(args).values()) if isinstance(oserror, OSError) else None) or store_failure(error)
         if failure is None:
             raise
         print(f"ignite-mbo {args.command}: error: {printable(failure)}", file=sys.stderr)

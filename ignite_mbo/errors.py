@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from collections.abc import Iterable
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -21,9 +24,10 @@ def shown(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
-def path_error(error: OSError) -> str | None:
+def path_error(error: OSError, written: Iterable[object] = ()) -> str | None:
     """One line for an OS error the user fixes by choosing another path or freeing space (permission denied, a
-    name too long, a full disk, a file where a folder should be, a folder that cannot be made), else None."""
+    name too long, a full disk, a file where a folder should be, a folder that cannot be made), else None. A full
+    disk without a file name is named by the fullest of the paths among ``written`` (the command's arguments)."""
     if isinstance(error, PermissionError):
         return (f"permission denied: {error.filename or error}; make it readable (and writable where results go) "
                 "or pick another path")
@@ -31,12 +35,33 @@ def path_error(error: OSError) -> str | None:
     if error.errno == errno.ENAMETOOLONG:
         return f"a path is too long for this file system ({where}); pass a shorter one"
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        fullest = None if error.filename else fullest_device(written)
         device = (f"the device that holds {where}" if error.filename
+                  else f"the device that holds {shown(str(fullest[0]))} ({fullest[1]:,} bytes free)" if fullest
                   else "a device this command writes to (its output folder, or the tracking store and its artifacts)")
         return f"no space left on {device}; free space there or pick another folder"
     if error.filename and error.errno in (errno.EEXIST, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EROFS):
         return f"{error.strerror}: {where}; check the path or pick another one"
     return None
+
+
+def fullest_device(written: Iterable[object], below_bytes: int = 16 << 20) -> tuple[Path, int] | None:
+    """Of the paths among ``written`` (paths, path strings, ``sqlite:///`` URIs, lists of them) and the working
+    folder, the one whose device has the least room, with its free bytes, if under ``below_bytes``."""
+    free: dict[Path, int] = {}
+    for value in [*written, "."]:
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            text = str(item).removeprefix("sqlite:///") if isinstance(item, (str, Path)) else ""
+            if not text or "://" in text:
+                continue
+            path = Path(text).absolute()
+            existing = next((folder for folder in [path, *path.parents] if folder.exists()), None)
+            with contextlib.suppress(OSError):
+                if existing is not None:
+                    stats = os.statvfs(existing)
+                    free[path] = stats.f_bavail * stats.f_frsize
+    path, room = min(free.items(), key=lambda item: item[1], default=(Path("."), below_bytes))
+    return (path, room) if room < below_bytes else None
 
 
 def check_working_folder() -> None:

@@ -42,3 +42,28 @@ def test_a_resume_stopped_before_tune_names_the_resume_command(stop, status, mon
     assert line.endswith("; to finish the sweep run: ignite-mbo sweep space.yaml --num-cpus 1 --resume"), line
     assert main(["sweep", "space.yaml"]) == status
     assert "--resume" not in capsys.readouterr().err
+
+
+def test_a_full_disk_without_a_file_name_is_named_by_the_fullest_path_the_command_writes(tmp_path, monkeypatch) -> None:
+    """Pass 9: ``report`` on a full disk said 'a device this command writes to' (the error named no file); the line
+    now names the argument whose device is (nearly) full."""
+    import errno
+    import os
+    from types import SimpleNamespace
+
+    from ignite_mbo.errors import path_error
+
+    store, output = tmp_path / "small" / "mlflow.db", tmp_path / "out"
+    store.parent.mkdir()
+    real = os.statvfs
+
+    def statvfs(path: object) -> object:
+        free = 4096 if str(path).startswith(str(store.parent)) else real(path).f_bavail
+        return SimpleNamespace(f_bavail=free, f_frsize=1)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    full = OSError(errno.ENOSPC, "No space left on device")
+    line = path_error(full, [output, f"sqlite:///{store}", 3, None, ["x"]])
+    assert line is not None and str(store) in line and "4,096 bytes free" in line, line
+    monkeypatch.setattr(os, "statvfs", real)
+    assert "a device this command writes to" in (path_error(full, [output]) or ""), "no full device: the old line"

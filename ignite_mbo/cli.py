@@ -14,11 +14,10 @@ from signal import Signals
 from typing import Any
 
 from ignite_mbo.errors import UserError, check_working_folder, path_error, printable
-from ignite_mbo.platform.signals import StopOnSignals, Stopped, exit_process, exit_status
+from ignite_mbo.platform.signals import StopOnSignals, Stopped, exit_process, exit_status, noted_until_imported
 from ignite_mbo.settings_cli import Parser, describe_baselines, key_values
 from ignite_mbo.store_guard import check_tracking_uri, default_tracking_uri, in_chain, mask, store_failure
 
-INTERRUPTED_EXIT = 130
 TRUST_NOTE = ("--resume unpickles Ray Tune's state (tuner.pkl) from the sweep folder or --storage-path: "
               "keep that location writable only by you")
 
@@ -344,7 +343,8 @@ def command_spaces(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser()
+        with noted_until_imported():  # a Ctrl-C inside torch's import would abort the process
+            parser = build_parser()
     except UserError as error:  # a plugin module that does not import; a deleted working folder
         print(f"ignite-mbo: error: {printable(str(error))}", file=sys.stderr)
         return 2
@@ -388,9 +388,9 @@ def entry() -> None:
     """The ``ignite-mbo`` command: :func:`main`, then exit (:func:`signals.exit_process`)."""
     try:
         status = main()
-    except KeyboardInterrupt:  # Ctrl-C while the command still imports its libraries
-        print("ignite-mbo: interrupted", file=sys.stderr)
-        status = INTERRUPTED_EXIT
+    except (KeyboardInterrupt, Stopped) as stopped:  # stopped while the command still imports its libraries
+        print(f"ignite-mbo: interrupted{f' ({stopped})' if isinstance(stopped, Stopped) else ''}", file=sys.stderr)
+        status = exit_status(getattr(stopped, "signum", 2))
     exit_process(status)
 
 

@@ -391,6 +391,7 @@ def test_sigterm_stops_like_sigint_and_a_corrupt_tuner_state_changes_no_record(t
         experiment = client.get_experiment_by_name("four").experiment_id
         (parent,) = client.search_runs([experiment], "tags.`ignite_mbo.kind` = 'sweep'")
         assert parent.info.status == "KILLED"
+        assert parent.data.tags["ignite_mbo.interrupted"].startswith("interrupted (SIGTERM)")  # pass 12: said SIGINT
         assert "RUNNING" not in {run.info.status for run in trial_runs(sweep.uri, "four")}
         sweep.cleanup()
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import subprocess
+import sys
 
 import pytest
 import sqlalchemy.exc
@@ -67,3 +71,144 @@ def test_a_full_disk_without_a_file_name_is_named_by_the_fullest_path_the_comman
     assert line is not None and str(store) in line and "4,096 bytes free" in line, line
     monkeypatch.setattr(os, "statvfs", real)
     assert "a device this command writes to" in (path_error(full, [output]) or ""), "no full device: the old line"
+
+
+LATER_SIGNAL = """
+import os, signal, sys, time
+from ignite_mbo.platform.signals import Interruptions, StopOnSignals
+
+with StopOnSignals():
+    with Interruptions("to finish the sweep run: X --resume", lambda since_ms, signum: print("closed", signum)):
+        signal.signal(signal.SIGUSR1, lambda *args: print("tune stops", flush=True))  # Tune's graceful stop
+        os.kill(os.getpid(), signal.SIGTERM)  # the first signal
+        time.sleep(0.2)
+    print("tune stopped", flush=True)
+    if sys.argv[1] == "while the sweep closes its runs":
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(5)
+print("the command prints its resume line and exits", flush=True)
+os.kill(os.getpid(), signal.SIGHUP)
+time.sleep(5)
+print("went on", flush=True)
+"""
+
+
+@pytest.mark.parametrize("when", ["while the sweep closes its runs", "as the command exits"])
+def test_a_second_signal_after_tune_stopped_exits_at_once_with_the_resume_line(when) -> None:
+    """Pass 12: a second signal that came after Tune had stopped (the sweep closing its runs, Ray shutting down,
+    the command exiting) killed the process silently (SIGTERM), or ended in 'interrupted (stopped by SIGHUP)':
+    the last line was not the resume command. Each signal after the first is now the documented second one, and
+    the runs are closed with the first signal's name."""
+    done = subprocess.run([sys.executable, "-c", LATER_SIGNAL, when], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 129, (done.returncode, done.stdout, done.stderr)
+    assert done.stdout.splitlines()[:2] == ["tune stops", "tune stopped"] and "went on" not in done.stdout
+    assert done.stdout.splitlines()[-1] == "closed 15", done.stdout  # the runs are closed as stopped by SIGTERM
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == "SIGTERM: stopping the running trials and saving the sweep (send it again to exit at once)"
+    assert lines[-1] == "SIGHUP again: exited at once; to finish the sweep run: X --resume", done.stderr
+
+
+def test_a_resume_onto_a_full_disk_is_refused_before_anything_runs(tmp_path) -> None:
+    """Pass 12: ``--resume`` with its ``--output-dir`` or ``--storage-path`` on a full disk ran every remaining trial
+    into the full disk, left Tune's new state file cut short beside the whole one, and from then on ``--resume``
+    was refused even once space was free. It is now refused at once, and nothing is written."""
+    from ignite_mbo.errors import UserError
+    from ignite_mbo.platform.folders import check_room_to_resume
+
+    from processes import tmpfs
+
+    with tmpfs(tmp_path / "small", "2m") as mount:
+        if mount is None:
+            pytest.skip("cannot mount a tmpfs here")
+        sweep_dir, experiment = mount / "out" / "s", mount / "storage" / "s"
+        sweep_dir.mkdir(parents=True)
+        experiment.mkdir(parents=True)
+        check_room_to_resume(sweep_dir, str(experiment))  # room: nothing to say
+        check_room_to_resume(sweep_dir, str(mount / "gone"))  # a missing state has its own line
+        (mount / "filler").write_bytes(bytes(1_500_000))
+        with pytest.raises(UserError, match=r"cannot write in .*/out/s \(No space left on device\).*free space there"):
+            check_room_to_resume(sweep_dir, str(experiment))
+        assert sorted(path.name for path in sweep_dir.iterdir()) == [], "the probe is not left behind"
+        (mount / "filler").unlink()
+        check_room_to_resume(sweep_dir, "s3://bucket/s")  # remote storage: Tune's own errors
+
+
+@pytest.mark.slow
+def test_a_resume_onto_a_full_output_disk_changes_nothing_and_the_next_one_finishes(tmp_path, design_bench_dir) -> None:
+    """Pass 12, end to end: Ctrl-C after a trial finished, the output disk filled, ``--resume`` refused in one line
+    with Tune's state untouched; space freed, the same command finishes every trial once."""
+    from test_fault_tolerance import FOUR, Sweep, every_trial_once, resume_command
+
+    from processes import tmpfs
+
+    sweep = Sweep(tmp_path, design_bench_dir, FOUR)
+    with tmpfs(tmp_path / "out", "24m") as mount:
+        if mount is None:
+            pytest.skip("cannot mount a tmpfs here")
+        try:
+            driver = sweep.start()
+            sweep.wait_for(lambda: count_finished(tmp_path / "mlflow.db") >= 1, "a finished trial")
+            os.killpg(driver.pid, signal.SIGINT)
+            command = resume_command(driver.communicate(timeout=300)[1])
+            sweep.cleanup()
+            filler = mount / "filler"
+            with contextlib.suppress(OSError), filler.open("wb") as out:
+                while True:
+                    out.write(bytes(1 << 20))
+            states = sorted((path, path.stat().st_size) for path in (mount / "four").rglob("*") if path.is_file())
+            refused = sweep.resume(command)
+            lines = refused.stderr.strip().splitlines()
+            assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+            assert "cannot write in" in lines[-1] and "No space left" in lines[-1], lines[-1]
+            assert sorted((path, path.stat().st_size) for path in (mount / "four").rglob("*") if path.is_file()) == states
+            filler.unlink()
+            finished = sweep.resume(command)
+            assert finished.returncode == 0, finished.stderr[-3000:]
+            every_trial_once(sweep.uri, "four", mount / "four", 4)
+        finally:
+            sweep.cleanup()
+
+
+def count_finished(db) -> int:
+    from test_fault_tolerance import count_runs
+
+    return count_runs(db, "FINISHED")
+
+
+CTRL_C_WHILE_IMPORTING = """
+import os, signal, sys
+import ignite_mbo.cli as cli
+
+build_parser, signum = cli.build_parser, getattr(signal, sys.argv[1])
+
+def importing_torch():
+    os.kill(os.getpid(), signum)  # inside torch's import, C++ calls Python code
+    print("the imports went on", flush=True)
+    return build_parser()
+
+cli.build_parser = importing_torch
+sys.argv = ["ignite-mbo", "baselines"]
+cli.entry()
+"""
+
+
+@pytest.mark.parametrize(("name", "status", "line"), [("SIGINT", 130, "ignite-mbo: interrupted"),
+                                                      ("SIGTERM", 143, "ignite-mbo: interrupted (stopped by SIGTERM)")])
+def test_a_signal_while_the_libraries_import_acts_once_they_are_imported(name, status, line) -> None:
+    """Pass 12 (1 Ctrl-C in 56, 0.6 s after the start): a KeyboardInterrupt raised inside Python code that torch's
+    C++ called aborted the process (exit 134, pybind11's 'terminate called ... error_already_set'). The signal is
+    now noted during the imports and acts after them: one line, and 130 or 143."""
+    done = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_IMPORTING, name], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == status and done.stdout.strip() == "the imports went on", (done.stdout, done.stderr)
+    assert done.stderr.strip() == line, done.stderr
+
+
+@pytest.mark.parametrize("revision", ["../../../etc", "/abs", "main\nx", "", "a" * 200, "v1/../../x"])
+def test_a_revision_that_is_no_branch_tag_or_commit_is_refused_before_any_download(revision, tmp_path, capsys) -> None:
+    """Pass 12's note: ``data download --revision ../../../etc`` was passed on unchecked (Hugging Face's cache
+    keeps a file per revision name)."""
+    assert main(["data", "download", "--data-dir", str(tmp_path / "data"), "--revision", revision]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "is not a branch, tag or commit" in line and len(line.splitlines()) == 1, line
+    assert not (tmp_path / "data").exists()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ignite_mbo.errors import UserError
+from ignite_mbo.errors import UserError, shown
 from ignite_mbo.tasks.data import (
     FOLDERS,
+    REPO_ID,
     REVISION,
     TASK_FOLDERS,
     _download_hint,
@@ -82,6 +84,9 @@ def data_command(
     revision: str = REVISION,
 ) -> int:
     """`ignite-mbo data path|verify|download`: returns 0, or raises UserError naming the fix."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}", revision) or ".." in revision:  # a cache path too
+        raise UserError(f"--revision {shown(revision)} is not a branch, tag or commit of {REPO_ID}; pass one "
+                        f"(letters, digits, '.', '_', '-', '/', no '..'), or leave it out for {REVISION!r}")
     root = resolve_data_dir(data_dir)
     if action == "path":
         print(root)

@@ -76,6 +76,21 @@ def _check_room(path: Path) -> None:
                         "--output-dir") from None
 
 
+def check_room_to_resume(sweep_dir: Path, experiment_path: str) -> None:
+    """``--resume`` writes in the sweep folder and in Tune's experiment folder (under ``--storage-path``): a disk
+    with no room there is a one-line error before anything runs. Else every trial would run into the full disk,
+    and Tune's state, written in place, would be cut short, so the sweep could not be resumed any more."""
+    local = "://" not in experiment_path or experiment_path.startswith("file://")
+    for folder in (sweep_dir, *([Path(experiment_path.removeprefix("file://"))] if local else [])):
+        try:
+            if not folder.is_dir():
+                continue  # a missing state is refused with its own line
+            _write_probe(folder)
+        except OSError as error:
+            raise UserError(f"cannot write in {folder} ({error.strerror or error}), where the sweep keeps its "
+                            "results and Tune's state; free space there, then run the same command again") from None
+
+
 @contextmanager
 def held(path: Path) -> Iterator[None]:
     """While active, this process alone runs the sweep in ``path`` (an advisory lock on its marker file): a

@@ -3,8 +3,9 @@ batch schedulers), SIGHUP (the terminal was closed) and SIGQUIT (Ctrl-\\) alike,
 
 The first signal stops the sweep gracefully through Tune (the running trials stop, their runs and
 the sweep's run become KILLED, the exact resume command is printed, and the command exits with
-128 + the signal: 130, 143, 129 or 131); a second one exits at once with that status, taking the local Ray's
-processes along, once it has marked the sweep's runs KILLED (within seconds). Once every trial is done
+128 + the signal: 130, 143, 129 or 131); a second one, while Tune stops or after it, until the command exits, exits
+at once with that status and the resume command, taking the local Ray's processes along, once it has marked the
+sweep's runs KILLED (within seconds). Once every trial is done
 (:class:`Finishing`), a first signal lets the results and report be written; a second exits at once, as above.
 Before Tune runs (while Ray starts, while the store is built) and during ``ignite-mbo run``, either signal
 raises :class:`Stopped` (:class:`StopOnSignals`), so the command cleans up, prints one line and exits 130 or
@@ -35,6 +36,8 @@ leave every run RUNNING and the local Ray's agents behind)."""
 T = TypeVar("T")
 _STOPPING = False
 """Set once a stopped command cleans up (:meth:`StopOnSignals.hold`): Ray's processes are then killed, not shut down."""
+_AFTER_FIRST: Callable[[int, FrameType | None], None] | None = None
+"""Set once a first signal stopped Tune (:class:`Interruptions`): the handler of every later one, until the exit."""
 
 
 def exit_status(signum: int) -> int:
@@ -44,12 +47,16 @@ def exit_status(signum: int) -> int:
 
 class Interruptions:
     """SIGINT or SIGTERM while Tune runs: the first stops the sweep gracefully (through Tune's SIGUSR1
-    handler), the second exits at once. ``resume_hint`` is printed either way."""
+    handler), the second exits at once, also after Tune has stopped, until the command exits (the sweep closes its
+    runs, Ray shuts down). ``resume_hint`` is printed either way."""
+
+    count_as_first = True
+    """Whether a first signal here makes any later one, after this block, exit at once (Tune stopped early)."""
 
     CLOSE_WITHIN_S = 10.0
     """How long a second signal waits for the sweep's runs to be marked KILLED before it exits."""
 
-    def __init__(self, resume_hint: str, close_runs: Callable[[int], None] | None = None) -> None:
+    def __init__(self, resume_hint: str, close_runs: Callable[[int, int], None] | None = None) -> None:
         self.resume_hint = resume_hint
         self.close_runs = close_runs
         self.count = 0
@@ -65,8 +72,11 @@ class Interruptions:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        global _AFTER_FIRST
+        if self.count and self.count_as_first:  # Tune stopped: any later signal, until the exit, is the second
+            _AFTER_FIRST = self._handle
         for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, _AFTER_FIRST if _AFTER_FIRST and signum in STOPPING_SIGNALS else handler)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
@@ -87,7 +97,7 @@ class Interruptions:
             return
         close_runs, since_ms = self.close_runs, self.first_at_ms or int(time.time() * 1000) - 60_000
         try:
-            within(lambda: close_runs(since_ms), self.CLOSE_WITHIN_S)
+            within(lambda: close_runs(since_ms, self.signum), self.CLOSE_WITHIN_S)
         except Exception:  # noqa: BLE001 - exiting anyway; the line printed next names --resume
             pass
 
@@ -107,8 +117,10 @@ class Finishing(Interruptions):
     stopping signal lets that finish, since stopping it would only leave the records half-written; a second
     exits at once."""
 
+    count_as_first = False  # the sweep finishes as usual
+
     def first(self, signum: signal.Signals) -> None:
-        self.first_at_ms = int(time.time() * 1000) - 1000
+        self.signum, self.first_at_ms = signum, int(time.time() * 1000) - 1000
         print(f"\n{signum.name}: every trial is done; writing the results and the report first (seconds; send it "
               "again to exit at once)", file=sys.stderr, flush=True)
 
@@ -210,8 +222,8 @@ class StopOnSignals:
         self._unraisable = sys.unraisablehook
 
     def __enter__(self) -> StopOnSignals:
-        global _STOPPING
-        _STOPPING = False  # a new command in this process (a test, a notebook): Ray is shut down as usual again
+        global _STOPPING, _AFTER_FIRST
+        _STOPPING, _AFTER_FIRST = False, None  # a new command in this process (a test, a notebook): as usual again
         for signum in STOPPING_SIGNALS:
             self.previous[signum] = signal.signal(signum, self._handle)
         self._unraisable, sys.unraisablehook = sys.unraisablehook, self._swallowed
@@ -242,7 +254,7 @@ class StopOnSignals:
         if isinstance(error, (Stopped, KeyboardInterrupt)):
             self.received = self.received or getattr(error, "signum", signal.SIGINT)
         for signum, handler in self.previous.items():  # stopping: a later signal waits for the exit under way
-            signal.signal(signum, handler if self.received is None else signal.SIG_IGN)
+            signal.signal(signum, _AFTER_FIRST or (handler if self.received is None else signal.SIG_IGN))
         sys.unraisablehook = self._unraisable
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -252,6 +264,22 @@ class StopOnSignals:
             return
         self.received = signum
         raise Stopped(signum)
+
+
+@contextmanager
+def noted_until_imported() -> Iterator[None]:
+    """While the command imports its libraries (torch), a stopping signal is noted and acts once they are imported
+    (KeyboardInterrupt for SIGINT, else :class:`Stopped`): raised inside Python code that C++ called, it aborted
+    the process instead (pybind11's ``terminate``, exit 134, one Ctrl-C in 56)."""
+    noted: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: noted.append(signum)) for signum in STOPPING_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if noted:
+        raise KeyboardInterrupt if noted[0] == signal.SIGINT else Stopped(noted[0])
 
 
 @contextmanager

@@ -13,7 +13,7 @@ restores the newest sweep folder of the space from that experiment and finishes 
 
 Everything the user gave is validated (:func:`plan_sweep`) before Ray starts, an MLflow run is
 created or a file is written. Once the parent run exists, every way out of the sweep closes it:
-FINISHED, FAILED with the error, or KILLED when interrupted (SIGINT).
+FINISHED, FAILED with the error, or KILLED when interrupted (SIGINT, SIGTERM, ...).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from ignite_mbo.platform.spaces import MAX_TRIALS
 from ignite_mbo.platform.tuner import NonFiniteNoRetry, build_tuner
 from ignite_mbo.trainables.params import TrialLookup
 
-INTERRUPTED = "interrupted (SIGINT); finish the sweep with --resume"
+INTERRUPTED = "interrupted ({signal}); finish the sweep with --resume"
 ABANDONED = "the sweep's process ended without closing this run; --resume runs its trial again"
 
 __all__ = ["SweepInterrupted", "SweepOutcome", "run_sweep"]
@@ -147,11 +147,12 @@ class SweepRun:
             with contextlib.suppress(OSError):
                 self.record.save(self.plan.sweep_dir)
 
-    def interrupted(self, since_ms: int) -> None:
-        """The sweep was interrupted at ``since_ms``: the trials it stopped and the parent run become KILLED."""
-        record = self.record
-        sweep_runs.mark_interrupted(record.tracking_uri, record.experiment, record.parent_run_id, INTERRUPTED, since_ms)
-        store.close_run(record.tracking_uri, record.parent_run_id, "KILLED", INTERRUPTED, tag="interrupted")
+    def interrupted(self, since_ms: int, signum: int = signal.SIGINT) -> None:
+        """The sweep was interrupted by ``signum`` at ``since_ms``: the trials it stopped and the parent run become
+        KILLED, tagged with the signal's name."""
+        record, why = self.record, INTERRUPTED.format(signal=signal.Signals(signum).name)
+        sweep_runs.mark_interrupted(record.tracking_uri, record.experiment, record.parent_run_id, why, since_ms)
+        store.close_run(record.tracking_uri, record.parent_run_id, "KILLED", why, tag="interrupted")
 
 
 def run_sweep(
@@ -182,6 +183,8 @@ def run_sweep(
         if plan.resume is None:  # made and owned before the store is touched (two sweeps never share one)
             folders.prepare_storage(plan.storage_path)
             plan.sweep_dir = folders.claim_sweep_folder(output, plan.spec.name)
+        else:
+            folders.check_room_to_resume(plan.sweep_dir, plan.resume.experiment_path)
         try:
             with folders.held(plan.sweep_dir):
                 return _run_started(plan, tasks, total, address=address, num_cpus=num_cpus, resume_hint=resume_hint,
@@ -233,7 +236,7 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
                 tuner = restored or build_tuner(plan, sweep.record, tasks, callbacks)
                 results = tuner.fit()
             if interruptions.count:
-                sweep.interrupted(interruptions.first_at_ms)
+                sweep.interrupted(interruptions.first_at_ms, interruptions.signum)
                 raise SweepInterrupted(plan.sweep_dir, interruptions.signum)
             with signals.Finishing(resume_hint, sweep.interrupted):  # a signal now would leave records half-written
                 table = collect_results(results, TrialLookup(plan.trials), plan.spec)
@@ -244,8 +247,9 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
         except SweepInterrupted:
             raise
         except (KeyboardInterrupt, signals.Stopped) as error:
-            sweep.interrupted(int(time.time() * 1000) - 60_000)
-            raise SweepInterrupted(plan.sweep_dir, getattr(error, "signum", signal.SIGINT)) from None
+            signum = getattr(error, "signum", signal.SIGINT)
+            sweep.interrupted(int(time.time() * 1000) - 60_000, signum)
+            raise SweepInterrupted(plan.sweep_dir, signum) from None
         except BaseException as error:
             watched = [plan.sweep_dir, *([Path(plan.storage_path)] if "://" not in plan.storage_path else []),
                        local_ray.ray_temp_folder()]  # Ray's logs: a full disk there fails the trials too

@@ -7,7 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import huggingface_hub  # noqa: F401 - its log handler binds the stderr of the moment it is imported: now the session's
 import pytest
+
+# (imported first inside a test, it bound that test's capsys stream, closed after; a download thread the trickle test
+# gave up on then printed "--- Logging error ---" into a later test's captured stderr)
 
 if TYPE_CHECKING:
     from ignite_mbo.tasks import Task

@@ -359,8 +359,9 @@ def main(argv: list[str] | None = None) -> int:
             return command_report(args)
         if args.command == "claims":
             return command_claims(args)
-        if args.command in ("rerun", "spaces"):
-            return command_rerun(args) if args.command == "rerun" else command_spaces(args)
+        if args.command in ("rerun", "spaces"):  # rerun, like run, stopped by SIGTERM or SIGHUP: one line
+            with StopOnSignals():
+                return command_rerun(args) if args.command == "rerun" else command_spaces(args)
         if args.command == "baselines":
             print(describe_baselines(args.name))
             return 0

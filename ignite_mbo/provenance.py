@@ -87,8 +87,9 @@ def _value(text: str) -> Any:
 
 
 def config_from_params(params: dict[str, str]) -> tuple[TrialConfig, list[str]]:
-    """The trial config a run's params record, and the settings whose effective value the code now gives
-    differently (the recorded values are then pinned, so the trial runs as it ran)."""
+    """The trial config a run's params record, and a line for each setting whose effective value the code now
+    gives differently (the recorded value is then pinned, so the trial runs as it ran) or that the baseline no
+    longer has (it cannot be applied)."""
     if "task" not in params or "baseline" not in params or "seed" not in params:
         raise UserError("the run's params hold no trial config (no 'task', 'baseline' or 'seed'); pass the id of a "
                         "trial run made by ignite-mbo")
@@ -106,9 +107,10 @@ def config_from_params(params: dict[str, str]) -> tuple[TrialConfig, list[str]]:
     recorded = {key.removeprefix(SETTING_PREFIX): _value(text) for key, text in params.items()
                 if key.startswith(SETTING_PREFIX)}
     now = config.baseline_settings().model_dump(mode="json")
-    changed = [f"{key}: recorded {recorded[key]!r}, now {now.get(key)!r}" for key in sorted(recorded)
-               if now.get(key) != recorded[key]]
+    changed = [f"pinned to the recorded value: {key}: recorded {recorded[key]!r}, now {now[key]!r}"
+               for key in sorted(recorded) if key in now and now[key] != recorded[key]]
     if changed:
         options = {key: value for key, value in recorded.items() if key in now}
         config = TrialConfig.parse({**nested, "baseline_options": options})
-    return config, changed
+    return config, changed + [f"not applied: {key} (recorded {recorded[key]!r}) is not a setting of "
+                              f"{config.baseline} today" for key in sorted(recorded) if key not in now]

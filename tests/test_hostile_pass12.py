@@ -212,3 +212,61 @@ def test_a_revision_that_is_no_branch_tag_or_commit_is_refused_before_any_downlo
     line = capsys.readouterr().err.strip()
     assert "is not a branch, tag or commit" in line and len(line.splitlines()) == 1, line
     assert not (tmp_path / "data").exists()
+
+
+# ---- pass 13: rerun ------------------------------------------------------------------------------
+
+RERUN_STOPPED = """
+import os, signal, sys
+import ignite_mbo.platform.rerun as rerun
+
+signum = getattr(signal, sys.argv[1])
+
+def running(*args, **kwargs):
+    os.kill(os.getpid(), signum)  # the trial runs again
+    raise AssertionError("went on")
+
+rerun.rerun = running
+from ignite_mbo.cli import entry
+sys.argv = ["ignite-mbo", "rerun", "0123456789abcdef", "--tracking-uri", "sqlite:///" + sys.argv[2]]
+entry()
+"""
+
+
+@pytest.mark.parametrize(("name", "status"), [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_rerun_stopped_by_sigterm_or_sighup_says_so_in_one_line(name, status, tmp_path) -> None:
+    """Pass 13: ``rerun`` got SIGTERM or SIGHUP while its trial ran and died of it, silently (-15, -1); ``run``
+    says 'interrupted' and exits 143."""
+    from mlflow import MlflowClient
+
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()  # a store
+    done = subprocess.run([sys.executable, "-c", RERUN_STOPPED, name, str(tmp_path / "mlflow.db")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == status, (done.returncode, done.stderr)
+    assert done.stderr.strip() == f"ignite-mbo rerun: interrupted (stopped by {name})", done.stderr
+
+
+def test_rerun_of_a_record_whose_score_is_not_a_number_is_refused_before_the_trial_runs(monkeypatch) -> None:
+    """Pass 13: ``score_100th`` edited to 'abc' ran the whole trial, then ended in an 18-line TypeError."""
+    from ignite_mbo import mlflow_store, tasks
+    from ignite_mbo.config import TrialConfig
+    from ignite_mbo.errors import UserError
+    from ignite_mbo.platform.rerun import rerun
+    from ignite_mbo.provenance import record_params
+
+    params = {key: str(value) for key, value in record_params(TrialConfig.parse({"fidelity": "quick"})).items()}
+    monkeypatch.setattr(mlflow_store, "run_record", lambda uri, run_id: (params, {}, {"score_100th": "abc"}))
+    monkeypatch.setattr(tasks, "make", lambda *args, **kwargs: pytest.fail("the trial ran"))
+    with pytest.raises(UserError, match="recorded score_100th is 'abc', not a number"):
+        rerun("sqlite:///x.db", "r1")
+
+
+def test_a_recorded_setting_the_baseline_does_not_have_is_said_to_be_not_applied() -> None:
+    """Pass 13: ``baseline.evil=1`` added to a record was reported 'pinned to the recorded value', and not applied."""
+    from ignite_mbo.config import TrialConfig
+    from ignite_mbo.provenance import config_from_params, record_params
+
+    params = {key: str(value) for key, value in record_params(TrialConfig.parse({"fidelity": "quick"})).items()}
+    config, lines = config_from_params({**params, "baseline.evil": "1"})
+    assert lines == ["not applied: evil (recorded 1) is not a setting of grad-ascent today"], lines
+    assert "evil" not in config.baseline_settings().model_dump()

@@ -38,7 +38,7 @@ def test_a_changed_default_is_pinned_to_the_recorded_value():
     params = {key: str(value) for key, value in record_params(TrialConfig.parse({"fidelity": "quick"})).items()}
     params["baseline.epochs"] = "3"  # as if the code's quick default had changed since the run
     rebuilt, changed = config_from_params(params)
-    assert rebuilt.baseline_settings().epochs == 3 and changed == ["epochs: recorded 3, now 10"]
+    assert rebuilt.baseline_settings().epochs == 3 and changed == ["pinned to the recorded value: epochs: recorded 3, now 10"]
 
 
 def test_rerun_from_the_record_alone_gives_the_same_scores(tmp_path, capsys, monkeypatch, design_bench_dir):

@@ -14,6 +14,7 @@ from typing import Any
 from ignite_mbo import mlflow_store as store
 from ignite_mbo import tasks
 from ignite_mbo.config import TrialConfig
+from ignite_mbo.errors import UserError, shown
 from ignite_mbo.limits import check_trial
 from ignite_mbo.progress import SILENT, Progress
 from ignite_mbo.provenance import config_from_params, environment_tags
@@ -55,12 +56,16 @@ def rerun(tracking_uri: str, run_id: str, *, data_dir: str | None = None, device
     """Run trial ``run_id`` of the store at ``tracking_uri`` again, in this process (no Ray, nothing recorded)."""
     params, tags, metrics = store.run_record(tracking_uri, run_id)
     config, changed = config_from_params(params)
-    notes = [f"pinned to the recorded value: {line}" for line in changed]
+    notes = list(changed)
     now = environment_tags()
     notes += [f"{key.removeprefix('ignite_mbo.')}: recorded {tags[key]}, now {value}"
               for key, value in now.items() if key in tags and tags[key] != value]
     if not any(key in tags for key in now):
         notes.append("the run records no code or library versions (made before ignite-mbo recorded them)")
+    for name in SCORES:  # compared at the end: checked before the trial runs
+        if name in metrics and (isinstance(metrics[name], bool) or not isinstance(metrics[name], (int, float))):
+            raise UserError(f"the run's recorded {name} is {shown(metrics[name])}, not a number (an edited record?); "
+                            "pass the id of a trial run made by ignite-mbo")
     task = tasks.make(config.task, data_dir, **config.checked_task_options())
     check_trial(config, task, device=device)  # an edited record meets the bounds `run` checks, in one line
     result = run_trial(config, task, device=device, progress=progress)

@@ -14,6 +14,7 @@ from signal import Signals
 from typing import Any
 
 from ignite_mbo.errors import UserError, check_working_folder, path_error, printable
+from ignite_mbo.platform import signals
 from ignite_mbo.platform.signals import StopOnSignals, Stopped, exit_process, exit_status, noted_until_imported
 from ignite_mbo.settings_cli import Parser, describe_baselines, key_values
 from ignite_mbo.store_guard import check_tracking_uri, default_tracking_uri, in_chain, mask, store_failure
@@ -335,7 +336,6 @@ def command_rerun(args: argparse.Namespace) -> int:
 
 def command_spaces(args: argparse.Namespace) -> int:
     from ignite_mbo.platform.catalog import SHIPPED, format_spaces, list_spaces
-
     print(format_spaces(list_spaces(args.dir or SHIPPED)))
     return 0
 
@@ -387,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """The ``ignite-mbo`` command: :func:`main`, then exit (:func:`signals.exit_process`)."""
+    signals.UNTIL_EXIT = True  # a second signal exits at once until the process exits
     try:
         status = main()
     except (KeyboardInterrupt, Stopped) as stopped:  # stopped while the command still imports its libraries

@@ -38,6 +38,9 @@ _STOPPING = False
 """Set once a stopped command cleans up (:meth:`StopOnSignals.hold`): Ray's processes are then killed, not shut down."""
 _AFTER_FIRST: Callable[[int, FrameType | None], None] | None = None
 """Set once a first signal stopped Tune (:class:`Interruptions`): the handler of every later one, until the exit."""
+UNTIL_EXIT = False
+"""Set by the ``ignite-mbo`` command: after a first signal stopped Tune, a later one exits at once until the process
+exits. A program that calls ``run_sweep`` itself (a notebook) gets its own handlers back when it returns."""
 
 
 def exit_status(signum: int) -> int:
@@ -254,7 +257,8 @@ class StopOnSignals:
         if isinstance(error, (Stopped, KeyboardInterrupt)):
             self.received = self.received or getattr(error, "signum", signal.SIGINT)
         for signum, handler in self.previous.items():  # stopping: a later signal waits for the exit under way
-            signal.signal(signum, _AFTER_FIRST or (handler if self.received is None else signal.SIG_IGN))
+            after = _AFTER_FIRST if UNTIL_EXIT else None
+            signal.signal(signum, after or (handler if self.received is None else signal.SIG_IGN))
         sys.unraisablehook = self._unraisable
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:

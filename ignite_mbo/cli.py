@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ignite-mbo {args.command}: error: {printable(mask(str(error)))}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Stopped) as stopped:  # a --resume stopped before Tune: the sweep is as it was
-        signum, again = getattr(stopped, "signum", 2), f"; to finish the sweep run: {resume_command(argv)}"
+        signum, again = getattr(stopped, "signum", Signals.SIGINT), f"; to finish the sweep run: {resume_command(argv)}"
         print(f"ignite-mbo {args.command}: interrupted (stopped by {Signals(signum).name})"
               f"{again if getattr(args, 'resume', False) else ''}", file=sys.stderr)
         return exit_status(signum)
@@ -392,7 +392,7 @@ def entry() -> None:
         status = main()
     except (KeyboardInterrupt, Stopped) as stopped:  # stopped while the command still imports its libraries
         print(f"ignite-mbo: interrupted{f' ({stopped})' if isinstance(stopped, Stopped) else ''}", file=sys.stderr)
-        status = exit_status(getattr(stopped, "signum", 2))
+        status = exit_status(getattr(stopped, "signum", Signals.SIGINT))
     exit_process(status)
 
 

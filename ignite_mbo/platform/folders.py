@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ignite_mbo.errors import UserError, first_line
 from ignite_mbo.platform.checks import within
+from ignite_mbo.platform.resume_files import local_path
 from ignite_mbo.store_guard import mask
 
 CLAIM_MARKER = ".claimed"
@@ -80,8 +81,8 @@ def check_room_to_resume(sweep_dir: Path, experiment_path: str) -> None:
     """``--resume`` writes in the sweep folder and in Tune's experiment folder (under ``--storage-path``): a disk
     with no room there is a one-line error before anything runs. Else every trial would run into the full disk,
     and Tune's state, written in place, would be cut short, so the sweep could not be resumed any more."""
-    local = "://" not in experiment_path or experiment_path.startswith("file://")
-    for folder in (sweep_dir, *([Path(experiment_path.removeprefix("file://"))] if local else [])):
+    experiment = local_path(experiment_path)  # remote storage: Tune's own errors
+    for folder in (sweep_dir, *([experiment] if experiment else [])):
         try:
             if not folder.is_dir():
                 continue  # a missing state is refused with its own line

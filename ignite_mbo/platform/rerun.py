@@ -63,7 +63,7 @@ def rerun(tracking_uri: str, run_id: str, *, data_dir: str | None = None, device
     if not any(key in tags for key in now):
         notes.append("the run records no code or library versions (made before ignite-mbo recorded them)")
     for name in SCORES:  # compared at the end: checked before the trial runs
-        if name in metrics and (isinstance(metrics[name], bool) or not isinstance(metrics[name], (int, float))):
+        if name in metrics and not isinstance(metrics[name], (int, float)):  # a float, unless the store was edited
             raise UserError(f"the run's recorded {name} is {shown(metrics[name])}, not a number (an edited record?); "
                             "pass the id of a trial run made by ignite-mbo")
     task = tasks.make(config.task, data_dir, **config.checked_task_options())

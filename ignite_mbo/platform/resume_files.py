@@ -22,7 +22,7 @@ MAX_ENTRIES = 1_000_000
 """Entries walked at most (a real experiment holds a few per trial)."""
 
 
-def _local(path: str) -> Path | None:
+def local_path(path: str) -> Path | None:
     """``path`` as a local path, or None for remote storage (``s3://``, ``gs://``...)."""
     if path.startswith("file://"):
         return Path(path.removeprefix("file://"))
@@ -36,11 +36,11 @@ def _within(path: Path, roots: list[Path]) -> bool:
 def check_state_files(experiment_path: str, sweep_dir: Path, storage_path: str | None) -> None:
     """Refuse an entry under the local ``experiment_path`` (Tune's state files and folders) that is a
     link resolving outside ``sweep_dir``, the experiment folder or ``storage_path``; one-line UserError."""
-    experiment = _local(experiment_path)
+    experiment = local_path(experiment_path)
     if experiment is None or not experiment.exists():
         return
     roots = [sweep_dir.resolve(), experiment.resolve()]
-    storage = _local(storage_path) if storage_path else None
+    storage = local_path(storage_path) if storage_path else None
     if storage is not None:
         roots.append(storage.resolve())
     walked = 0
@@ -75,7 +75,7 @@ def saved_state_problem(experiment_path: str) -> str | None:
     """What in the local Tune experiment at ``experiment_path`` would stop Tune restoring all of the sweep's trials,
     or None (also for remote storage, and for an experiment Tune never saved). Tune's state files are written in
     place, so a disk that fills while they are written leaves them cut short."""
-    experiment = _local(experiment_path)
+    experiment = local_path(experiment_path)
     if experiment is None or not (experiment / "tuner.pkl").exists():
         return None
     states = sorted(experiment.glob("experiment_state-*.json"))
@@ -117,7 +117,7 @@ def failed_for_a_passing_reason(experiment_path: str) -> bool:
     (:func:`says_passing`, in its ``error.txt``), or its error files were left empty or cut short (written on a
     full disk; Tune could not even read them back). ``--resume`` then runs the sweep's failed trials again, from
     their last checkpoint."""
-    experiment = _local(experiment_path)
+    experiment = local_path(experiment_path)
     if experiment is None:
         return False
     for error_file in experiment.glob("*/error.txt"):

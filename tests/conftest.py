@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +13,13 @@ import pytest
 
 # (imported first inside a test, it bound that test's capsys stream, closed after; a download thread the trickle test
 # gave up on then printed "--- Logging error ---" into a later test's captured stderr)
+
+# A CI runner may start pytest as a script's background job (SIGINT ignored) or under nohup (SIGHUP ignored). The
+# commands the tests start would inherit that and, as documented, keep ignoring it: the tests start them as a terminal
+# would. (Python's own Ctrl-C handler here resets to the default in each child.)
+for _signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    if signal.getsignal(_signum) == signal.SIG_IGN:
+        signal.signal(_signum, signal.default_int_handler if _signum == signal.SIGINT else signal.SIG_DFL)
 
 if TYPE_CHECKING:
     from ignite_mbo.tasks import Task

@@ -79,6 +79,7 @@ from ignite_mbo.platform import signals
 from ignite_mbo.platform.signals import Interruptions, StopOnSignals
 
 signals.UNTIL_EXIT = sys.argv[1] != "in a program that called run_sweep"  # set by the ignite-mbo command
+own = signal.getsignal(signal.SIGINT)
 with StopOnSignals():
     with Interruptions("to finish the sweep run: X --resume", lambda since_ms, signum: print("closed", signum)):
         signal.signal(signal.SIGUSR1, lambda *args: print("tune stops", flush=True))  # Tune's graceful stop
@@ -90,7 +91,7 @@ with StopOnSignals():
         time.sleep(5)
 print("the command prints its resume line and exits", flush=True)
 if not signals.UNTIL_EXIT:
-    print("handlers back:", signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+    print("handlers back:", signal.getsignal(signal.SIGINT) is own, flush=True)
     sys.exit(0)
 os.kill(os.getpid(), signal.SIGHUP)
 time.sleep(5)

@@ -33,6 +33,11 @@ from ignite_mbo.platform.checks import within
 STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 """Ctrl-C; ray job stop, Kubernetes, schedulers; the terminal closed; Ctrl-\\ (its default, a core dump, would
 leave every run RUNNING and the local Ray's agents behind)."""
+IGNORED_AT_START = frozenset(signum for signum in STOPPING_SIGNALS if signal.getsignal(signum) == signal.SIG_IGN)
+"""The stopping signals this process was started ignoring (``nohup`` ignores SIGHUP, a script's background job
+SIGINT): they stay ignored, as whoever started the command asked (a closed terminal does not stop a nohup'd sweep)."""
+CAUGHT = tuple(signum for signum in STOPPING_SIGNALS if signum not in IGNORED_AT_START)
+"""The stopping signals the command acts on."""
 T = TypeVar("T")
 _STOPPING = False
 """Set once a stopped command cleans up (:meth:`StopOnSignals.hold`): Ray's processes are then killed, not shut down."""
@@ -69,7 +74,7 @@ class Interruptions:
 
     def __enter__(self) -> Interruptions:
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Tune's own handler would replace this one
-        for signum in STOPPING_SIGNALS:  # installed after Ray's, so Ray's fatal-signal dump never runs
+        for signum in CAUGHT:  # installed after Ray's, so Ray's fatal-signal dump never runs
             self.previous[signum] = signal.signal(signum, self._handle)
         self.previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # until this Tune run's own
         return self
@@ -227,7 +232,7 @@ class StopOnSignals:
     def __enter__(self) -> StopOnSignals:
         global _STOPPING, _AFTER_FIRST
         _STOPPING, _AFTER_FIRST = False, None  # a new command in this process (a test, a notebook): as usual again
-        for signum in STOPPING_SIGNALS:
+        for signum in CAUGHT:
             self.previous[signum] = signal.signal(signum, self._handle)
         self._unraisable, sys.unraisablehook = sys.unraisablehook, self._swallowed
         return self
@@ -240,7 +245,7 @@ class StopOnSignals:
 
     def rearm(self) -> None:
         """Install this handler again (after ``ray.init``); raise :class:`Stopped` if a signal came before."""
-        for signum in STOPPING_SIGNALS:
+        for signum in CAUGHT:
             signal.signal(signum, self._handle)
         if self.received is not None:
             raise Stopped(self.received)
@@ -276,7 +281,7 @@ def noted_until_imported() -> Iterator[None]:
     (KeyboardInterrupt for SIGINT, else :class:`Stopped`): raised inside Python code that C++ called, it aborted
     the process instead (pybind11's ``terminate``, exit 134, one Ctrl-C in 56)."""
     noted: list[int] = []
-    previous = {signum: signal.signal(signum, lambda signum, frame: noted.append(signum)) for signum in STOPPING_SIGNALS}
+    previous = {signum: signal.signal(signum, lambda signum, frame: noted.append(signum)) for signum in CAUGHT}
     try:
         yield
     finally:

@@ -1,0 +1,90 @@
+"""A command started ignoring a stopping signal (``nohup`` ignores SIGHUP; a script's background job, SIGINT) keeps
+ignoring it, as whoever started it asked: a closed terminal does not stop a nohup'd sweep. The others still stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+IN_EVERY_GUARD = """
+import os, signal, time
+from ignite_mbo.platform.signals import Interruptions, StopOnSignals, noted_until_imported
+
+def hangup(where):
+    os.kill(os.getpid(), signal.SIGHUP)
+    time.sleep(0.2)
+    print("went on", where, flush=True)
+
+with noted_until_imported():
+    hangup("importing")
+with StopOnSignals():
+    hangup("starting Ray")
+    with Interruptions("to finish the sweep run: X --resume"):
+        hangup("with Tune running")
+with StopOnSignals():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+"""
+
+
+def ignoring_sighup() -> None:
+    """What ``nohup`` does before it starts the command."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def test_a_signal_ignored_at_start_stays_ignored_in_every_phase_and_the_others_still_stop() -> None:
+    """Before: each guard installed its handler over the inherited SIG_IGN, so closing the terminal of a nohup'd sweep
+    stopped it (129), and a background job of a script stopped on the Ctrl-C meant for the script."""
+    done = subprocess.run([sys.executable, "-c", IN_EVERY_GUARD], capture_output=True, text=True, timeout=60,
+                          preexec_fn=ignoring_sighup)
+    assert done.stdout.splitlines() == ["went on importing", "went on starting Ray", "went on with Tune running"], done
+    assert done.returncode == 1 and "Stopped: stopped by SIGTERM" in done.stderr, done  # SIGTERM is still caught
+
+
+def metrics_logged(store: Path) -> int:
+    """How many metric values the sqlite store ``store`` holds (0 before it exists)."""
+    if not store.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as connection:
+            return int(connection.execute("select count(*) from metrics").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.slow
+def test_a_nohup_run_keeps_training_through_a_hangup_and_stops_on_sigterm(tmp_path, design_bench_dir) -> None:
+    """`nohup ignite-mbo run ...`: SIGHUP (the terminal closed) changes nothing; SIGTERM then stops it as usual."""
+    store = tmp_path / "mlflow.db"
+    argv = [sys.executable, "-m", "ignite_mbo.cli", "run", "--fidelity", "quick", "--quiet", "--threads", "1",
+            "--set", "epochs=100000", "--tracking-uri", f"sqlite:///{store}"]
+    process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)},
+                               preexec_fn=ignoring_sighup)
+    try:
+        deadline = time.monotonic() + 120
+        while metrics_logged(store) == 0 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        process.send_signal(signal.SIGHUP)
+        before = metrics_logged(store)
+        time.sleep(3)
+        assert process.poll() is None and metrics_logged(store) > before, "SIGHUP stopped the nohup'd run"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143 and "SIGTERM" in err and "SIGHUP" not in err, err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP])
+def test_the_tests_start_commands_as_a_terminal_would(signum) -> None:
+    """conftest undoes a SIG_IGN that pytest inherited (CI as a background job), or the signal tests would not run."""
+    probe = f"import signal; print(signal.getsignal(signal.{signal.Signals(signum).name}) == signal.SIG_IGN)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"

@@ -152,9 +152,7 @@ def is_sweep_run(uri: str, run_id: str, experiment: str) -> bool:
 
 def set_run_tags(uri: str, run_id: str, tags: dict[str, Any]) -> None:
     from mlflow.entities import RunTag
-
-    client = _client(uri)
-    _retry(lambda: client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()]))
+    _retry(lambda: _client(uri).log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()]))
 
 
 def log_run_metric(uri: str, run_id: str, key: str, value: float) -> None:
@@ -172,9 +170,8 @@ def log_files(uri: str, run_id: str, paths: Iterable[Path], artifact_path: str) 
 class TrialRecorder:
     """A trial's MLflow run: params, tags, curves streamed while it trains, final metrics, artifacts.
 
-    Metrics are buffered and written in one batch at the end of every surrogate epoch (and at
-    least every few seconds during a search), so the UI shows the curves while a trial runs and
-    concurrent trials write to a sqlite store rarely.
+    Metrics are buffered and written in one batch at the end of every surrogate epoch (and at least every few seconds
+    during a search), so the UI shows the curves while a trial runs and concurrent trials write to a sqlite store rarely.
     """
 
     def __init__(self, tracking_uri: str, experiment: str, config: Any,
@@ -183,10 +180,9 @@ class TrialRecorder:
         """Open the trial's run: ``run_id``, else the run of sweep trial ``trial_id`` if one exists
         (a retried or resumed trial keeps its run), else a new one.
 
-        ``attempt`` counts the starts of the trial (tag ``ignite_mbo.attempt``); ``previous_status``
-        is the status its run had before this start (None for a new run). An earlier attempt's run
-        that is not FINISHED and already has metrics is deleted and replaced by a new run: the retry
-        logs its restored epochs again, and every metric must be recorded once.
+        ``attempt`` counts the trial's starts (tag ``ignite_mbo.attempt``); ``previous_status`` is its run's status
+        before this start (None for a new run). An earlier attempt's run that is not FINISHED and has metrics is
+        replaced by a new run: the retry logs its restored epochs again, and every metric is recorded once.
         """
         self.client = _client(tracking_uri)
         self.config = config
@@ -356,11 +352,17 @@ def start_sweep_run(tracking_uri: str, experiment: str, run_name: str, spec: dic
 
 
 def reopen_sweep_run(tracking_uri: str, run_id: str) -> int:
-    """Mark a sweep's parent run RUNNING again for ``--resume``; returns how many times it was resumed."""
+    """Mark a sweep's parent run RUNNING again for ``--resume``; returns how many times it was resumed. How it last
+    ended (tag ``error`` or ``interrupted``) moves to ``ended_before_resume_<N>``: its tags tell this attempt's end."""
     client = _client(tracking_uri)
     _retry(lambda: client.update_run(run_id, status="RUNNING"))
-    resumes = int(client.get_run(run_id).data.tags.get(f"{TAG_PREFIX}resumed", "0")) + 1
-    _retry(lambda: client.set_tag(run_id, f"{TAG_PREFIX}resumed", str(resumes)))
+    tags = client.get_run(run_id).data.tags
+    resumes = int(tags.get(f"{TAG_PREFIX}resumed", "0")) + 1
+    ended = [key for key in (f"{TAG_PREFIX}error", f"{TAG_PREFIX}interrupted") if key in tags]
+    moved = {f"{TAG_PREFIX}ended_before_resume_{resumes}": "; ".join(tags[key] for key in ended)} if ended else {}
+    set_run_tags(tracking_uri, run_id, {f"{TAG_PREFIX}resumed": resumes, **moved})
+    for key in ended:
+        _retry(partial(client.delete_tag, run_id, key))
     return resumes
 
 

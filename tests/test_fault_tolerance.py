@@ -370,7 +370,9 @@ def test_sigint_stops_gracefully_and_resume_finishes_with_every_trial_once(tmp_p
     finally:
         sweep.cleanup()
     every_trial_once(sweep.uri, "four", tmp_path / "out" / "four", 4)
-    assert MlflowClient(sweep.uri).get_run(parent.info.run_id).info.status == "FINISHED"
+    finished = MlflowClient(sweep.uri).get_run(parent.info.run_id)
+    assert finished.info.status == "FINISHED" and "ignite_mbo.interrupted" not in finished.data.tags  # pass 12's leftover
+    assert finished.data.tags["ignite_mbo.ended_before_resume_1"].startswith("interrupted (SIGINT)")
 
 
 @pytest.mark.slow

@@ -181,8 +181,8 @@ def store_failure(error: BaseException) -> str | None:
     first = mask(lines[0] if lines else type(chain).__name__)[:300]
     lowered = str(chain).lower()
     if "disk is full" in lowered or "no space left" in lowered:
-        return ("the disk holding the tracking store is full (no space left on the device); free space or "
-                f"pass another --tracking-uri ({first})")
+        return ("the disk holding the tracking store is full (no space left on the device); free space there, then "
+                f"run the command again (a new run or sweep may pass another --tracking-uri instead) ({first})")
     if "database is locked" in lowered:
         return ("the tracking store stayed locked by another program for minutes (database is locked); close what "
                 "holds it (a sqlite3 shell, a backup, a stuck process), then try again (a sweep: with --resume)")

@@ -29,6 +29,7 @@ def test_a_full_store_line_quotes_the_cause_not_sqlalchemys_autoflush_hint() -> 
     line = store_failure(error)
     assert line is not None and "disk holding the tracking store is full" in line, line
     assert "autoflush" not in line and "database or disk is full" in line, line
+    assert "then run the command again (a new run or sweep may pass another --tracking-uri" in line, line  # a resume can't
 
 
 @pytest.mark.parametrize(("stop", "status"), [(KeyboardInterrupt(), 130), (Stopped(signal.SIGTERM), 143)])

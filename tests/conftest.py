@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,16 @@ MATERIALIZE_HINT = (
     "materialize it with 'python /work/shared/tools/materialize_design_bench.py DIR' "
     "(or 'ignite-mbo data download --task all') and run pytest with IGNITE_MBO_DATA_DIR=DIR"
 )
+
+
+@pytest.fixture(autouse=True)
+def no_signal_left_ignored() -> Iterator[None]:
+    """No test leaves this process ignoring a stopping signal: the commands later tests start would inherit it, and
+    keep ignoring it as documented (a stopped run_sweep once left SIGINT and SIGTERM ignored in its caller)."""
+    yield
+    ignored = [signal.Signals(signum).name for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+               if signal.getsignal(signum) == signal.SIG_IGN]
+    assert not ignored, f"the test left {', '.join(ignored)} ignored in the pytest process"
 
 
 @pytest.fixture(scope="session")

@@ -94,7 +94,9 @@ def test_a_command_in_a_deleted_working_folder_is_one_line(tmp_path) -> None:
 
 TWO_SIGNALS = """
 import signal
+from ignite_mbo.platform import signals
 from ignite_mbo.platform.signals import StopOnSignals, Stopped
+signals.UNTIL_EXIT = True  # the ignite-mbo command (a program that called run_sweep gets its own handlers back)
 try:
     with StopOnSignals():
         try:

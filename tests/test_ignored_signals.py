@@ -88,3 +88,19 @@ def test_the_tests_start_commands_as_a_terminal_would(signum) -> None:
     """conftest undoes a SIG_IGN that pytest inherited (CI as a background job), or the signal tests would not run."""
     probe = f"import signal; print(signal.getsignal(signal.{signal.Signals(signum).name}) == signal.SIG_IGN)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_a_program_whose_call_was_stopped_gets_its_own_handlers_back() -> None:
+    """Before: a notebook whose run_sweep a signal stopped kept SIGINT and SIGTERM ignored for good (the kernel's
+    interrupt did nothing after), and the commands it started later inherited that and could not be stopped."""
+    from ignite_mbo.platform.signals import StopOnSignals, Stopped
+
+    own = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    with pytest.raises(Stopped), StopOnSignals() as stop:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        except Stopped:
+            stop.hold(signal.SIGTERM)  # what run_sweep does as it cleans up
+            raise
+    assert {signum: signal.getsignal(signum) for signum in own} == own

@@ -261,9 +261,10 @@ class StopOnSignals:
     def __exit__(self, kind: object, error: object, traceback: object) -> None:
         if isinstance(error, (Stopped, KeyboardInterrupt)):
             self.received = self.received or getattr(error, "signum", signal.SIGINT)
-        for signum, handler in self.previous.items():  # stopping: a later signal waits for the exit under way
-            after = _AFTER_FIRST if UNTIL_EXIT else None
-            signal.signal(signum, after or (handler if self.received is None else signal.SIG_IGN))
+        for signum, handler in self.previous.items():  # the command stopping: a later signal waits for its exit
+            if UNTIL_EXIT:  # (a program that called run_sweep gets its own handlers back, stopped or not)
+                handler = _AFTER_FIRST or (handler if self.received is None else signal.SIG_IGN)
+            signal.signal(signum, handler)
         sys.unraisablehook = self._unraisable
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:

@@ -104,3 +104,26 @@ def test_a_program_whose_call_was_stopped_gets_its_own_handlers_back() -> None:
             stop.hold(signal.SIGTERM)  # what run_sweep does as it cleans up
             raise
     assert {signum: signal.getsignal(signum) for signum in own} == own
+
+
+SHUTDOWN_THEN_SIGTERM = """
+import os, signal, time
+import ray
+from ignite_mbo.platform.signals import ray_keeps_our_handlers
+
+with ray_keeps_our_handlers():
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+signal.signal(signal.SIGTERM, lambda signum, frame: print("our handler ran", flush=True))
+ray.shutdown()  # as a stopped sweep exits
+os.kill(os.getpid(), signal.SIGTERM)  # the second signal
+time.sleep(0.5)
+os._exit(0)
+"""
+
+
+@pytest.mark.slow
+def test_a_sigterm_after_ray_shut_down_reaches_our_handler() -> None:
+    """Pass 14: SIGINT then SIGTERM to the group during --resume killed the command silently (-15, no resume line):
+    ray.shutdown reset SIGTERM to its default below Python (its core worker's fatal-signal handler, uninstalled)."""
+    done = subprocess.run([sys.executable, "-c", SHUTDOWN_THEN_SIGTERM], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0 and done.stdout.strip() == "our handler ran", (done.returncode, done.stderr[-2000:])

@@ -295,7 +295,10 @@ def noted_until_imported() -> Iterator[None]:
 @contextmanager
 def ray_keeps_our_handlers() -> Iterator[None]:
     """While ``ray.init`` runs, Ray's own SIGTERM handler (a silent ``sys.exit(15)`` that skips every
-    clean-up of ours) is not installed; the handlers in place stay."""
+    clean-up of ours) is not installed, nor its core worker's fatal-signal handler in this process: ``ray.shutdown``
+    resets that one's signals to their defaults below Python, and a SIGTERM after it (a second signal while the
+    stopped sweep exits) killed the command silently. The handlers in place stay; Ray's own processes keep theirs."""
+    import ray._private.ray_constants as ray_constants
     import ray._private.utils as ray_utils
 
     original = getattr(ray_utils, "set_sigterm_handler", None)
@@ -303,6 +306,7 @@ def ray_keeps_our_handlers() -> Iterator[None]:
         yield
         return
     ray_utils.set_sigterm_handler = lambda handler: None
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True  # read as this process's core worker starts
     try:
         yield
     finally:

@@ -219,7 +219,7 @@ def _run_started(plan: SweepPlan, tasks: Any, total: int, *, address: str | None
     quiet_ray()
     with signals.ray_keeps_our_handlers():
         connect(address, num_cpus)  # a local Ray that does not start, or a cluster not joined: a UserError
-    stop.rearm()  # Ray's core worker installed its fatal-signal handler (a stack dump, exit 134) over ours
+    stop.rearm()  # ours again, should a Ray version install a handler of its own; a stop swallowed meanwhile: raised
     check_cluster(plan)
     callbacks: list[Any] = [NonFiniteNoRetry()]
     restored = None

@@ -104,13 +104,18 @@ def config_from_params(params: dict[str, str]) -> tuple[TrialConfig, list[str]]:
             group, _, name = key.partition(".")
             nested[group][name] = text if name == "name" else _value(text)
     config = TrialConfig.parse(nested)
-    recorded = {key.removeprefix(SETTING_PREFIX): _value(text) for key, text in params.items()
-                if key.startswith(SETTING_PREFIX)}
-    now = config.baseline_settings().model_dump(mode="json")
-    changed = [f"pinned to the recorded value: {key}: recorded {recorded[key]!r}, now {now[key]!r}"
-               for key in sorted(recorded) if key in now and now[key] != recorded[key]]
-    if changed:
-        options = {key: value for key, value in recorded.items() if key in now}
-        config = TrialConfig.parse({**nested, "baseline_options": options})
-    return config, changed + [f"not applied: {key} (recorded {recorded[key]!r}) is not a setting of "
-                              f"{config.baseline} today" for key in sorted(recorded) if key not in now]
+    lines: list[str] = []
+    for prefix, group in ((SETTING_PREFIX, "baseline_options"), (TASK_PREFIX, "task_options")):
+        recorded = {key.removeprefix(prefix): _value(text) for key, text in params.items() if key.startswith(prefix)}
+        of_baseline = group == "baseline_options"
+        now = config.baseline_settings().model_dump(mode="json") if of_baseline else config.checked_task_options()
+        label, owner = ("", config.baseline) if of_baseline else ("task option ", config.task)
+        changed = [key for key in sorted(recorded) if key in now and now[key] != recorded[key]]
+        lines += [f"pinned to the recorded value: {label}{key}: recorded {recorded[key]!r}, now {now[key]!r}"
+                  for key in changed]
+        lines += [f"not applied: {label}{key} (recorded {recorded[key]!r}) is not a setting of {owner} today"
+                  for key in sorted(recorded) if key not in now]
+        if changed:
+            nested[group] = {**nested[group], **{key: recorded[key] for key in changed}}
+            config = TrialConfig.parse(nested)
+    return config, lines

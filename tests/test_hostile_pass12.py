@@ -281,3 +281,29 @@ def test_a_recorded_setting_the_baseline_does_not_have_is_said_to_be_not_applied
     config, lines = config_from_params({**params, "baseline.evil": "1"})
     assert lines == ["not applied: evil (recorded 1) is not a setting of grad-ascent today"], lines
     assert "evil" not in config.baseline_settings().model_dump()
+
+
+@pytest.mark.parametrize(("edit", "line", "options"), [
+    ("20000", "pinned to the recorded value: task option max_samples: recorded 20000, now None", {"max_samples": 20000}),
+    (None, "not applied: task option bogus (recorded 3) is not a setting of TFBind8-Exact-v0 today", {}),
+])
+def test_an_edited_task_option_is_pinned_or_said_to_be_not_applied(edit, line, options) -> None:
+    """Pass 14: ``task.max_samples`` edited in a record (no ``task_options.max_samples``) was ignored without a word."""
+    from ignite_mbo.config import TrialConfig
+    from ignite_mbo.provenance import config_from_params, record_params
+
+    params = {key: str(value) for key, value in record_params(TrialConfig.parse({"fidelity": "quick"})).items()}
+    assert params["task.max_samples"] == "None" and not any(key.startswith("task_options.") for key in params)
+    config, lines = config_from_params({**params, **({"task.max_samples": edit} if edit else {"task.bogus": "3"})})
+    assert lines == [line] and config.task_options == options, lines
+
+
+def test_an_edited_task_option_out_of_bounds_is_one_line() -> None:
+    from ignite_mbo.config import TrialConfig
+    from ignite_mbo.errors import UserError
+    from ignite_mbo.provenance import config_from_params, record_params
+
+    params = {key: str(value) for key, value in record_params(TrialConfig.parse({"fidelity": "quick"})).items()}
+    with pytest.raises(UserError) as refused:
+        config_from_params({**params, "task.max_samples": "-5"})
+    assert "max_samples" in str(refused.value) and "\n" not in str(refused.value), refused.value

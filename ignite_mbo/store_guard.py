@@ -223,6 +223,9 @@ def check_tracking_uri(uri: str, *, if_missing: str | None = None, timeout_s: fl
     ``http(s)://`` must answer an MLflow API call within ``timeout_s``. Nothing is created.
     """
     hint = "use sqlite:///PATH/mlflow.db or http(s)://HOST:PORT of an MLflow server"
+    from ignite_mbo.platform.checks import check_printable, check_tracking_server
+
+    check_printable("tracking URI", mask(uri))  # a store file named with a newline breaks every line that names it
     if uri.startswith("sqlite:"):
         path = sqlite_path(uri)
         if path is None or not path.name:
@@ -248,7 +251,5 @@ def check_tracking_uri(uri: str, *, if_missing: str | None = None, timeout_s: fl
         return f"sqlite:///{path}"
     if uri.startswith(("http://", "https://")):
         bound_http_calls()
-        from ignite_mbo.platform.checks import check_tracking_server  # a real API call, not only /health
-
-        return check_tracking_server(uri, timeout_s)
+        return check_tracking_server(uri, timeout_s)  # a real API call, not only /health
     raise UserError(f"unsupported tracking URI {uri!r}; {hint}")

@@ -21,6 +21,7 @@ from ignite_mbo.platform.checks import (
     check_local_resources,
     check_name,
     check_output_dir,
+    check_printable,
     check_ray_address,
     check_storage_path,
 )
@@ -83,6 +84,7 @@ def plan_sweep(
             raise UserError(str(error)) from None
     if max_retries is not None and not 0 <= max_retries <= 100:
         raise UserError(f"--max-retries must be between 0 and 100 (got {max_retries})")
+    check_printable("the search space", str(spec_path))  # its path goes into the printed resume command, one line
     spec = load_spec(spec_path, overrides, max_trials=max_trials)
     check_name(spec.name)
     if gpus_per_trial is not None:

@@ -32,3 +32,26 @@ def test_a_search_space_path_with_a_newline_is_refused_in_one_line(tmp_path, cap
     line = capsys.readouterr().err.strip()
     assert "\n" not in line and "the search space 'a\\nb.yaml' holds the control character" in line, line
     assert sorted(os.listdir(tmp_path)) == ["a\nb.yaml"]
+
+
+def test_the_printed_resume_command_of_a_relative_storage_path_gets_past_the_storage_check(tmp_path,
+                                                                                           monkeypatch) -> None:
+    """Pass 16: `sweep tiny.yaml --storage-path sp`, stopped, printed `... --storage-path sp --resume`, and that
+    command was refused: 'the sweep's Tune experiment is under /abs/sp; resume with that --storage-path'."""
+    from ignite_mbo.errors import UserError
+    from ignite_mbo.platform.plan import plan_sweep
+    from ignite_mbo.platform.record import SweepRecord
+    from ignite_mbo.platform.spaces import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    sweep_dir = tmp_path / "ignite_mbo_results" / "tiny"
+    sweep_dir.mkdir(parents=True)
+    SweepRecord(spec=load_spec("tiny.yaml").model_dump(mode="json"), tracking_uri=f"sqlite:///{tmp_path}/gone.db",
+                experiment="tiny", parent_run_id="r1", storage_path=str(tmp_path / "sp"),
+                experiment_path=str(tmp_path / "sp" / "tiny")).save(sweep_dir)
+    with pytest.raises(UserError) as refused:
+        plan_sweep("tiny.yaml", resume=True, storage_path="sp", num_cpus=1)
+    assert "no MLflow store at" in str(refused.value), refused.value  # the next check: the storage path matched
+    with pytest.raises(UserError, match="resume with that --storage-path"):
+        plan_sweep("tiny.yaml", resume=True, storage_path="elsewhere", num_cpus=1)

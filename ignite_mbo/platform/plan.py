@@ -108,6 +108,7 @@ def plan_sweep(
             raise UserError(f"the sweep records to {record.tracking_uri}; resume without --tracking-uri or with that one")
         if given:  # sweep.json holds no password: the one given now is used
             record.tracking_uri = given
+        storage_path = check_storage_path(storage_path) if storage_path else None  # absolute, as sweep.json has it
         if storage_path and storage_path.rstrip("/") != record.storage_path.rstrip("/"):
             raise UserError(f"the sweep's Tune experiment is under {record.storage_path}; resume with that --storage-path")
         uri = store_guard.check_tracking_uri(record.tracking_uri, if_missing="put the sweep's store back there "

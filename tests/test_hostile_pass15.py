@@ -55,3 +55,39 @@ def test_the_printed_resume_command_of_a_relative_storage_path_gets_past_the_sto
     assert "no MLflow store at" in str(refused.value), refused.value  # the next check: the storage path matched
     with pytest.raises(UserError, match="resume with that --storage-path"):
         plan_sweep("tiny.yaml", resume=True, storage_path="elsewhere", num_cpus=1)
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "folder", "huge"])
+def test_a_sweep_record_that_is_a_device_a_pipe_a_folder_or_huge_is_one_line_at_once(kind, tmp_path) -> None:
+    """Pass 16: sweep.json linked to /dev/zero was read without bound (killed at 22 GB by the kernel), and a FIFO in
+    its place hung `--resume` and `report` with no word."""
+    from ignite_mbo.errors import UserError
+    from ignite_mbo.platform import record
+    from ignite_mbo.platform.record import SweepRecord
+
+    path = tmp_path / "sweep.json"
+    if kind == "/dev/zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.write_bytes(b" " * (record.MAX_RECORD_BYTES + 1))
+    with pytest.raises(UserError) as refused:
+        SweepRecord.load(tmp_path)
+    expected = "not a sweep record" if kind == "huge" else "is not a regular file"
+    assert expected in str(refused.value) and "\n" not in str(refused.value), refused.value
+
+
+def test_a_pipe_among_tunes_state_files_is_refused_before_it_is_read(tmp_path) -> None:
+    """Pass 16: the newest experiment_state-*.json replaced by a FIFO hung `--resume` with no word."""
+    from ignite_mbo.errors import UserError
+    from ignite_mbo.platform.resume_files import check_state_files
+
+    experiment = tmp_path / "out" / "tiny"
+    experiment.mkdir(parents=True)
+    (experiment / "tuner.pkl").write_bytes(b"")
+    os.mkfifo(experiment / "experiment_state-2026-12-07_02-00-00.json")
+    with pytest.raises(UserError, match="is not a regular file"):
+        check_state_files(str(experiment), experiment, None)

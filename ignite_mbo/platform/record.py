@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ from ignite_mbo.store_guard import without_credentials
 
 SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.parquet"
+MAX_RECORD_BYTES = 64 << 20
+"""Far above any record's size (its space is at most 1 MiB of YAML): a larger one is not a sweep's."""
 
 
 class SweepRecord(BaseModel):
@@ -39,8 +43,14 @@ class SweepRecord(BaseModel):
         """The record in ``folder``; a missing, corrupt or foreign file is a one-line UserError."""
         path = folder / SWEEP_FILE
         try:
-            raw = json.loads(path.read_text())
-            return cls.model_validate(raw)
+            if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would hang the read, /dev/zero fill the memory
+                raise UserError(f"{path} is not a regular file (a device, a pipe or a folder in its place); restore "
+                                "the sweep's record there, or run the sweep again into a new --output-dir")
+            with path.open("rb") as file:
+                text = file.read(MAX_RECORD_BYTES + 1)
+            if len(text) > MAX_RECORD_BYTES:
+                raise OSError(f"over {MAX_RECORD_BYTES:,} bytes")
+            return cls.model_validate(json.loads(text.decode()))
         except FileNotFoundError:
             raise UserError(f"no sweep record at {path} (removed, or not a sweep's folder); restore it, or run the "
                             "sweep again without --resume into a new --output-dir") from None

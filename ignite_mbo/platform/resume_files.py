@@ -55,6 +55,9 @@ def check_state_files(experiment_path: str, sweep_dir: Path, storage_path: str |
                 raise UserError(f"{entry} links to {entry.resolve()}, outside the sweep folder; --resume "
                                 "unpickles only Tune state inside it: remove the link, or run the sweep again "
                                 "without --resume")
+            if entry.exists() and not (entry.is_file() or entry.is_dir()):  # read, a FIFO would hang --resume
+                raise UserError(f"{entry} is not a regular file (a pipe, a device or a socket among Tune's state); "
+                                "remove it, or run the sweep again without --resume")
             if not entry.is_symlink() and entry.is_file() and entry.lstat().st_nlink > 1:
                 raise UserError(f"{entry} is a hard link ({entry.lstat().st_nlink} names), so its contents may "
                                 "live outside the sweep folder; --resume unpickles only Tune state written there: "

@@ -85,20 +85,18 @@ def _answered_id(value: object, what: str, client: Any) -> str:
 # ---- experiments --------------------------------------------------------------------------------
 
 def experiment_id(client: Any, name: str) -> str:
-    """The id of experiment ``name``, created if needed, safe when processes race to create it.
-
-    With a sqlite store the artifacts go to ``mlartifacts/`` beside the database file. The
-    experiment is tagged as a model-training experiment (the runs view in the MLflow UI).
-    """
+    """The id of experiment ``name``, created if needed, safe when processes race to create or tag it. With a sqlite
+    store its artifacts go to ``mlartifacts/`` beside the database file. It is tagged as a model-training experiment
+    (the runs view in the MLflow UI), with the shared view the printed link opens."""
     from mlflow.exceptions import MlflowException
 
+    tags = {EXPERIMENT_KIND_TAG: MODEL_TRAINING, ui.SHARED_VIEW_TAG: ui.shared_view()}
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         path = sqlite_path(client.tracking_uri)
         location = (path.parent / store_guard.ARTIFACTS_FOLDER / name).as_uri() if path else None
         try:
-            return str(_retry(lambda: client.create_experiment(
-                name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})))
+            return str(_retry(lambda: client.create_experiment(name, artifact_location=location, tags=tags)))
         except MlflowException as error:
             if "already exists" not in str(error) and "UNIQUE constraint" not in str(error):
                 raise
@@ -108,10 +106,12 @@ def experiment_id(client: Any, name: str) -> str:
     if experiment.lifecycle_stage == "deleted":
         raise UserError(f"MLflow experiment {name!r} is deleted; restore it (mlflow experiments restore "
                         f"--experiment-id {experiment.experiment_id}) or rename the space")
-    if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
-        _retry(lambda: client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING))
-    if experiment.tags.get(ui.SHARED_VIEW_TAG) != ui.shared_view():  # the view the printed link opens
-        _retry(lambda: client.set_experiment_tag(experiment.experiment_id, ui.SHARED_VIEW_TAG, ui.shared_view()))
+    for key in (key for key, value in tags.items() if experiment.tags.get(key) != value):
+        try:
+            _retry(partial(client.set_experiment_tag, experiment.experiment_id, key, tags[key]))
+        except MlflowException as error:  # another process tagged it at the same moment
+            if "UNIQUE constraint" not in str(error):
+                raise
     return _answered_id(experiment.experiment_id, f"experiment {name!r}", client)
 
 

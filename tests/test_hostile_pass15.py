@@ -91,3 +91,24 @@ def test_a_pipe_among_tunes_state_files_is_refused_before_it_is_read(tmp_path) -
     os.mkfifo(experiment / "experiment_state-2026-12-07_02-00-00.json")
     with pytest.raises(UserError, match="is not a regular file"):
         check_state_files(str(experiment), experiment, None)
+
+
+def test_a_tag_another_process_set_at_the_same_moment_is_not_an_error(tmp_path) -> None:
+    """Seen in a fast test run: four processes opening one new experiment at once, three of them found its shared-view
+    tag missing and inserted it together; all but one failed with SQLAlchemy's 'UNIQUE constraint failed'."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from ignite_mbo import mlflow_ui as ui
+    from ignite_mbo.mlflow_store import experiment_id
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    made = experiment_id(client, "race")
+    assert client.get_experiment(made).tags[ui.SHARED_VIEW_TAG] == ui.shared_view()  # set as it is created
+    client.delete_experiment_tag(made, ui.SHARED_VIEW_TAG)
+
+    def raced(*args: object) -> None:
+        raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: experiment_tags.key, ...")
+
+    client.set_experiment_tag = raced  # type: ignore[method-assign]
+    assert experiment_id(client, "race") == made

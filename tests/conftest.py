@@ -17,7 +17,8 @@ import pytest
 # A CI runner may start pytest as a script's background job (SIGINT ignored) or under nohup (SIGHUP ignored). The
 # commands the tests start would inherit that and, as documented, keep ignoring it: the tests start them as a terminal
 # would. (Python's own Ctrl-C handler here resets to the default in each child.)
-for _signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)  # (ignite_mbo is not imported here yet)
+for _signum in STOPPING:
     if signal.getsignal(_signum) == signal.SIG_IGN:
         signal.signal(_signum, signal.default_int_handler if _signum == signal.SIGINT else signal.SIG_DFL)
 
@@ -38,8 +39,7 @@ def no_signal_left_ignored() -> Iterator[None]:
     """No test leaves this process ignoring a stopping signal: the commands later tests start would inherit it, and
     keep ignoring it as documented (a stopped run_sweep once left SIGINT and SIGTERM ignored in its caller)."""
     yield
-    ignored = [signal.Signals(signum).name for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-               if signal.getsignal(signum) == signal.SIG_IGN]
+    ignored = [signal.Signals(signum).name for signum in STOPPING if signal.getsignal(signum) == signal.SIG_IGN]
     assert not ignored, f"the test left {', '.join(ignored)} ignored in the pytest process"
 
 

@@ -8,11 +8,12 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,25 @@ def trial_runs_started(db: Path) -> bool:
             return bool(rows.fetchone()[0])
     except sqlite3.Error:
         return False
+
+
+def metrics_logged(db: Path) -> int:
+    """How many metric values the sqlite store ``db`` holds (0 before it exists)."""
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as connection:
+            return connection.execute("select count(*) from metrics").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def start_run(folder: Path, store: Path, design_bench_dir: Path, **popen: Any) -> subprocess.Popen:
+    """``ignite-mbo run`` with a long training recorded to ``store``, once its run is RUNNING and has logged metrics;
+    ``popen`` goes to ``subprocess.Popen`` (``preexec_fn``: how the command is started)."""
+    argv = [sys.executable, "-m", "ignite_mbo.cli", "run", "--fidelity", "quick", "--quiet", "--threads", "1",
+            "--set", "epochs=100000", "--tracking-uri", f"sqlite:///{store}"]
+    process = subprocess.Popen(argv, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)}, **popen)
+    deadline = time.monotonic() + 120
+    while metrics_logged(store) == 0 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return process

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from processes import kill_marked, marked, tmpfs
+from processes import kill_marked, marked, metrics_logged, start_run, tmpfs
 
 # ---- one MLflow run per trial, across attempts -----------------------------------------------------
 
@@ -737,14 +737,6 @@ def runs_by_status(db: Path) -> dict[str, int]:
                                        "group by status").fetchall())
 
 
-def metrics_logged(db: Path) -> int:
-    try:
-        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as connection:
-            return connection.execute("select count(*) from metrics").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def fill_up(folder: Path) -> Path:
     """Write ``folder/filler`` until its disk has no byte left."""
     filler = folder / "filler"
@@ -883,18 +875,6 @@ def test_an_output_disk_that_fills_mid_sweep_gives_one_line(small_disk, tmp_path
 
 
 # ---- SIGHUP and a full disk under `ignite-mbo run` ---------------------------------------------------
-
-def start_run(folder: Path, store: Path, design_bench_dir: Path) -> subprocess.Popen:
-    """``ignite-mbo run`` with a long training recorded to ``store``, once its run is RUNNING and has logged metrics."""
-    argv = [sys.executable, "-m", "ignite_mbo.cli", "run", "--fidelity", "quick", "--quiet", "--threads", "1",
-            "--set", "epochs=100000", "--tracking-uri", f"sqlite:///{store}"]
-    process = subprocess.Popen(argv, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)})
-    deadline = time.monotonic() + 120
-    while metrics_logged(store) == 0 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return process
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGQUIT])

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+
+from processes import metrics_logged, start_run
 
 IN_EVERY_GUARD = """
 import os, signal, time
@@ -48,30 +48,12 @@ def test_a_signal_ignored_at_start_stays_ignored_in_every_phase_and_the_others_s
     assert done.returncode == 1 and "Stopped: stopped by SIGTERM" in done.stderr, done  # SIGTERM is still caught
 
 
-def metrics_logged(store: Path) -> int:
-    """How many metric values the sqlite store ``store`` holds (0 before it exists)."""
-    if not store.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as connection:
-            return int(connection.execute("select count(*) from metrics").fetchone()[0])
-    except sqlite3.Error:
-        return 0
-
-
 @pytest.mark.slow
 def test_a_nohup_run_keeps_training_through_a_hangup_and_stops_on_sigterm(tmp_path, design_bench_dir) -> None:
     """`nohup ignite-mbo run ...`: SIGHUP (the terminal closed) changes nothing; SIGTERM then stops it as usual."""
     store = tmp_path / "mlflow.db"
-    argv = [sys.executable, "-m", "ignite_mbo.cli", "run", "--fidelity", "quick", "--quiet", "--threads", "1",
-            "--set", "epochs=100000", "--tracking-uri", f"sqlite:///{store}"]
-    process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "IGNITE_MBO_DATA_DIR": str(design_bench_dir)},
-                               preexec_fn=ignoring_sighup)
+    process = start_run(tmp_path, store, design_bench_dir, preexec_fn=ignoring_sighup)
     try:
-        deadline = time.monotonic() + 120
-        while metrics_logged(store) == 0 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
         process.send_signal(signal.SIGHUP)
         before = metrics_logged(store)
         time.sleep(3)

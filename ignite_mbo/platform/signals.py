@@ -306,11 +306,12 @@ def ray_keeps_our_handlers() -> Iterator[None]:
         yield
         return
     ray_utils.set_sigterm_handler = lambda handler: None
-    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True  # read as this process's core worker starts
+    disabled, ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER, True
     try:
-        yield
+        yield  # (read as this process's core worker starts; its shutdown uninstalls only what it installed)
     finally:
         ray_utils.set_sigterm_handler = original
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = disabled
 
 
 def _inside(path: str, root: str) -> bool:

@@ -20,7 +20,7 @@ from ignite_mbo import store_guard
 from ignite_mbo.errors import UserError
 from ignite_mbo.progress import EpochMetrics
 from ignite_mbo.protocol import PROTOCOL_DEVIATIONS
-from ignite_mbo.run_closing import closing
+from ignite_mbo.run_closing import closed_if_it_fails, closing
 from ignite_mbo.store_guard import sqlite_path
 
 TAG_PREFIX = "ignite_mbo."
@@ -156,8 +156,7 @@ def set_run_tags(uri: str, run_id: str, tags: dict[str, Any]) -> None:
 
 
 def log_run_metric(uri: str, run_id: str, key: str, value: float) -> None:
-    client = _client(uri)
-    _retry(lambda: client.log_metric(run_id, key, value))
+    _retry(partial(_client(uri).log_metric, run_id, key, value))
 
 
 def log_files(uri: str, run_id: str, paths: Iterable[Path], artifact_path: str) -> None:
@@ -224,11 +223,12 @@ class TrialRecorder:
         record = trial_record(config)
         tags.update(record["tags"])
         run = _retry(lambda: self.client.create_run(exp_id, run_name=run_name, tags={**tags, **given, **extra_tags}))
-        _answered_id(run.info.run_id, "a new run", self.client)
+        run_id = _answered_id(run.info.run_id, "a new run", self.client)
         params = [Param(key, str(value)) for key, value in record["params"].items()]
-        for start in range(0, len(params), 100):
-            _retry(partial(self.client.log_batch, run.info.run_id, params=params[start:start + 100]))
-        return str(run.info.run_id)
+        with closed_if_it_fails(partial(close_run, self.client.tracking_uri, run_id)):
+            for start in range(0, len(params), 100):
+                _retry(partial(self.client.log_batch, run_id, params=params[start:start + 100]))
+        return run_id
 
     def _reopen(self, run_id: str, has_metrics: bool) -> str:
         """This attempt's run for an earlier attempt's ``run_id``: that run RUNNING again, or a replacement."""
@@ -250,10 +250,7 @@ class TrialRecorder:
         self.run_id = self._reopen(self.run_id, has_metrics=True)
 
     def set_tags(self, tags: dict[str, Any], run_id: str | None = None) -> None:
-        from mlflow.entities import RunTag
-
-        target = run_id or self.run_id
-        _retry(lambda: self.client.log_batch(target, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()]))
+        set_run_tags(self.client.tracking_uri, run_id or self.run_id, tags)
 
     def finished_summary(self) -> dict[str, Any] | None:
         """The summary a FINISHED run recorded (its ``summary.json``), or None."""
@@ -346,9 +343,10 @@ def start_sweep_run(tracking_uri: str, experiment: str, run_name: str, spec: dic
     exp_id = experiment_id(client, experiment)
     run = _retry(lambda: client.create_run(exp_id, run_name=run_name, tags={
         f"{TAG_PREFIX}kind": "sweep", ui.SWEEP_TAG: ui.sweep_name(run_name), **(tags or {})}))
-    _answered_id(run.info.run_id, "a new run", client)
-    _retry(lambda: client.log_dict(run.info.run_id, spec, "sweep_spec.json"))
-    return str(run.info.run_id)
+    run_id = _answered_id(run.info.run_id, "a new run", client)
+    with closed_if_it_fails(partial(close_run, tracking_uri, run_id)):
+        _retry(lambda: client.log_dict(run_id, spec, "sweep_spec.json"))
+    return run_id
 
 
 def reopen_sweep_run(tracking_uri: str, run_id: str) -> int:

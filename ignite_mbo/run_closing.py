@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from ignite_mbo import http_deadline, store_guard
@@ -73,3 +74,14 @@ def closing(attempt: Callable[[], None], what: str, status: str, later: str) -> 
                                 f"{later}") from error
     finally:
         _CLOSING.reset(token)
+
+
+@contextmanager
+def closed_if_it_fails(close: Callable[[str, str], None]) -> Iterator[None]:
+    """The first writes to a run just created: if one fails, ``close(status, reason)`` ends the run FAILED (KILLED
+    when a signal stopped it) rather than leaving it RUNNING, and the failure goes on."""
+    try:
+        yield
+    except BaseException as error:
+        close("FAILED" if isinstance(error, Exception) else "KILLED", f"{type(error).__name__}: {error}")
+        raise

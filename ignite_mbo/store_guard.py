@@ -186,6 +186,11 @@ def store_failure(error: BaseException) -> str | None:
     if "database is locked" in lowered:
         return ("the tracking store stayed locked by another program for minutes (database is locked); close what "
                 "holds it (a sqlite3 shell, a backup, a stuck process), then try again (a sweep: with --resume)")
+    schema = re.search(r"out-of-date database schema \(found version (\w+), but expected (\w+)\)", str(chain))
+    if schema:
+        return (f"the MLflow store's schema is version {schema[1]}, not {schema[2]} as this MLflow expects: if an "
+                "older MLflow wrote it, back it up and run 'mlflow db upgrade URI'; if a newer one did, open it with "
+                "that MLflow; or pass another --tracking-uri")
     status = _HTTP_STATUS.search(str(chain))
     if status and not any(word in lowered for word in ("timed out", "timeout")):
         code = next(group for group in status.groups() if group)

@@ -182,6 +182,10 @@ SWEEP = [
      "name: x\ntrial: {regularizer: ignite}\nsearch: {regularizer.epsilon: {quniform: [0.05, 1, 0.1]}}\n"),
     (["sweep", "{space}"], "make both bounds multiples of q",
      "name: x\ntrial: {regularizer: ignite}\nsearch: {regularizer.epsilon: {qloguniform: [0.01, 1, 0.03]}}\n"),
+    *[(["sweep", "{space}"], f"{name} needs q > 0 (got [{args}])",  # pass 17: q = 0 divided by zero
+       f"name: x\ntrial: {{regularizer: ignite}}\nsearch: {{{key}: {{{name}: [{args}]}}}}\n")
+      for name, key, args in [("quniform", "regularizer.epsilon", "0.1, 1.0, 0"), ("qrandint", "seed", "1, 4, 0"),
+                              ("qlograndint", "seed", "1, 4, 0"), ("qrandint", "seed", "1, 4, -1")]],
     (["sweep", "{space}"], "grace_period 50 exceeds scheduler.max_t 10",
      "name: x\nobjective: val_loss\nscheduler: {name: asha, grace_period: 50, max_t: 10}\n"),
     (["sweep", "{space}"], "variant 2: axis 'seed' has no values", "name: x\nvariants:\n  - {seed: [0]}\n  - {seed: []}\n"),

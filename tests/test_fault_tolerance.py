@@ -550,7 +550,9 @@ def listening_sockets(pids: set[int]) -> set[tuple[str, int]]:
             hex_address, hex_port = fields[1].split(":")
             raw = bytes.fromhex(hex_address)
             raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # /proc's per-word byte order
-            found.add((str(ipaddress.ip_address(raw)), int(hex_port, 16)))
+            address = ipaddress.ip_address(raw)
+            mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+            found.add((str(mapped or address), int(hex_port, 16)))  # ::ffff:127.0.0.1 is 127.0.0.1
     return found
 
 
@@ -573,10 +575,15 @@ JOIN = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); 
 
 
 @pytest.mark.slow
-def test_the_embedded_ray_lets_in_no_client_without_its_token(tmp_path):
-    """Every listener of the processes a local sweep's Ray starts is on loopback or needs the token: a
-    client without it, from this machine's outside address where it has one, cannot join; with the
-    token it can (so the refusal is the token's doing)."""
+def test_the_embedded_ray_listens_on_loopback_only_and_lets_in_no_client_without_its_token(tmp_path):
+    """Every listener of the processes a local sweep's Ray starts is on loopback (pass 17: three metrics
+    exporters were on 0.0.0.0 and answered without the token), so this machine's outside address, where it
+    has one, reaches none; and on loopback a client without the token cannot join, one with it can (so
+    the refusal is the token's doing)."""
+    import socket
+
+    from ignite_mbo.platform import local_ray
+
     marker = f"i18-bind-{os.getpid()}"
     script = tmp_path / "hold.py"
     script.write_text("import time, ray\nfrom ignite_mbo.platform import local_ray\nlocal_ray.start(1)\n"
@@ -592,12 +599,17 @@ def test_the_embedded_ray_lets_in_no_client_without_its_token(tmp_path):
         gcs_port = int(gcs_address.rpartition(":")[2])
         listeners = listening_sockets(descendants(driver.pid))
         assert any(port == gcs_port for _, port in listeners), listeners
-        open_wide = {(address, port) for address, port in listeners if not address.startswith("127.")}
+        assert {(address, port) for address, port in listeners if not address.startswith("127.")} == set()
         outside = this_machines_outside_address()
-        host = outside if outside and open_wide else "127.0.0.1"
+        for port in {port for _, port in listeners} if outside else ():
+            with socket.socket() as probe:
+                probe.settimeout(5)
+                assert probe.connect_ex((outside, port)) != 0, (outside, port)
+        host = "127.0.0.1"
 
         def join(with_token: bool) -> subprocess.CompletedProcess[str]:
             extra = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token_value} if with_token else {}
+            extra[local_ray.SINGLE_MACHINE_ENV] = "0"  # else Ray turns 127.0.0.1 into the outside address
             return subprocess.run([sys.executable, "-c", JOIN, f"{host}:{gcs_port}"], capture_output=True,
                                   text=True, timeout=120, env={**env, **extra, "TEST_MARKER": marker})
 

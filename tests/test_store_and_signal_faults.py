@@ -103,6 +103,23 @@ def test_a_corrupt_store_with_a_query_is_one_line_without_warnings(tmp_path, mon
     assert not [w for w in caught if "SAWarning" in type(w.message).__name__], caught
 
 
+def test_a_store_of_an_unknown_schema_version_is_one_whole_line_that_names_both_ways(tmp_path, monkeypatch, capsys,
+                                                                                     design_bench_dir):
+    """Pass 17: MLflow's own message was cut mid-word ('please consult your databa') and advised only
+    'mlflow db upgrade', which cannot help a store that a newer MLflow wrote."""
+    store = tmp_path / "mlflow.db"
+    subprocess.run([sys.executable, "-c", "import sys; from mlflow import MlflowClient; MlflowClient(sys.argv[1])"
+                    ".search_experiments()", f"sqlite:///{store}"], check=True, capture_output=True, timeout=120)
+    # a real store (built in another process: this one would keep it open), then a version no MLflow here knows
+    with sqlite3.connect(store) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'deadbeef0000'")
+    before = store.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    err = one_line_exit_2([*RUN, "--tracking-uri", f"sqlite:///{store}"], capsys, "schema is version deadbeef0000")
+    assert err.endswith("or pass another --tracking-uri") and "mlflow db upgrade" in err and "newer" in err, err
+    assert store.read_bytes() == before
+
+
 def test_a_read_only_query_on_a_new_store_is_refused(tmp_path, monkeypatch, capsys):
     """Decision: SQLite options in the URI are refused (the driver ignores them, or ``mode=ro`` would make a
     store read-only that a run must write); the message names the URI without them."""
@@ -588,3 +605,65 @@ def test_a_store_that_fails_for_seconds_mid_run_gets_the_run_closed_failed(mlflo
         proxy.close()
     assert "may show RUNNING" not in err, err
     assert run_statuses(mlflow_upstream) == ["FAILED"], proxy.log
+
+
+def answers_500_to(part: str, method: str = "") -> Callable[[http.server.BaseHTTPRequestHandler, float], bool]:
+    """A fault for :class:`MlflowProxy`: HTTP 500 to every request whose path holds ``part`` (and of ``method``)."""
+    def fault(handler: http.server.BaseHTTPRequestHandler, since: float) -> bool:
+        if part not in handler.path or method not in handler.command:
+            return False
+        answer(handler, 500, b'{"error_code": "INTERNAL_ERROR", "message": "boom"}')
+        return True
+
+    return fault
+
+
+@pytest.mark.slow
+def test_a_run_whose_first_writes_fail_is_closed_failed_not_left_running(mlflow_upstream, tmp_path, monkeypatch,
+                                                                          capsys, design_bench_dir):
+    """Pass 17: runs/create passed, then every log-batch (the run's params first) answered 500. `run` failed in one
+    line, but its new run stayed RUNNING for good: no runs/update was sent."""
+    from ignite_mbo import run_closing
+
+    proxy = MlflowProxy(mlflow_upstream, answers_500_to("runs/log-batch"))
+    proxy.tripped_at = time.monotonic()  # faults from the first request on
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setattr(run_closing, "_gave_up_at", [float("-inf")])
+    try:
+        err = one_line_exit_2([*RUN, "--tracking-uri", proxy.url], capsys, "HTTP 500")
+    finally:
+        proxy.close()
+    assert "may show RUNNING" not in err, err
+    assert any(line.startswith("fault POST /api/2.0/mlflow/runs/log-batch") for line in proxy.log), proxy.log
+    assert run_statuses(mlflow_upstream) == ["FAILED"], proxy.log
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_first_artifact_fails_closes_its_sweep_run(mlflow_upstream, tmp_path, monkeypatch, capsys,
+                                                                 design_bench_dir):
+    """Pass 17: the upload of the sweep's first artifact (sweep_spec.json) answered 500. The sweep gave its folder
+    back in one line, but its parent run `sweep:<name>` stayed RUNNING on the server."""
+    from mlflow.tracking import MlflowClient
+
+    from ignite_mbo import run_closing
+
+    proxy = MlflowProxy(mlflow_upstream, answers_500_to("mlflow-artifacts", "PUT"))
+    proxy.tripped_at = time.monotonic()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setattr(run_closing, "_gave_up_at", [float("-inf")])
+    (tmp_path / "tiny.yaml").write_text("name: tiny\ntrial: {fidelity: quick}\ngrid: {seed: [0]}\n")
+    try:
+        assert main(["sweep", "tiny.yaml", "--tracking-uri", proxy.url]) == 2
+    finally:
+        proxy.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("running 1 trials") and "HTTP 500" in err[-1] and len(err) == 2, err
+    assert any(line.startswith("fault PUT") for line in proxy.log), proxy.log
+    client = MlflowClient(mlflow_upstream)
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment is not None, proxy.log
+    runs = client.search_runs([experiment.experiment_id])
+    assert [(run.info.run_name, run.info.status) for run in runs] == [("sweep:tiny", "FAILED")], proxy.log
+    assert not (tmp_path / "ignite_mbo_results" / "tiny").exists()

@@ -1,11 +1,11 @@
 """The embedded Ray a sweep starts on this machine when no ``--address`` is given.
 
-Ray 2.60 binds some of its servers (GCS, raylet, workers) to every interface even when the node's
-address is 127.0.0.1, so loopback alone does not keep other machines out. The embedded Ray
-therefore runs with Ray's token authentication on (``RAY_AUTH_MODE=token``): a fresh random token
-for each sweep, held only in the environment of this process and the Ray processes it starts (no
-token file is written). A client from another address, or another user's process, that does not
-hold the token cannot join it or run a task.
+Two locks keep others out. Ray starts in its single-machine mode (:func:`loopback_only`), so every one of
+its servers listens on 127.0.0.1 only (in its default mode on Linux, Ray 2.60 turns 127.0.0.1 into this
+machine's outside address and binds most servers to every interface). And it runs with Ray's token
+authentication on (``RAY_AUTH_MODE=token``): a fresh random token for each sweep, held only in the
+environment of this process and the Ray processes it starts (no token file is written), so another
+user's process on this machine that does not hold the token cannot join it or run a task.
 
 Its processes (GCS, raylet, monitors) each lead a process group of their own, so a signal sent to the
 sweep's group (the terminal closed, ``timeout``, a scheduler's ``kill -- -PGID``) reaches only the sweep, which
@@ -27,6 +27,8 @@ from ignite_mbo.errors import UserError, first_line
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 TOKEN_ENV = "RAY_AUTH_TOKEN"
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch between its cluster mode and its single-machine mode (``0``), which binds loopback only."""
 
 
 def start(num_cpus: int | None = None) -> None:
@@ -45,11 +47,31 @@ def start(num_cpus: int | None = None) -> None:
     Config.initialize("")  # Ray caches the mode when first imported: read it again, as Ray itself does
     AuthenticationTokenLoader.instance().reset_cache()
     try:
-        with own_process_groups():
+        with own_process_groups(), loopback_only():
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                      log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
     except Exception as error:  # noqa: BLE001 - Ray raises anything; SIGINT/SIGTERM (BaseException) go on
         raise start_failure(error) from None
+
+
+@contextmanager
+def loopback_only() -> Iterator[None]:
+    """While active, Ray starts in its single-machine mode (its default on macOS and Windows): the node's address
+    is 127.0.0.1, not this machine's outside address, and every server of it (GCS, raylet, workers, the dashboard
+    agent, the metrics exporters) listens on 127.0.0.1 only. Put back afterwards: a later ``ray.init`` of a
+    notebook's own joins clusters as Ray's default does."""
+    import ray._private.ray_constants as ray_constants
+
+    given, enabled = os.environ.get(SINGLE_MACHINE_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[SINGLE_MACHINE_ENV], ray_constants.ENABLE_RAY_CLUSTER = "0", False  # Ray's processes read the first
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = enabled
+        if given is None:
+            os.environ.pop(SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[SINGLE_MACHINE_ENV] = given
 
 
 @contextmanager

@@ -87,8 +87,8 @@ def _check_distribution(key: str, spec: Any) -> tuple[str, list[Any]]:
         raise ValueError(f"{where}: {name} takes {count} finite numbers (got {args!r})")
     if name != "randn" and args[0] >= args[1]:
         raise ValueError(f"{where}: {name} needs lower < upper (got {args!r})")
-    if name == "randn" and args[1] <= 0:
-        raise ValueError(f"{where}: randn needs sd > 0 (got {args!r})")
+    if (name == "randn" and args[1] <= 0) or (count == 3 and args[2] <= 0):  # sd, or q
+        raise ValueError(f"{where}: {name} needs {'sd' if name == 'randn' else 'q'} > 0 (got {args!r})")
     if positive and args[0] <= 0:
         raise ValueError(f"{where}: {name} needs bounds > 0 (got {args!r})")
     if integer and not all(float(a).is_integer() for a in args):

@@ -26,6 +26,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -593,18 +594,25 @@ def test_a_store_that_fails_for_seconds_mid_run_gets_the_run_closed_failed(mlflo
         answer(handler, 500, b'{"error_code": "INTERNAL_ERROR", "message": "boom"}')
         return True
 
-    proxy = MlflowProxy(mlflow_upstream, fault)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the failed call fails at once, inside the window
-    from ignite_mbo import run_closing
-
-    monkeypatch.setattr(run_closing, "_gave_up_at", [float("-inf")])
-    try:
+    with failing_through(MlflowProxy(mlflow_upstream, fault), monkeypatch, tmp_path) as proxy:
         err = one_line_exit_2([*RUN, "--tracking-uri", proxy.url], capsys, "HTTP 500")
-    finally:
-        proxy.close()
     assert "may show RUNNING" not in err, err
     assert run_statuses(mlflow_upstream) == ["FAILED"], proxy.log
+
+
+@contextmanager
+def failing_through(proxy: MlflowProxy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[MlflowProxy]:
+    """A command run in ``tmp_path`` against ``proxy`` (closed afterwards), whose failed HTTP calls fail at once
+    (no retries by MLflow) and whose run closing gets its full budget of tries."""
+    from ignite_mbo import run_closing
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setattr(run_closing, "_gave_up_at", [float("-inf")])
+    try:
+        yield proxy
+    finally:
+        proxy.close()
 
 
 def answers_500_to(part: str, method: str = "") -> Callable[[http.server.BaseHTTPRequestHandler, float], bool]:
@@ -623,17 +631,9 @@ def test_a_run_whose_first_writes_fail_is_closed_failed_not_left_running(mlflow_
                                                                           capsys, design_bench_dir):
     """Pass 17: runs/create passed, then every log-batch (the run's params first) answered 500. `run` failed in one
     line, but its new run stayed RUNNING for good: no runs/update was sent."""
-    from ignite_mbo import run_closing
-
-    proxy = MlflowProxy(mlflow_upstream, answers_500_to("runs/log-batch"))
-    proxy.tripped_at = time.monotonic()  # faults from the first request on
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setattr(run_closing, "_gave_up_at", [float("-inf")])
-    try:
+    with failing_through(MlflowProxy(mlflow_upstream, answers_500_to("runs/log-batch")), monkeypatch, tmp_path) as proxy:
+        proxy.tripped_at = time.monotonic()  # faults from the first request on
         err = one_line_exit_2([*RUN, "--tracking-uri", proxy.url], capsys, "HTTP 500")
-    finally:
-        proxy.close()
     assert "may show RUNNING" not in err, err
     assert any(line.startswith("fault POST /api/2.0/mlflow/runs/log-batch") for line in proxy.log), proxy.log
     assert run_statuses(mlflow_upstream) == ["FAILED"], proxy.log
@@ -646,18 +646,11 @@ def test_a_sweep_whose_first_artifact_fails_closes_its_sweep_run(mlflow_upstream
     back in one line, but its parent run `sweep:<name>` stayed RUNNING on the server."""
     from mlflow.tracking import MlflowClient
 
-    from ignite_mbo import run_closing
-
-    proxy = MlflowProxy(mlflow_upstream, answers_500_to("mlflow-artifacts", "PUT"))
-    proxy.tripped_at = time.monotonic()
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setattr(run_closing, "_gave_up_at", [float("-inf")])
     (tmp_path / "tiny.yaml").write_text("name: tiny\ntrial: {fidelity: quick}\ngrid: {seed: [0]}\n")
-    try:
+    with failing_through(MlflowProxy(mlflow_upstream, answers_500_to("mlflow-artifacts", "PUT")), monkeypatch,
+                         tmp_path) as proxy:
+        proxy.tripped_at = time.monotonic()
         assert main(["sweep", "tiny.yaml", "--tracking-uri", proxy.url]) == 2
-    finally:
-        proxy.close()
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("running 1 trials") and "HTTP 500" in err[-1] and len(err) == 2, err
     assert any(line.startswith("fault PUT") for line in proxy.log), proxy.log

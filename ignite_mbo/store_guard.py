@@ -76,12 +76,15 @@ def bound_http_calls(rest_utils: ModuleType | None = None) -> None:
         http_deadline.install(rest_utils)
 
 
-def _read_schema(uri: str) -> tuple[set[str], tuple | None]:
-    """The table names and the first ``quick_check`` row of the SQLite database at ``uri``."""
+def _read_schema(uri: str) -> tuple[dict[str, str], tuple | None]:
+    """The schema of the SQLite database at ``uri`` (each object's name: its kind, table, view, index or trigger,
+    and ``user_version`` when a program set it) and the first ``quick_check`` row."""
     connection = sqlite3.connect(uri, uri=True, timeout=5)
     try:
-        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        return tables, connection.execute("PRAGMA quick_check(1)").fetchone()
+        schema = {name: kind for kind, name in connection.execute("SELECT type, name FROM sqlite_master")}
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        return {**schema, **({f"user_version {version}": "pragma"} if version else {})}, \
+            connection.execute("PRAGMA quick_check(1)").fetchone()
     finally:
         connection.close()
 
@@ -102,14 +105,14 @@ def check_sqlite_store(path: Path) -> None:
         if header != b"SQLite format 3\x00":
             raise sqlite3.DatabaseError("not a database")
         try:
-            tables, check = _read_schema(f"{path.as_uri()}?mode=ro")
+            schema, check = _read_schema(f"{path.as_uri()}?mode=ro")
         except sqlite3.OperationalError as error:
             hot = any(path.with_name(path.name + suffix).exists() for suffix in ("-journal", "-wal"))
             if "readonly" not in str(error) or not hot:
                 raise
             # A process killed mid-transaction left a hot journal, which a reader must roll back: SQLite does
             # that on a read-write open, as MLflow's own would; the content is the last committed state.
-            tables, check = _read_schema(path.as_uri())
+            schema, check = _read_schema(path.as_uri())
     except sqlite3.OperationalError as error:
         if "locked" in str(error):
             return  # a sweep is writing it: MLflow's own retries handle that
@@ -121,10 +124,11 @@ def check_sqlite_store(path: Path) -> None:
         problem = " ".join(str(check[0]).split())[:200]
         raise UserError(f"tracking store {path} is corrupt (SQLite: {problem}); restore it from a backup or "
                         "pass a new --tracking-uri")
-    if tables and not MLFLOW_TABLES <= tables:
-        shown = ", ".join(sorted(tables)[:5])
-        raise UserError(f"{path} is another program's SQLite database (tables: {shown}), not an MLflow store; "
-                        "it is left as it is: pass a new file as --tracking-uri")
+    if schema and not MLFLOW_TABLES <= {name for name, kind in schema.items() if kind == "table"}:
+        kinds = {kind for kind in schema.values() if kind != "table"}  # pass 18: a view alone was taken as empty
+        shown = ", ".join(name if kind in ("table", "pragma") else f"{kind} {name}" for name, kind in sorted(schema.items())[:5])
+        raise UserError(f"{path} is another program's SQLite database ({'tables' if not kinds else 'schema'}: {shown}), "
+                        "not an MLflow store; it is left as it is: pass a new file as --tracking-uri")
 
 
 @contextmanager

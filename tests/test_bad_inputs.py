@@ -186,6 +186,8 @@ SWEEP = [
        f"name: x\ntrial: {{regularizer: ignite}}\nsearch: {{{key}: {{{name}: [{args}]}}}}\n")
       for name, key, args in [("quniform", "regularizer.epsilon", "0.1, 1.0, 0"), ("qrandint", "seed", "1, 4, 0"),
                               ("qlograndint", "seed", "1, 4, 0"), ("qrandint", "seed", "1, 4, -1")]],
+    (["sweep", "{space}"], "search.seed: Ray Tune refuses {qrandint: [8, 16, 100]} (There is no multiple",  # pass 18
+     "name: x\nsearch: {seed: {qrandint: [8, 16, 100]}}\n"),
     (["sweep", "{space}"], "grace_period 50 exceeds scheduler.max_t 10",
      "name: x\nobjective: val_loss\nscheduler: {name: asha, grace_period: 50, max_t: 10}\n"),
     (["sweep", "{space}"], "variant 2: axis 'seed' has no values", "name: x\nvariants:\n  - {seed: [0]}\n  - {seed: []}\n"),
@@ -247,6 +249,7 @@ SWEEP = [
     (["sweep", "{space}", "--address", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1", GOOD),
     (["sweep", "{space}", "--address", "ray://127.0.0.1:1"], "no Ray cluster answers at ray://127.0.0.1:1", GOOD),
     (["sweep", "{space}", "--address", "head:99999"], "is not HOST:PORT or ray://HOST:PORT", GOOD),
+    (["sweep", "{space}", "--storage-path", "file://{outside}/st?x=1"], "a file:// URI takes no query", GOOD),  # pass 18
     (["sweep", "{space}", "--output-dir", "{outside}/a\nb\x1b[2J"], "holds the control character '\\n'", GOOD),
     (["sweep", "{space}", "--storage-path", "{outside}/\x1b[31mred"], "holds the control character '\\x1b'", GOOD),
     (["sweep", "{space}", "--num-cpus", str(10**20)], "--num-cpus must be between 1 and 65,536", GOOD),

@@ -543,3 +543,30 @@ def test_cli_download_failure_is_exit_2_and_one_error_line(
     assert progress.startswith(f"{TF8}: downloading 2 of 2 files")
     assert error.startswith(f"ignite-mbo data: error: HF_HUB_OFFLINE is set and {TF8}/tf_bind_8-x-0.npy")
     assert hub.requests == [] and not (tmp_path / "b").exists()
+
+
+# --- pass 18: a file where the task's folder should be; a stray file's name that a terminal would act on ----
+
+
+def test_a_file_where_the_task_folder_should_be_is_named_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It was reported as two files 'not found', with a download as the fix, which cannot write under a file."""
+    (tmp_path / TF8).write_text("")
+    with pytest.raises(UserError) as exc:
+        data.require(TF8, tmp_path)
+    assert one_line(exc).startswith(f"TF-Bind-8 data missing: {tmp_path / TF8} is a file, not a folder; remove it and "
+                                    "run 'ignite-mbo data download --task tf_bind_8'"), one_line(exc)
+    with pytest.raises(UserError) as exc:
+        data_console.data_command("verify", ["tf_bind_8"], tmp_path)
+    assert capsys.readouterr().out.splitlines()[0].endswith(f"missing ({tmp_path / TF8} is a file, not a folder)")
+    assert "remove the files that stand where a folder should be" in one_line(exc), one_line(exc)
+
+
+def test_verify_writes_a_stray_files_name_with_its_control_characters_escaped(
+    tf8_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name holding ESC [2J was printed as it is: verify cleared the user's terminal."""
+    (tf8_copy / TF8 / "a\x1b[2Jb.npy").write_text("")
+    with pytest.raises(UserError):
+        data_console.data_command("verify", ["tf_bind_8"], tf8_copy)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and f"{tf8_copy / TF8}/a\\x1b[2Jb.npy: unexpected" in out, out

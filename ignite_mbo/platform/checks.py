@@ -181,6 +181,9 @@ def check_storage_path(storage: str) -> str:
         if scheme not in STORAGE_SCHEMES or not rest.strip("/"):
             raise UserError(f"--storage-path {storage!r}: unsupported; use a folder, or "
                             f"{', '.join(f'{s}://' for s in STORAGE_SCHEMES)} with a path")
+        if scheme == "file" and ("?" in rest or "#" in rest):  # pass 18: checked 'st?x=1/', Tune wrote in 'st/'
+            raise UserError(f"--storage-path {storage!r}: a file:// URI takes no query or fragment ('?', '#'); "
+                            "give the folder's path")
         if scheme == "file":
             writable_ancestor(Path("/" + rest.lstrip("/")))
         return storage

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ignite_mbo.errors import UserError, shown
+from ignite_mbo.errors import UserError, printable, shown
 from ignite_mbo.tasks.data import (
     FOLDERS,
     REPO_ID,
@@ -58,9 +58,11 @@ def check_data_dir(root: Path, folders: Sequence[str]) -> int:
         return 0
     for status in bad:
         print(f"{status.path}: {status.problem}")
-    for path in strays:
-        print(f"{path}: unexpected (not in the manifest; loaders ignore it)")
+    for path in strays:  # a name is written as it is only if a terminal would not act on it (pass 18: \x1b[2J)
+        print(f"{printable(str(path))}: unexpected (not in the manifest; loaders ignore it)")
     fixes = []
+    if any(s.state == "missing" and s.detail for s in bad):
+        fixes.append("remove the files that stand where a folder should be")
     if any(s.state != "unreadable" for s in bad):
         fixes.append(f"run '{_download_hint(s.entry.folder for s in bad)}' to replace missing and damaged files")
     unreadable = [s for s in bad if s.state == "unreadable"]

@@ -101,12 +101,11 @@ def _draws(key: str, distribution: dict[str, list[Any]]) -> list[Any]:
     from ignite_mbo.platform.spaces import tune_domain
 
     ((name, args),) = distribution.items()
-    try:
-        domain = tune_domain(distribution)
+    try:  # Ray checks a q's bounds when it builds the domain, and whether any multiple lies between them on a draw
+        drawn = list(tune_domain(distribution).sample(size=DRAWS, random_state=np.random.RandomState(0)))
     except ValueError as error:
         raise UserError(f"search.{key}: Ray Tune refuses {{{name}: {args}}} ({error}); with a q, make both "
-                        "bounds multiples of q") from None
-    drawn = list(domain.sample(size=DRAWS, random_state=np.random.RandomState(0)))
+                        "bounds multiples of q, with at least one multiple between them") from None
     if name == "randn":
         drawn += [args[0] - 6 * args[1], args[0] + 6 * args[1]]
     return [value.item() if isinstance(value, np.generic) else value for value in drawn]

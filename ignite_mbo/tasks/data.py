@@ -172,8 +172,13 @@ def _status_by_size(entry: FileEntry, data_dir: Path) -> tuple[FileStatus, os.st
     path = entry.path(data_dir)
     try:
         info = path.stat()
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         return FileStatus(entry, path, "missing"), None
+    except NotADirectoryError:  # pass 18: a file where the task's folder should be
+        blocking = next(folder for folder in reversed(path.parents) if folder.is_relative_to(data_dir)
+                        and os.path.lexists(folder) and not folder.is_dir())
+        kind = "a file" if blocking.is_file() else file_kind(blocking)
+        return FileStatus(entry, path, "missing", f"{blocking} is {kind}, not a folder"), None
     except OSError as exc:
         return FileStatus(entry, path, "unreadable", exc.strerror or type(exc).__name__), None
     if not stat.S_ISREG(info.st_mode):
@@ -245,10 +250,8 @@ def require(
     first, label = bad[0], LABELS.get(folder, folder)
     more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
     if first.state == "missing":
-        raise UserError(
-            f"{label} data missing: {first.path} not found{more}; "
-            f"run '{_download_hint([folder])}' or {_LAYOUT_HINT}"
-        )
+        where = f"{first.detail}; remove it and" if first.detail else f"{first.path} not found{more};"
+        raise UserError(f"{label} data missing: {where} run '{_download_hint([folder])}' or {_LAYOUT_HINT}")
     if first.state == "wrong kind":
         raise UserError(
             f"{label} data wrong: {first.path} is {first.detail}, not a regular file{more}; "

@@ -89,10 +89,11 @@ def _read_schema(uri: str) -> tuple[dict[str, str], tuple | None]:
         connection.close()
 
 
-def check_sqlite_store(path: Path) -> None:
+def check_sqlite_store(path: Path, fix: str = "pass a new file as --tracking-uri") -> None:
     """Refuse ``path`` unless it is missing, empty, or a readable SQLite database holding MLflow's tables
-    (and only then may MLflow open it). Read-only: the file is never changed, except that a hot journal left by
-    a killed writer is rolled back, as any SQLite reader would."""
+    (and only then may MLflow open it); ``fix`` is what to do about another program's database. Read-only: the
+    file is never changed, except that a hot journal left by a killed writer is rolled back, as any SQLite reader
+    would."""
     if not path.exists():
         return
     if not path.is_file():  # a FIFO or a device would hang MLflow or feed it garbage
@@ -128,7 +129,7 @@ def check_sqlite_store(path: Path) -> None:
         kinds = {kind for kind in schema.values() if kind != "table"}  # pass 18: a view alone was taken as empty
         shown = ", ".join(name if kind in ("table", "pragma") else f"{kind} {name}" for name, kind in sorted(schema.items())[:5])
         raise UserError(f"{path} is another program's SQLite database ({'tables' if not kinds else 'schema'}: {shown}), "
-                        "not an MLflow store; it is left as it is: pass a new file as --tracking-uri")
+                        f"not an MLflow store; it is left as it is: {fix}")
 
 
 @contextmanager
@@ -248,7 +249,7 @@ def check_tracking_uri(uri: str, *, if_missing: str | None = None, timeout_s: fl
         writable = os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
         if writes and not writable:
             raise UserError(f"tracking URI {uri!r}: {path} is not writable; pick a path you can write")
-        check_sqlite_store(path)
+        check_sqlite_store(path, *[if_missing] if if_missing else [])  # a command that reads a sweep's store
         artifacts = path.parent / ARTIFACTS_FOLDER
         usable = artifacts.is_dir() and os.access(artifacts, (os.W_OK if writes else os.R_OK) | os.X_OK)
         if (artifacts.exists() or artifacts.is_symlink()) and not usable:  # a file, a FIFO, a dangling link

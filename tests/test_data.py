@@ -570,3 +570,19 @@ def test_verify_writes_a_stray_files_name_with_its_control_characters_escaped(
         data_console.data_command("verify", ["tf_bind_8"], tf8_copy)
     out = capsys.readouterr().out
     assert "\x1b" not in out and f"{tf8_copy / TF8}/a\\x1b[2Jb.npy: unexpected" in out, out
+
+
+@pytest.mark.parametrize("action", ["path", "verify"])
+def test_data_path_and_verify_write_a_data_dir_with_control_characters_escaped(
+    action: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pass 19: `data verify` printed a --data-dir holding a newline on two lines per problem, and `data path`
+    printed ESC ]0;...BEL, which set the terminal's title."""
+    root = tmp_path / "x\x1b]0;PWNED\x07\ny"
+    try:
+        data_console.data_command(action, ["tf_bind_8"], root)
+    except UserError:
+        assert action == "verify"
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "x\\x1b]0;PWNED\\x07\\ny" in out, out
+    assert len(out.splitlines()) == (1 if action == "path" else 2), out

@@ -66,6 +66,17 @@ def test_report_names_its_own_option_when_the_sweeps_store_is_gone(tmp_path, cap
     assert "--tracking-uri" not in line
 
 
+def test_report_names_its_own_option_when_the_sweeps_store_is_another_programs(tmp_path, capsys) -> None:
+    """Pass 19: the line ended 'pass a new file as --tracking-uri', an option report does not have."""
+    table(tmp_path)
+    with sqlite3.connect(tmp_path / "accounts.db") as connection:
+        connection.execute("CREATE TABLE accounts (id INTEGER)")
+    SweepRecord(spec={}, tracking_uri=f"sqlite:///{tmp_path}/accounts.db", experiment="x", parent_run_id="r",
+                storage_path=str(tmp_path), experiment_path=str(tmp_path)).save(tmp_path)
+    line = one_line(main(["report", str(tmp_path)]), capsys.readouterr().err, "another program's SQLite database")
+    assert line.endswith("it is left as it is: put the sweep's store back there, or pass --no-mlflow"), line
+
+
 def test_rerun_names_its_own_option_when_there_is_no_store(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

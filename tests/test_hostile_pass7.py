@@ -35,20 +35,39 @@ def test_a_full_disk_while_writing_names_the_file(tmp_path) -> None:
     assert unnamed is not None and "''" not in unnamed
 
 
-def test_a_report_folder_made_on_a_full_disk_is_not_left_empty(tmp_path, monkeypatch) -> None:
-    def write(path: Path, data: bytes) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
-
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_report_that_fills_the_disk_writes_no_file_and_leaves_no_folder_it_made(existing, tmp_path,
+                                                                                   monkeypatch) -> None:
+    """Pass 7: the empty folder made for the report was left. Pass 19: so were the files written before the disk
+    filled up (a complete gain_table.md beside no gain_table.csv), and the empty parents of a nested --output-dir."""
     from types import SimpleNamespace
 
-    report = SimpleNamespace(long=pd.DataFrame(), results=pd.DataFrame())
-    monkeypatch.setattr(render, "write_atomic", write)
-    monkeypatch.setattr(render, "render_markdown", lambda report: "")
+    from ignite_mbo import atomic
+
+    real, staged = atomic.atomic_write, []
+
+    def disk_fills_after_one_file(path: Path, write):  # type: ignore[no-untyped-def]
+        if staged:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        staged.append(path)
+        return real(path, write)
+
+    report = SimpleNamespace(long=pd.DataFrame({"a": [1]}), results=pd.DataFrame())
+    monkeypatch.setattr(atomic, "atomic_write", disk_fills_after_one_file)
+    monkeypatch.setattr(render, "render_markdown", lambda report: "new")
     monkeypatch.setattr(render, "render_figure", lambda report: b"")
     monkeypatch.setattr(render.reproduction, "compare", lambda results: [])
-    with pytest.raises(OSError):
-        render.write_report(report, tmp_path / "out")  # type: ignore[arg-type]
-    assert not (tmp_path / "out").exists()
+    out = tmp_path / "a" / "b" / "out"
+    if existing:
+        out.mkdir(parents=True)
+        (out / "gain_table.md").write_text("old")
+    with pytest.raises(OSError) as error:
+        render.write_report(report, out)  # type: ignore[arg-type]
+    assert error.value.filename == str(out / "gain_table.csv"), error.value
+    if existing:
+        assert [p.name for p in out.iterdir()] == ["gain_table.md"] and (out / "gain_table.md").read_text() == "old"
+    else:
+        assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("state", [None, b"", b"{not json", b'{"trial_data": 3}'])

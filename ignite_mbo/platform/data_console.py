@@ -57,8 +57,8 @@ def check_data_dir(root: Path, folders: Sequence[str]) -> int:
             print(f"{folder}: ok ({len(manifest(folder))} files)")
         return 0
     for status in bad:
-        print(f"{status.path}: {status.problem}")
-    for path in strays:  # a name is written as it is only if a terminal would not act on it (pass 18: \x1b[2J)
+        print(f"{printable(str(status.path))}: {printable(status.problem)}")
+    for path in strays:  # a path is written as it is only if a terminal would not act on it (pass 18: \x1b[2J)
         print(f"{printable(str(path))}: unexpected (not in the manifest; loaders ignore it)")
     fixes = []
     if any(s.state == "missing" and s.detail for s in bad):
@@ -91,7 +91,7 @@ def data_command(
                         f"(letters, digits, '.', '_', '-', '/', no '..'), or leave it out for {REVISION!r}")
     root = resolve_data_dir(data_dir)
     if action == "path":
-        print(root)
+        print(printable(str(root)))  # pass 19: a --data-dir holding ESC ]0; set the terminal's title
         return 0
     if action not in ("verify", "download"):
         raise UserError(f"unknown data action {action!r}; use one of path, verify, download")

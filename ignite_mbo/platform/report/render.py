@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from ignite_mbo.atomic import atomic_write
+from ignite_mbo.atomic import atomic_write, atomic_write_all
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform.report import claims, compare, reproduction, stats
 from ignite_mbo.platform.report.build import (
@@ -146,19 +146,15 @@ def write_report(report: Report, out_dir: Path) -> list[Path]:
     if comparisons:
         contents[REPRODUCTION_FILE] = reproduction.to_frame(comparisons).to_csv(index=False).encode()
     out_dir = Path(out_dir)
-    made = not out_dir.exists()
+    made = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]  # deepest first
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
     try:
-        for name, data in contents.items():
-            paths.append(out_dir / name)
-            write_atomic(paths[-1], data)
-    except OSError:
-        if made:  # a folder made for the report is not left empty (a full disk)
+        return atomic_write_all({out_dir / name: data for name, data in contents.items()})
+    except OSError:  # a full disk: no file of the report was written, and no folder made for it is left
+        for folder in made:
             with contextlib.suppress(OSError):
-                out_dir.rmdir()
+                folder.rmdir()
         raise
-    return paths
 
 
 def plot_sensitivity(results: pd.DataFrame, param: str, out_path: Path) -> Path:

@@ -293,3 +293,16 @@ def test_design_bench_check_space_runs_the_reproduction_comparison():
     assert {c.baseline for c in configs} == {p.baseline for p in TF_BIND_8_100TH}, "every published baseline"
     assert {c.task for c in configs} == {TASK} and {c.fidelity for c in configs} == {"full"}
     assert {c.regularizer.name for c in configs} == {"none"} and {c.seed for c in configs} == set(range(8))
+
+
+def test_a_dotted_key_in_trial_means_what_it_means_in_grid() -> None:
+    """Pass 20: `trial: {baseline_options.epochs: 2}` was refused as a misspelt option, though grid and search take
+    dotted keys and the docs call keys dotted paths."""
+    from ignite_mbo.platform.spaces import parse_spec
+
+    dotted = parse_spec({"name": "x", "trial": {"fidelity": "quick", "baseline_options.epochs": 2,
+                                                 "regularizer": "ignite", "regularizer.epsilon": 0.2}}, "x.yaml")
+    nested = parse_spec({"name": "x", "trial": {"fidelity": "quick", "baseline_options": {"epochs": 2},
+                                                 "regularizer": {"name": "ignite", "epsilon": 0.2}}}, "x.yaml")
+    assert [t.model_dump() for t in dotted.trials()] == [t.model_dump() for t in nested.trials()]
+    assert dotted.trials()[0].baseline_options["epochs"] == 2 and dotted.trials()[0].regularizer.epsilon == 0.2

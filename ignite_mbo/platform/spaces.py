@@ -224,8 +224,8 @@ class SweepSpec(BaseModel):
                 axes = {**self.grid, **variant}
                 keys = list(axes)
                 for values in itertools.product(*(axes[key] for key in keys)):
-                    raw = copy.deepcopy(self.trial)
-                    for key, value in zip(keys, values, strict=True):
+                    raw: dict[str, Any] = {}  # trial's keys may be dotted too (pass 20), as grid's are
+                    for key, value in [*self.trial.items(), *zip(keys, values, strict=True)]:
                         set_dotted(raw, key, copy.deepcopy(value))
                     if "regularizer" in raw:
                         raw["regularizer"] = regularizer_mapping(raw["regularizer"])

@@ -150,9 +150,9 @@ def is_sweep_run(uri: str, run_id: str, experiment: str) -> bool:
         return False
 
 
-def set_run_tags(uri: str, run_id: str, tags: dict[str, Any]) -> None:
+def set_run_tags(uri: str, run_id: str, tags: dict[str, Any], client: Any = None) -> None:
     from mlflow.entities import RunTag
-    _retry(lambda: _client(uri).log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()]))
+    _retry(lambda: (client or _client(uri)).log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()]))
 
 
 def log_run_metric(uri: str, run_id: str, key: str, value: float) -> None:
@@ -250,7 +250,7 @@ class TrialRecorder:
         self.run_id = self._reopen(self.run_id, has_metrics=True)
 
     def set_tags(self, tags: dict[str, Any], run_id: str | None = None) -> None:
-        set_run_tags(self.client.tracking_uri, run_id or self.run_id, tags)
+        set_run_tags(self.client.tracking_uri, run_id or self.run_id, tags, self.client)  # no new client per call
 
     def finished_summary(self) -> dict[str, Any] | None:
         """The summary a FINISHED run recorded (its ``summary.json``), or None."""

@@ -175,10 +175,10 @@ def _status_by_size(entry: FileEntry, data_dir: Path) -> tuple[FileStatus, os.st
     except FileNotFoundError:
         return FileStatus(entry, path, "missing"), None
     except NotADirectoryError:  # pass 18: a file where the task's folder should be
-        blocking = next(folder for folder in reversed(path.parents) if folder.is_relative_to(data_dir)
-                        and os.path.lexists(folder) and not folder.is_dir())
-        kind = "a file" if blocking.is_file() else file_kind(blocking)
-        return FileStatus(entry, path, "missing", f"{blocking} is {kind}, not a folder"), None
+        blocking = next((folder for folder in reversed(path.parents) if folder.is_relative_to(data_dir)
+                         and os.path.lexists(folder) and not folder.is_dir()), None)  # gone since: plain missing
+        kind = "a file" if blocking is None or blocking.is_file() else file_kind(blocking)
+        return FileStatus(entry, path, "missing", f"{blocking} is {kind}, not a folder" if blocking else ""), None
     except OSError as exc:
         return FileStatus(entry, path, "unreadable", exc.strerror or type(exc).__name__), None
     if not stat.S_ISREG(info.st_mode):

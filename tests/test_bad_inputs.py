@@ -395,9 +395,12 @@ def test_data(argv, needle, places, capsys, monkeypatch):
 
 @pytest.fixture
 def trickling_hub():
-    """A fake Hugging Face endpoint on 127.0.0.1: file metadata at once, then the body at 1 byte/s."""
+    """A fake Hugging Face endpoint on 127.0.0.1: file metadata at once, then the body at 1 byte/s until
+    ``stop`` is set. Yields (url, stop)."""
     import http.server
     import threading
+
+    stop = threading.Event()
 
     class Trickle(http.server.BaseHTTPRequestHandler):
         def _headers(self) -> None:
@@ -416,7 +419,8 @@ def trickling_hub():
                 for _ in range(60):
                     self.wfile.write(b"x")
                     self.wfile.flush()
-                    time.sleep(1)
+                    if stop.wait(1):  # not time.sleep, which the test replaces
+                        break
             except OSError:
                 pass
 
@@ -426,15 +430,23 @@ def trickling_hub():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield f"http://127.0.0.1:{server.server_address[1]}", stop
+    stop.set()
     server.shutdown()
     server.server_close()
 
 
 def test_a_download_that_trickles_ends_within_its_deadline(trickling_hub, places, capsys, monkeypatch, tmp_path):
-    """Headers then 1 byte/s never trips a per-read timeout: the overall deadline ends it, one line."""
+    """Headers then 1 byte/s never trips a per-read timeout: the overall deadline ends it, one line.
+
+    The download thread left behind goes on (retrying with huggingface_hub's waits) after the command has
+    failed; it is ended inside this test, so that its retry warnings cannot land in a later test's stderr."""
+    import threading
+
     from ignite_mbo.tasks import download
 
+    trickling_hub, stop = trickling_hub
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)  # huggingface_hub's waits between retries
     work, values = places
     monkeypatch.setattr(download, "DEADLINE_FLOOR_S", 3.0, raising=False)
     monkeypatch.setattr(download, "SLOWEST_RATE", 10**9, raising=False)
@@ -453,6 +465,12 @@ def test_a_download_that_trickles_ends_within_its_deadline(trickling_hub, places
     assert list(work.iterdir()) == []
     assert time.monotonic() - started < 30
     assert not data.exists() or not any(data.rglob("*")), "nothing half-written in the data dir"
+
+    stop.set()  # the server cuts the body short; the abandoned thread's retries find nothing and give up
+    left = [thread for thread in threading.enumerate() if thread.name.startswith("download ")]
+    for thread in left:
+        thread.join(30)
+    assert left and not any(thread.is_alive() for thread in left)
 
 
 SUBPROCESS = [

@@ -121,6 +121,7 @@ SWEEP = [
     (["sweep", "{space}"], "rho", "name: x\ngrid: {regularizer: [none, {name: ignite, rho: zero}]}\n"),
     (["sweep", "{space}"], "duplicate key 'seed'", "name: x\ngrid:\n  seed: [0]\n  seed: [1]\n"),
     (["sweep", "{space}"], "duplicate key 'name'", "name: x\nname: y\n"),
+    (["sweep", "{space}"], "is not UTF-8 text (byte 0xff at offset 19); save it as UTF-8", b"name: x\ntrial: {}\n#\xff\n"),
     (["sweep", "{space}"], "aliases expand",
      "name: x\na: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
      "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\ntrial: {x: *e}\n"),
@@ -325,7 +326,7 @@ def test_sweep(argv, needle, space, places, capsys, design_bench_dir, monkeypatc
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     if space is not None:
         path = Path(values["outside"]) / "space.yaml"
-        path.write_text(space)
+        path.write_bytes(space) if isinstance(space, bytes) else path.write_text(space)
         values = {**values, "space": str(path)}
     fails_cleanly(fill(argv, values), needle, work, capsys)
 

@@ -55,6 +55,14 @@ def check_nesting(text: str, limit: int = MAX_DEPTH) -> None:
         return  # the YAML reader reports syntax errors with their line
 
 
+def unreadable(path: object, error: OSError | UnicodeDecodeError) -> str:
+    """The one-line reason a search space's file could not be read, with its fix."""
+    if isinstance(error, UnicodeDecodeError):
+        return (f"search space {path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+                f"{error.start}); save it as UTF-8")
+    return f"cannot read search space {path} ({type(error).__name__}); pass a readable YAML file"
+
+
 def check_raw(raw: dict[str, Any]) -> None:
     """Booleans given where the space expects a number (``num_samples: true`` would run one sample)."""
     from ignite_mbo.platform.spaces import SweepSpec

@@ -353,13 +353,13 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, max_tri
         raise UserError(f"search space {path} is {size:,} bytes; a search space is a small YAML file (at most "
                         f"{MAX_SPACE_BYTES:,} bytes): list values, not data")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         space_checks.check_nesting(text)
         raw = read_yaml(text)
     except UserError as error:
         raise UserError(f"{path}: {error}") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"cannot read search space {path} ({type(error).__name__}); pass a readable YAML file") from None
+        raise UserError(space_checks.unreadable(path, error)) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

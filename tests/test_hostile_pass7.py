@@ -44,7 +44,7 @@ def test_a_report_that_fills_the_disk_writes_no_file_and_leaves_no_folder_it_mad
 
     from ignite_mbo import atomic
 
-    real, staged = atomic.atomic_write, []
+    real, staged = atomic.stage, []
 
     def disk_fills_after_one_file(path: Path, write):  # type: ignore[no-untyped-def]
         if staged:
@@ -53,7 +53,7 @@ def test_a_report_that_fills_the_disk_writes_no_file_and_leaves_no_folder_it_mad
         return real(path, write)
 
     report = SimpleNamespace(long=pd.DataFrame({"a": [1]}), results=pd.DataFrame())
-    monkeypatch.setattr(atomic, "atomic_write", disk_fills_after_one_file)
+    monkeypatch.setattr(atomic, "stage", disk_fills_after_one_file)
     monkeypatch.setattr(render, "render_markdown", lambda report: "new")
     monkeypatch.setattr(render, "render_figure", lambda report: b"")
     monkeypatch.setattr(render.reproduction, "compare", lambda results: [])
@@ -68,6 +68,23 @@ def test_a_report_that_fills_the_disk_writes_no_file_and_leaves_no_folder_it_mad
         assert [p.name for p in out.iterdir()] == ["gain_table.md"] and (out / "gain_table.md").read_text() == "old"
     else:
         assert list(tmp_path.iterdir()) == []
+
+
+def test_two_writers_of_one_file_never_share_a_temp_file(tmp_path) -> None:
+    """Pass 20's note: every report stages gain_table.md as the same '.gain_table.md.staged', so two reports
+    written into one folder at once could rename each other's half-written file into place."""
+    from ignite_mbo import atomic
+
+    target = tmp_path / "gain_table.md"
+    others = []
+
+    def write_while_another_writer_stages(path: Path) -> None:
+        others.append(atomic.stage(target, lambda other: other.write_text("the other report")))
+        path.write_text("this report")
+
+    atomic.atomic_write(target, write_while_another_writer_stages)
+    assert target.read_text() == "this report"
+    assert others[0].read_text() == "the other report" and others[0].parent == tmp_path
 
 
 @pytest.mark.parametrize("state", [None, b"", b"{not json", b'{"trial_data": 3}'])

@@ -105,12 +105,14 @@ def set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
     """
     *parents, leaf = dotted_key.split(".")
     node = config
-    for part in parents:
+    for depth, part in enumerate(parents):
         if part == "regularizer":
             node[part] = regularizer_mapping(node.get(part, "none"))
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise UserError(f"key {dotted_key!r} reaches into {part!r}, which is not a mapping")
+            options = f"{part}_options" if depth == 0 and f"{part}_options" in TrialConfig.model_fields else None
+            fix = f"; its options go under '{options}.{dotted_key.split('.', 1)[1]}'" if options else ""
+            raise UserError(f"key {dotted_key!r} reaches into {part!r}, which is not a mapping{fix}")
     node[leaf] = regularizer_mapping(value) if dotted_key == "regularizer" else value
 
 

@@ -121,6 +121,8 @@ SWEEP = [
     (["sweep", "{space}"], "rho", "name: x\ngrid: {regularizer: [none, {name: ignite, rho: zero}]}\n"),
     (["sweep", "{space}"], "duplicate key 'seed'", "name: x\ngrid:\n  seed: [0]\n  seed: [1]\n"),
     (["sweep", "{space}"], "duplicate key 'name'", "name: x\nname: y\n"),
+    (["sweep", "{space}"], "reaches into 'task', which is not a mapping; its options go under 'task_options.max_samples'",
+     "name: x\ntrial: {task: TFBind8-Exact-v0}\ngrid:\n  task.max_samples: [100, 200]\n"),
     (["sweep", "{space}"], "is not UTF-8 text (byte 0xff at offset 19); save it as UTF-8", b"name: x\ntrial: {}\n#\xff\n"),
     (["sweep", "{space}"], "aliases expand",
      "name: x\na: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"

@@ -83,6 +83,14 @@ def check_tracking_server(uri: str, timeout_s: float = 3.0) -> str:
     the URL). A ``user:password@`` in the URL is sent as basic auth, as MLflow's client sends it."""
     url = uri.rstrip("/")
     parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError as error:  # not a number, or out of 0-65535
+        port, reason = 0, str(error)
+    else:
+        reason = "port 0"
+    if port == 0:
+        raise UserError(f"{url} names no usable port ({reason}); use http(s)://HOST:PORT with a port from 1 to 65535")
     userinfo, _, host = parts.netloc.rpartition("@")
     probe = urlunsplit((parts.scheme, host, parts.path, "", "")) + MLFLOW_PROBE
     try:

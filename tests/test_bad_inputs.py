@@ -175,6 +175,10 @@ SWEEP = [
     (["sweep", "{space}"], "num_samples", "name: x\nnum_samples: 0\n"),
     (["sweep", "{space}"], "max_retries", "name: x\nfailure: {max_retries: -1}\n"),
     (["sweep", "{space}"], "grid axis 'seed' has no values", "name: x\ngrid: {seed: []}\n"),
+    (["sweep", "{space}"], "grid axis 'seed' lists 0 more than once; list each value once",
+     "name: x\ngrid: {seed: [0, 1, 0]}\n"),
+    (["sweep", "{space}"], "variant 1: axis 'regularizer' lists {'name': 'ignite', 'rho': 0.1} more than once",
+     "name: x\nvariants:\n  - {regularizer: [{name: ignite, rho: 0.1}, {rho: 0.1, name: ignite}]}\n"),
     (["sweep", "{space}", "--resume"], "nothing to resume", GOOD),
     (["sweep"], "the following arguments are required", None),
     # round two: spaces that pass the schema but used to fail after writing the store

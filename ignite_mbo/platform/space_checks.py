@@ -13,6 +13,7 @@ grid value is (:func:`check_largest_draws`, once the tasks are built).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 from typing import Any
@@ -98,10 +99,21 @@ def check_searcher(spec: Any) -> None:
             raise UserError(f"scheduler.reduction_factor {scheduler.reduction_factor} with grace_period "
                             f"{scheduler.grace_period} and max_t {scheduler.max_t} makes {rungs:,} ASHA rungs "
                             f"(at most {MAX_RUNGS}); use a reduction_factor of 2 to 4, or a smaller max_t/grace_period")
-    for number, variant in enumerate(spec.variants, start=1):
-        for key, values in variant.items():
+
+
+def check_axes(spec: Any) -> None:
+    """Every axis of the grid and of each variant lists at least one value, and each value once (a repeated value
+    would collapse into one trial silently)."""
+    named_axes = [("grid axis", spec.grid)]
+    named_axes += [(f"variant {number}: axis", variant) for number, variant in enumerate(spec.variants, start=1)]
+    for where, axes in named_axes:
+        for key, values in axes.items():
             if not values:
-                raise UserError(f"variant {number}: axis {key!r} has no values; give at least one or drop the axis")
+                raise UserError(f"{where} {key!r} has no values; give at least one or drop the axis")
+            seen = [json.dumps(value, sort_keys=True, default=str) for value in values]
+            if repeated := [value for value, text in zip(values, seen, strict=True) if seen.count(text) > 1]:
+                raise UserError(f"{where} {key!r} lists {repeated[0]!r} more than once; list each value once (a "
+                                "repeat is one trial, not two: add seeds to run more)")
 
 
 def _draws(key: str, distribution: dict[str, list[Any]]) -> list[Any]:
@@ -214,13 +226,6 @@ def check_sensitivity(spec: Any) -> None:
         if param.removeprefix("config.regularizer.") not in known:
             raise UserError(f"report.sensitivity: {param!r} is no hyperparameter of the space's regularizers "
                             f"({', '.join(sorted(used))}); use one of: {', '.join(known)}")
-
-
-def check_spec(spec: Any) -> None:
-    """Everything above that needs the parsed space."""
-    check_searcher(spec)
-    check_sensitivity(spec)
-    dry_draw(spec)
 
 
 RESOURCE_UNIT = 1e-4

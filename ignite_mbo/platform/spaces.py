@@ -248,9 +248,7 @@ class SweepSpec(BaseModel):
 
 def _check_coherent(spec: SweepSpec) -> None:
     """Cross-field rules (raised as ValueError with a one-line message)."""
-    for key, values in spec.grid.items():
-        if not values:
-            raise ValueError(f"grid axis {key!r} has no values")
+    space_checks.check_axes(spec)
     for key, distribution in spec.search.items():
         _check_distribution(key, distribution)
     searching = spec.search_alg is not None or (spec.scheduler is not None and spec.scheduler.name != "fifo")

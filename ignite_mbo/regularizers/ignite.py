@@ -12,10 +12,10 @@ mean prediction over the minibatch. Per minibatch, with the Lagrange multiplier 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from ignite_mbo.regularizers.base import (
@@ -168,6 +168,14 @@ class Ignite2Config(IgniteConfig):
 
     name: Literal["ignite2"] = "ignite2"  # type: ignore[assignment]
     initial_lambda: NonNegative = Field(0.01, description="λ, fixed")
-    lambda_lr: Annotated[float, Field(ge=0, le=0, description="0: λ is fixed")] = 0.0
+    lambda_lr: float = Field(0.0, description="0: λ is fixed")
     rho: Positive = Field(0.2, description="ρ, the sharpness scale")
     radius: Radius = Field(0.2, description="r, the finite-difference perturbation radius")
+
+    @field_validator("lambda_lr")
+    @classmethod
+    def _lambda_stays_fixed(cls, value: float) -> float:
+        if value != 0:
+            raise ValueError("IGNITE-2 keeps λ fixed, so its lambda_lr is 0; use the regularizer ignite for a λ that "
+                             "moves")
+        return value

@@ -116,6 +116,16 @@ def set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
     node[leaf] = regularizer_mapping(value) if dotted_key == "regularizer" else value
 
 
+def assignments(key: str, value: Any) -> list[tuple[str, Any]]:
+    """``key: value`` as the single dotted settings it gives: ``("baseline_options", {"epochs": 3})`` ->
+    ``[("baseline_options.epochs", 3)]``; a regularizer given by name gives ``regularizer.name``."""
+    if key == "regularizer" and isinstance(value, str):
+        return [("regularizer.name", value)]
+    if isinstance(value, dict) and value:
+        return [item for sub, inner in value.items() for item in assignments(f"{key}.{sub}", inner)]
+    return [(key, value)]
+
+
 def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
     flat: dict[str, Any] = {}

@@ -176,6 +176,8 @@ SWEEP = [
     (["sweep", "{space}"], "num_samples", "name: x\nnum_samples: 0\n"),
     (["sweep", "{space}"], "max_retries", "name: x\nfailure: {max_retries: -1}\n"),
     (["sweep", "{space}"], "grid axis 'seed' has no values", "name: x\ngrid: {seed: []}\n"),
+    (["sweep", "{space}"], "grid axis 'seed' and variant 2 axis 'seed' both set 'seed'; give each setting in one place",
+     "name: x\ngrid: {seed: [0, 1]}\nvariants:\n  - {regularizer: [none]}\n  - {seed: [5]}\n"),
     (["sweep", "{space}"], "grid axis 'seed' lists 0 more than once; list each value once",
      "name: x\ngrid: {seed: [0, 1, 0]}\n"),
     (["sweep", "{space}"], "variant 1: axis 'regularizer' lists {'name': 'ignite', 'rho': 0.1} more than once",

@@ -123,7 +123,7 @@ def test_search_setup_grid_random_and_optuna():
         ({"search_alg": {"name": "random"}}, "needs an explicit objective"),
         ({"scheduler": {"name": "asha"}, "objective": "oracle_score"}, "use an offline objective"),
         ({"objective": "accuracy"}, "unknown objective"),
-        ({"grid": {"seed": [0]}, "search": {"seed": {"randint": [0, 9]}}}, "in both 'search' and the grid"),
+        ({"grid": {"seed": [0]}, "search": {"seed": {"randint": [0, 9]}}}, "grid axis 'seed' and search key 'seed' both set"),
         ({"search_alg": {"name": "hyperopt"}}, "search_alg.name"),
     ],
 )

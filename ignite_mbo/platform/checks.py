@@ -84,13 +84,12 @@ def check_tracking_server(uri: str, timeout_s: float = 3.0) -> str:
     url = uri.rstrip("/")
     parts = urlsplit(url)
     try:
-        port = parts.port
+        port, port_problem = parts.port, "port 0"
     except ValueError as error:  # not a number, or out of 0-65535
-        port, reason = 0, str(error)
-    else:
-        reason = "port 0"
+        port, port_problem = 0, str(error)
     if port == 0:
-        raise UserError(f"{url} names no usable port ({reason}); use http(s)://HOST:PORT with a port from 1 to 65535")
+        raise UserError(f"{url} names no usable port ({port_problem}); use http(s)://HOST:PORT with a port from 1 "
+                        "to 65535")
     userinfo, _, host = parts.netloc.rpartition("@")
     probe = urlunsplit((parts.scheme, host, parts.path, "", "")) + MLFLOW_PROBE
     try:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ignite_mbo.config import assignments
 from ignite_mbo.errors import UserError
 from ignite_mbo.limits import SIZE_SETTINGS, check_trial, refuse_booleans
 
@@ -114,6 +115,27 @@ def check_axes(spec: Any) -> None:
             if repeated := [value for value, text in zip(values, seen, strict=True) if seen.count(text) > 1]:
                 raise UserError(f"{where} {key!r} lists {repeated[0]!r} more than once; list each value once (a "
                                 "repeat is one trial, not two: add seeds to run more)")
+
+
+def check_settings_given_once(spec: Any) -> None:
+    """Each setting of a trial is given in one place: ``trial``, one grid or variant axis, or ``search``, whatever the
+    spelling (``baseline_options.epochs: 2`` and ``baseline_options: {epochs: 3}`` are one setting; so are
+    ``regularizer`` and ``regularizer.epsilon`` when search draws the regularizer). Otherwise one value would be
+    dropped silently."""
+    def settings(key: str, values: list[Any]) -> set[str]:
+        return {setting for value in values for setting, _ in assignments(key, value)}
+
+    fixed = [(f"trial key {key!r}", settings(key, [value])) for key, value in spec.trial.items()]
+    fixed += [(f"grid axis {key!r}", settings(key, values)) for key, values in spec.grid.items()]
+    searched = [(f"search key {key!r}", {key}) for key in spec.search]
+    for number, variant in enumerate(spec.variants or [{}], start=1):
+        varied = [(f"variant {number} axis {key!r}", settings(key, values)) for key, values in variant.items()]
+        sources = [*fixed, *varied, *searched]
+        for first, (where, given) in enumerate(sources):
+            for other, also in sources[first + 1:]:
+                if both := sorted(a for a in given for b in also if a == b or a.startswith(f"{b}.")
+                                  or b.startswith(f"{a}.")):
+                    raise UserError(f"{where} and {other} both set {both[0]!r}; give each setting in one place")
 
 
 def _draws(key: str, distribution: dict[str, list[Any]]) -> list[Any]:

@@ -42,7 +42,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
-from ignite_mbo.config import TrialConfig, regularizer_mapping, set_dotted
+from ignite_mbo.config import TrialConfig, assignments, regularizer_mapping, set_dotted
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform import space_checks
 from ignite_mbo.regularizers import one_line
@@ -224,9 +224,10 @@ class SweepSpec(BaseModel):
                 axes = {**self.grid, **variant}
                 keys = list(axes)
                 for values in itertools.product(*(axes[key] for key in keys)):
-                    raw: dict[str, Any] = {}  # trial's keys may be dotted too (pass 20), as grid's are
+                    raw: dict[str, Any] = {}  # setting by setting: each is given once (check_settings_given_once)
                     for key, value in [*self.trial.items(), *zip(keys, values, strict=True)]:
-                        set_dotted(raw, key, copy.deepcopy(value))
+                        for setting, leaf in assignments(key, copy.deepcopy(value)):
+                            set_dotted(raw, setting, leaf)
                     if "regularizer" in raw:
                         raw["regularizer"] = regularizer_mapping(raw["regularizer"])
                     raw_points.setdefault(json.dumps(raw, sort_keys=True, default=str), raw)
@@ -260,9 +261,6 @@ def _check_coherent(spec: SweepSpec) -> None:
             and not OBJECTIVES[spec.objective].per_epoch):
         raise ValueError(f"scheduler {spec.scheduler.name} stops trials on per-epoch values, and objective "
                          f"{spec.objective} exists only at the end of a trial: use an offline objective")
-    overlap = set(spec.search) & ({*spec.grid} | {key for variant in spec.variants for key in variant})
-    if overlap:
-        raise ValueError(f"{', '.join(sorted(overlap))}: in both 'search' and the grid; keep one")
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -387,11 +385,13 @@ def parse_spec(raw: dict[str, Any], where: str = "search space", max_trials: int
     try:
         _check_coherent(spec)
         space_checks.check_searcher(spec)
-        spec.trials()
+        spec.trials()  # first: its set_dotted says where a key into a named field (task.max_samples) belongs
+        space_checks.check_settings_given_once(spec)
         space_checks.check_sensitivity(spec)
         space_checks.dry_draw(spec)
         spec.check_search_values()
-    except (UserError, ValueError) as error:
+    except (UserError, ValueError, RecursionError) as error:  # RecursionError: an alias inside its own anchor
         circular = "a YAML alias refers to its own anchor; write the values out"  # "Circular reference detected"
-        raise UserError(f"{where}: {circular if 'Circular reference' in str(error) else error}") from None
+        cycle = isinstance(error, RecursionError) or "Circular reference" in str(error)
+        raise UserError(f"{where}: {circular if cycle else error}") from None
     return spec

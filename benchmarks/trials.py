@@ -41,12 +41,11 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     from ignite_mbo.trial import run_trial
 
     config = TrialConfig.parse(job)
-    started, cpu_started = time.time(), time.process_time()
+    started = time.time()
     result = run_trial(config, device=os.environ.get("IGNITE_MBO_DEVICE", "auto"))
-    summary = {key: value for key, value in result.summary.items()}
     return {"task": config.task, "baseline": config.baseline, "regularizer": config.regularizer.name,
             "seed": config.seed, "fidelity": config.fidelity, "options": config.baseline_options,
-            "started": started, **summary, "cpu_time_s": time.process_time() - cpu_started, "code": code}
+            "started": started, **result.summary, "code": code}
 
 
 def code_version() -> str:

@@ -43,7 +43,7 @@ def run_trial(
     ``max_samples`` budget (TF-Bind-10) is subsampled afresh from the trial's own stream, as the
     reference draws a new training set in every run.
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     keep_freed_memory()
     streams = Streams(config.seed)
     if task is None:
@@ -57,4 +57,5 @@ def run_trial(
     summary["regularizer_affects_search"] = proposal.regularizer_affects_search
     summary[PROTOCOL_DEVIATIONS] = ",".join(protocol_deviations(config))
     summary["wall_time_s"] = time.perf_counter() - started
+    summary["cpu_time_s"] = time.process_time() - cpu_started  # this process's, all its threads: the trial's cost
     return TrialResult(summary=summary, proposal=proposal, scores=scores)

@@ -237,3 +237,4 @@ def test_run_prints_summary_json_on_last_line(design_bench_dir):
         assert key in summary
     assert summary["num_candidates"] == 128
     assert summary["config"]["regularizer"]["epsilon"] == 0.05
+    assert 0 < summary["cpu_time_s"] and 0 < summary["wall_time_s"]  # what the trial cost, and how long it took

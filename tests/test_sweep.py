@@ -79,6 +79,7 @@ def test_results_table_and_printed_gain_table(finished_sweep):
     table = pd.read_parquet(folder / "out" / "two_trials" / "results.parquet")
     assert len(table) == 2 and set(table["status"]) == {"TERMINATED"}
     assert {"task", "baseline", "regularizer", "seed", "score_100th", "final_lambda", "mlflow_run_id"} <= set(table.columns)
+    assert (table["cpu_time_s"] > 0).all() and (table["wall_time_s"] > 0).all()  # the cost claim reads CPU time
     schema = pq.read_schema(folder / "out" / "two_trials" / "results.parquet")  # typed, as the trial config
     assert schema.field("config.seed").type == pa.int64() and schema.field("config.regularizer.epsilon").type == pa.float64()
     assert schema.field("config.regularizer.project_lambda").type == pa.bool_()

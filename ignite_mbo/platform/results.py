@@ -18,7 +18,8 @@ from ignite_mbo.protocol import PROTOCOL_DEVIATIONS
 
 SUMMARY_COLUMNS = (
     "score_100th", "score_80th", "score_50th", "score_mean", "num_candidates", "sharpness_train",
-    "sharpness_candidates", "final_lambda", "regularizer_affects_search", "wall_time_s", "mlflow_run_id",
+    "sharpness_candidates", "final_lambda", "regularizer_affects_search", "wall_time_s", "cpu_time_s",
+    "mlflow_run_id",
 )
 
 

@@ -59,6 +59,6 @@ def test_options_given_in_trial_reach_every_regularizer_the_grid_names() -> None
 def test_a_regularizer_and_its_options_from_two_axes_still_combine() -> None:
     import yaml
 
-    spec = parse_spec(yaml.safe_load(HEAD + TRIAL + "grid:\n  regularizer: [ignite]\n"
+    spec = parse_spec(yaml.safe_load(HEAD + TRIAL.replace("}", ", baseline_options: {}}") + "grid:\n  regularizer: [ignite]\n"
                                      "  regularizer.epsilon: [0.05, 0.2]\n  baseline_options.epochs: [2]\n"))
     assert [(t.regularizer.epsilon, t.baseline_options["epochs"]) for t in spec.trials()] == [(0.05, 2), (0.2, 2)]

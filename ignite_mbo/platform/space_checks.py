@@ -122,8 +122,8 @@ def check_settings_given_once(spec: Any) -> None:
     spelling (``baseline_options.epochs: 2`` and ``baseline_options: {epochs: 3}`` are one setting; so are
     ``regularizer`` and ``regularizer.epsilon`` when search draws the regularizer). Otherwise one value would be
     dropped silently."""
-    def settings(key: str, values: list[Any]) -> set[str]:
-        return {setting for value in values for setting, _ in assignments(key, value)}
+    def settings(key: str, values: list[Any]) -> set[str]:  # an empty mapping ({}) sets nothing
+        return {setting for value in values for setting, leaf in assignments(key, value) if leaf != {}}
 
     fixed = [(f"trial key {key!r}", settings(key, [value])) for key, value in spec.trial.items()]
     fixed += [(f"grid axis {key!r}", settings(key, values)) for key, values in spec.grid.items()]

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from urllib.parse import unquote
 
-from ignite_mbo.errors import UserError
+from ignite_mbo.errors import UserError, printable
 
 HTTP_TIMEOUT_S = 10
 """Seconds one MLflow HTTP request may take (MLflow's own default is 120)."""
@@ -191,9 +191,10 @@ def store_failure(error: BaseException) -> str | None:
     if "database is locked" in lowered:
         return ("the tracking store stayed locked by another program for minutes (database is locked); close what "
                 "holds it (a sqlite3 shell, a backup, a stuck process), then try again (a sweep: with --resume)")
-    schema = re.search(r"out-of-date database schema \(found version (\w+), but expected (\w+)\)", str(chain))
-    if schema:
-        return (f"the MLflow store's schema is version {schema[1]}, not {schema[2]} as this MLflow expects: if an "
+    schema = re.search(r"out-of-date database schema \(found version (.*?), but expected (\w+)\)", str(chain), re.S)
+    if schema:  # pass 23: the found version is whatever the file holds, newlines and escapes included
+        found = printable(schema[1][:60])
+        return (f"the MLflow store's schema is version {found}, not {schema[2]} as this MLflow expects: if an "
                 "older MLflow wrote it, back it up and run 'mlflow db upgrade URI'; if a newer one did, open it with "
                 "that MLflow; or pass another --tracking-uri")
     status = _HTTP_STATUS.search(str(chain))

@@ -263,6 +263,8 @@ SWEEP = [
     (["sweep", "{space}", "--address", "ray://127.0.0.1:1"], "no Ray cluster answers at ray://127.0.0.1:1", GOOD),
     (["sweep", "{space}", "--address", "head:99999"], "is not HOST:PORT or ray://HOST:PORT", GOOD),
     (["sweep", "{space}", "--storage-path", "file://{outside}/st?x=1"], "a file:// URI takes no query", GOOD),  # pass 18
+    (["sweep", "{space}", "--storage-path", "file://otherhost{outside}/st"], "takes no host ('otherhost')", GOOD),
+    (["sweep", "{space}", "--storage-path", "file://localhost{outside}/st"], "takes no host ('localhost')", GOOD),
     (["sweep", "{space}", "--output-dir", "{outside}/a\nb\x1b[2J"], "holds the control character '\\n'", GOOD),
     (["sweep", "{space}", "--storage-path", "{outside}/\x1b[31mred"], "holds the control character '\\x1b'", GOOD),
     (["sweep", "{space}", "--num-cpus", str(10**20)], "--num-cpus must be between 1 and 65,536", GOOD),

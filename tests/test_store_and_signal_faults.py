@@ -120,19 +120,23 @@ def test_a_corrupt_store_with_a_query_is_one_line_without_warnings(tmp_path, mon
     assert not [w for w in caught if "SAWarning" in type(w.message).__name__], caught
 
 
-def test_a_store_of_an_unknown_schema_version_is_one_whole_line_that_names_both_ways(tmp_path, monkeypatch, capsys,
+@pytest.mark.parametrize(("version", "shown"), [("deadbeef0000", "deadbeef0000"),
+                                               ("abc\n\x1b[31mRED", "abc\\n\\x1b[31mRED")])
+def test_a_store_of_an_unknown_schema_version_is_one_whole_line_that_names_both_ways(version, shown, tmp_path,
+                                                                                     monkeypatch, capsys,
                                                                                      design_bench_dir):
     """Pass 17: MLflow's own message was cut mid-word ('please consult your databa') and advised only
-    'mlflow db upgrade', which cannot help a store that a newer MLflow wrote."""
+    'mlflow db upgrade', which cannot help a store that a newer MLflow wrote. Pass 23: a version holding a newline
+    gave MLflow's message cut at the newline, with no fix."""
     store = tmp_path / "mlflow.db"
     subprocess.run([sys.executable, "-c", "import sys; from mlflow import MlflowClient; MlflowClient(sys.argv[1])"
                     ".search_experiments()", f"sqlite:///{store}"], check=True, capture_output=True, timeout=120)
     # a real store (built in another process: this one would keep it open), then a version no MLflow here knows
     with sqlite3.connect(store) as connection:
-        connection.execute("UPDATE alembic_version SET version_num = 'deadbeef0000'")
+        connection.execute("UPDATE alembic_version SET version_num = ?", (version,))
     before = store.read_bytes()
     monkeypatch.chdir(tmp_path)
-    err = one_line_exit_2([*RUN, "--tracking-uri", f"sqlite:///{store}"], capsys, "schema is version deadbeef0000")
+    err = one_line_exit_2([*RUN, "--tracking-uri", f"sqlite:///{store}"], capsys, f"schema is version {shown}, not")
     assert err.endswith("or pass another --tracking-uri") and "mlflow db upgrade" in err and "newer" in err, err
     assert store.read_bytes() == before
 

@@ -191,8 +191,11 @@ def check_storage_path(storage: str) -> str:
         if scheme == "file" and ("?" in rest or "#" in rest):  # pass 18: checked 'st?x=1/', Tune wrote in 'st/'
             raise UserError(f"--storage-path {storage!r}: a file:// URI takes no query or fragment ('?', '#'); "
                             "give the folder's path")
+        if scheme == "file" and not rest.startswith("/"):  # pass 23: Tune's pyarrow refuses a host, even localhost
+            raise UserError(f"--storage-path {storage!r}: a file:// URI names a folder on this machine and takes no "
+                            f"host ({rest.split('/')[0]!r}); write file:///PATH (three slashes), or the folder's path")
         if scheme == "file":
-            writable_ancestor(Path("/" + rest.lstrip("/")))
+            writable_ancestor(Path(rest))
         return storage
     writable_ancestor(Path(storage))
     return str(Path(storage).absolute())

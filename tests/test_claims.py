@@ -202,7 +202,7 @@ def test_claims_on_a_quick_sweep(tmp_path: Path, design_bench_dir: Path) -> None
     assert "- **ignite**: 1 cell:" in text and "| TFBind8-Exact-v0 | grad-ascent + ignite |" in text
     assert "**Warning:** n=2 is too few for any conclusion" in text
     assert "| 2 | no |" in text, "n printed, and 2 seeds are never told apart from 0"
-    assert "Lower with the regularizer in" in text and "wall time per trial" in text
+    assert "Lower with the regularizer in" in text and "CPU time per trial" in text, "sweeps record cpu_time_s"
 
     report = subprocess.run(["ignite-mbo", "report", "out/claims_quick", "--format", "latex"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)

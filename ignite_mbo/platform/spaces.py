@@ -42,7 +42,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
-from ignite_mbo.config import TrialConfig, assignments, regularizer_mapping, set_dotted
+from ignite_mbo.config import TrialConfig, assignments, set_dotted
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform import space_checks
 from ignite_mbo.regularizers import one_line
@@ -228,8 +228,6 @@ class SweepSpec(BaseModel):
                     for key, value in [*self.trial.items(), *zip(keys, values, strict=True)]:
                         for setting, leaf in assignments(key, copy.deepcopy(value)):
                             set_dotted(raw, setting, leaf)
-                    if "regularizer" in raw:
-                        raw["regularizer"] = regularizer_mapping(raw["regularizer"])
                     raw_points.setdefault(json.dumps(raw, sort_keys=True, default=str), raw)
             self._trials = [TrialConfig.parse(raw) for raw in raw_points.values()]
         return self._trials

@@ -3,7 +3,10 @@
     python benchmarks/trials.py OUT.jsonl --baselines cma-es bo-qei --regularizers none --seeds 0-7 \
         [--task TFBind8-Exact-v0] [--fidelity full] [--workers 2] [--threads 1] [--deadline 3600] [--set epochs=10]
 
-Trials already in OUT.jsonl are skipped, so a killed run resumes. Each worker is a process with
+Trials already in OUT.jsonl are skipped, so a killed run resumes; with ``--checkpoints DIR`` a
+trial killed midway also goes on from its last checkpoint (a finished surrogate, or a long fit's
+last save between epochs: ``ignite_mbo.checkpoints``), and its ``cpu_time_s`` includes what the
+killed attempts spent up to that save. Each worker is a process with
 ``--threads`` torch threads; on a GPU machine every worker shares the visible GPU (fractional
 packing). ``--deadline`` (seconds) stops starting new trials after that time. The last line printed
 is a throughput summary: trials finished, wall time and trials per hour. Each row records its wall
@@ -15,11 +18,14 @@ reproduction runs on the CPU and by ``benchmarks/device_check.sh`` on a GPU.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing as mp
 import os
+import shutil
 import subprocess
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +43,16 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(job.pop("threads"))
     code = job.pop("code")
+    from ignite_mbo.checkpoints import CheckpointStore
     from ignite_mbo.config import TrialConfig
     from ignite_mbo.trial import run_trial
 
+    folder = job.pop("checkpoint_dir", None)
     config = TrialConfig.parse(job)
     started = time.time()
-    result = run_trial(config, device=os.environ.get("IGNITE_MBO_DEVICE", "auto"))
+    store = CheckpointStore(folder) if folder else None
+    with store.activate() if store else nullcontext():
+        result = run_trial(config, device=os.environ.get("IGNITE_MBO_DEVICE", "auto"))
     return {"task": config.task, "baseline": config.baseline, "regularizer": config.regularizer.name,
             "seed": config.seed, "fidelity": config.fidelity, "options": config.baseline_options,
             "started": started, **result.summary, "code": code}
@@ -66,6 +76,11 @@ def key(row: dict[str, Any]) -> tuple:
             json.dumps(row.get("options", {}), sort_keys=True))
 
 
+def checkpoint_dir(root: Path | None, row: dict[str, Any]) -> str | None:
+    """The trial's own checkpoint folder under ``root`` (named after its key), or None without one."""
+    return None if root is None else str(root / hashlib.sha256(repr(key(row)).encode()).hexdigest()[:16])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
@@ -78,6 +93,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--deadline", type=float, default=float("inf"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--checkpoints", type=Path, metavar="DIR",
+                        help="keep each trial's checkpoints here, so a killed trial goes on from its last save")
     parser.add_argument("--order", choices=["seed", "baseline"], default="seed",
                         help="seed: every baseline's early seeds first; baseline: as listed, all its seeds first")
     args = parser.parse_args()
@@ -97,7 +114,7 @@ def main() -> None:
             row = {"task": args.task, "baseline": baseline, "regularizer": regularizer, "seed": seed,
                    "fidelity": args.fidelity, "options": options}
             if key(row) not in done:
-                jobs.append({**job, "threads": args.threads})
+                jobs.append({**job, "threads": args.threads, "checkpoint_dir": checkpoint_dir(args.checkpoints, row)})
 
     code = code_version()
     jobs = [{**job, "code": code} for job in jobs]
@@ -111,7 +128,7 @@ def main() -> None:
                 time.sleep(0.2)
             if time.time() - started > args.deadline:
                 break
-            pending.append(pool.apply_async(run_one, (job,)))
+            pending.append((pool.apply_async(run_one, (job,)), job["checkpoint_dir"]))
         while pending:
             pending = _collect(pending, args.out)
             time.sleep(0.2)
@@ -123,9 +140,9 @@ def main() -> None:
 
 def _collect(pending: list, out: Path) -> list:
     still = []
-    for handle in pending:
+    for handle, folder in pending:
         if not handle.ready():
-            still.append(handle)
+            still.append((handle, folder))
             continue
         try:
             row = handle.get()
@@ -134,6 +151,8 @@ def _collect(pending: list, out: Path) -> list:
             continue
         with out.open("a") as f:
             f.write(json.dumps(row, default=float) + "\n")
+        if folder:  # recorded: its checkpoints are no longer needed
+            shutil.rmtree(folder, ignore_errors=True)
         print(f"{row['baseline']:>11} {row['regularizer']:>7} seed {row['seed']}: "
               f"100th {row['score_100th']:.3f} 80th {row['score_80th']:.3f} 50th {row['score_50th']:.3f} "
               f"({row['wall_time_s']:.0f} s wall, {row['cpu_time_s']:.0f} s CPU)", flush=True)

@@ -10,14 +10,22 @@ fingerprint (shapes, settings) guards against restoring a fit whose call changed
 carries state (an object, not a plain function) is restored only if it has
 ``state_dict``/``load_state_dict``; otherwise that surrogate is trained again.
 
+A long fit is also saved between epochs, at most every :data:`PARTIAL_SAVE_EVERY_S` seconds
+(weights, Adam state, minibatch-order generators, regularizer state, history): a trial stopped after
+three hours of a four-hour fit (a lost node, a resumed sweep, a killed benchmark) goes on from its
+last save, and ends with the same weights as an unbroken fit. Only fits whose loss is a plain
+function are saved so (a loss with state may draw random numbers the store cannot replay).
+
 The search itself is not checkpointed inside baselines' loops: the store records how far it got
-(the last ``search/...`` step logged), which the trial reports with its checkpoint.
+(the last ``search/...`` step logged), which the trial reports with its checkpoint. The CPU time
+that earlier attempts spent up to their last save is kept (:attr:`CheckpointStore.cpu_time_before`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,8 +38,11 @@ from torch import nn
 
 from ignite_mbo.atomic import atomic_write
 from ignite_mbo.progress import EpochMetrics, MetricLogger
+from ignite_mbo.training import FitCheckpoint, FitState
 
 STATE_FILE = "state.json"
+PARTIAL_SAVE_EVERY_S = 600.0
+"""A fit in progress is saved when this many seconds passed since it started or was last saved."""
 
 _ACTIVE: ContextVar[CheckpointStore | None] = ContextVar("ignite_mbo_checkpoint_store", default=None)
 
@@ -62,6 +73,10 @@ class CheckpointStore:
         self.state: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
         self.state.setdefault("surrogates", {})
         self.state.setdefault("search", {})
+        self.state.setdefault("partial", {})
+        self.cpu_time_before = float(self.state.get("cpu_time_s", 0.0))
+        """CPU seconds that earlier attempts spent, up to their last save."""
+        self._cpu_started = time.process_time()
         self.calls = 0  # surrogate fits reached so far in this attempt
         self.restored = 0
         self.trained = 0
@@ -111,11 +126,18 @@ class CheckpointStore:
         self.restored += 1
         return [dict(epoch) for epoch in entry["history"]]
 
+    def partial_fit(self, name: str, fingerprint: dict[str, Any], loss: Any) -> FitCheckpoint | None:
+        """The between-epochs checkpoint of fit ``name``, for ``training.fit``; None if its loss has state."""
+        return _PartialFit(self, name, json.loads(json.dumps(fingerprint, default=str))) if _is_function(loss) else None
+
     def save_surrogate(self, name: str, fingerprint: dict[str, Any], model: nn.Module, regularizer: Any,
                        loss: Any, history: list[dict[str, float]]) -> None:
         """Called by ``Context.fit`` after training (not after a restore)."""
         logged, self._recording = self._recording or [], None
         self.trained += 1
+        partial = self.state["partial"].pop(name, None)
+        if partial is not None:
+            (self.directory / partial["file"]).unlink(missing_ok=True)
         if not _restorable(loss):
             return
         file = f"{name.replace('/', '_')}.pt"
@@ -132,7 +154,7 @@ class CheckpointStore:
     # -- the folder -----------------------------------------------------------------------------
     def save(self, reason: str, **state: Any) -> None:
         """Write ``state.json`` (with ``state`` merged in) and hand the folder to ``on_save``."""
-        self.state.update(state)
+        self.state.update(state, cpu_time_s=self.cpu_time_before + time.process_time() - self._cpu_started)
         text = json.dumps(self.state, indent=1, default=float)
         atomic_write(self.directory / STATE_FILE, lambda partial: partial.write_text(text))
         if self.on_save is not None:
@@ -145,6 +167,40 @@ class CheckpointStore:
         if search:
             text += f"; search logged step {search.get('last_logged_step')}"
         return text
+
+
+class _PartialFit:
+    """A :class:`~ignite_mbo.training.FitCheckpoint` kept in a store: ``{name}.partial.pt`` and an entry in state.json."""
+
+    def __init__(self, store: CheckpointStore, name: str, fingerprint: dict[str, Any]) -> None:
+        self.store, self.name, self.fingerprint = store, name, fingerprint
+        self.file = f"{name.replace('/', '_')}.partial.pt"
+        self.last_save = time.monotonic()
+
+    def load(self) -> FitState | None:
+        entry = self.store.state["partial"].get(self.name)
+        if entry is None or entry["fingerprint"] != self.fingerprint:
+            return None
+        tensors = torch.load(self.store.directory / self.file, map_location="cpu", weights_only=True)
+        logged = [(metrics, step, epoch_end) for metrics, step, epoch_end in entry["logged"]]
+        for metrics, step, epoch_end in logged:  # what the earlier attempt logged, as a restored fit replays it
+            self.store._log(EpochMetrics(metrics) if epoch_end else metrics, step)
+        self.store._recording = logged
+        return FitState(entry["epochs_done"], tensors["model"], tensors["optimizer"], tensors["orders"],
+                        entry["regularizer"], entry["history"])
+
+    def save(self, state: Callable[[], FitState]) -> None:
+        if time.monotonic() - self.last_save < PARTIAL_SAVE_EVERY_S:
+            return
+        fit = state()
+        tensors = {"model": fit.model, "optimizer": fit.optimizer, "orders": fit.orders}
+        atomic_write(self.store.directory / self.file, lambda partial: torch.save(tensors, partial))
+        self.store.state["partial"][self.name] = {
+            "file": self.file, "fingerprint": self.fingerprint, "epochs_done": fit.epochs_done, "regularizer": fit.regularizer,
+            "history": fit.history, "logged": list(self.store._recording or []),
+        }
+        self.store.save(f"{self.name}: {fit.epochs_done} epochs trained")
+        self.last_save = time.monotonic()
 
 
 def fingerprint(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Any, regularizer: Any,

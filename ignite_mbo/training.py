@@ -12,9 +12,10 @@ regularizer's statistics stay on the device and are read once per epoch.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,6 +45,30 @@ def keras_adam(parameters: Iterable[torch.Tensor], lr: float, betas: tuple[float
     return torch.optim.Adam(parameters, lr=lr, betas=betas, eps=KERAS_ADAM_EPSILON, capturable=capturable,
                             fused=True if cpu else None)
 
+
+
+@dataclass
+class FitState:
+    """Where a fit got to at an epoch's end: enough to go on exactly as if it had never stopped."""
+
+    epochs_done: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    orders: list[torch.Tensor]  # the minibatch-order generators' states
+    regularizer: dict[str, list[float]]
+    history: list[dict[str, float]]
+
+
+class FitCheckpoint(Protocol):
+    """Saves a long fit between epochs (:mod:`ignite_mbo.checkpoints`), so a stopped trial goes on from there."""
+
+    def load(self) -> FitState | None:
+        """The state an earlier attempt saved, if any."""
+        ...
+
+    def save(self, state: Callable[[], FitState]) -> None:
+        """Called at every epoch's end; builds ``state()`` only when it decides to write."""
+        ...
 
 
 class Loss(Protocol):
@@ -239,7 +264,7 @@ def cuda_graphs_enabled(device: torch.device, loss: Loss) -> bool:
 
 def fit(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, splits: Splits, regularizer: Regularizer,
         settings: FitSettings, loss: Loss, *, log: MetricLogger | None = None, prefix: str = "",
-        progress: Progress = SILENT) -> list[dict[str, float]]:
+        progress: Progress = SILENT, checkpoint: FitCheckpoint | None = None) -> list[dict[str, float]]:
     """Train every member of ``model`` on (x, y) with Adam, ``regularizer.backward`` replacing backward.
 
     ``x`` holds flat features or tokens (rows, ...), ``y`` targets (rows, 1). Returns one dict per
@@ -247,7 +272,8 @@ def fit(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, splits: Splits, reg
     keyed ``{prefix}{name}`` for one member or ``{prefix}member_{m}/{name}``: train/validation loss,
     validation Spearman correlation, λ, the constraint's sharpness as the regularizer saw it, and
     the measured sharpness ``SHARPNESS_RHO·‖∇G‖`` on a fixed training batch. On CUDA the step is a
-    replayed CUDA graph where possible (:func:`cuda_graphs_enabled`).
+    replayed CUDA graph where possible (:func:`cuda_graphs_enabled`). A ``checkpoint`` restores what
+    an earlier attempt saved and saves between epochs; the result is the same as one unbroken fit.
     """
     device = next(model.parameters()).device
     members, shared = splits.num_members, splits.shared
@@ -265,12 +291,28 @@ def fit(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, splits: Splits, reg
     step: _Step | _GraphedStep = _GraphedStep(plain) if graphed else plain
     size, batch = training.shape[1], settings.batch_size
 
-    history = []
+    history: list[dict[str, float]] = []
     progress.phase(f"{prefix or 'surrogate '}epochs".strip(), settings.epochs)
-    for epoch in range(settings.epochs):
+    saved = checkpoint.load() if checkpoint is not None else None
+    first_epoch = saved.epochs_done if saved is not None else 0
+    if saved is not None:
+        model.load_state_dict(saved.model)
+        optimizer.load_state_dict(saved.optimizer)
+        for generator, generator_state in zip(orders, saved.orders, strict=True):
+            generator.set_state(generator_state)
+        regularizer.load_state_dict(saved.regularizer)
+        history = saved.history
+        progress.advance(saved.epochs_done)
+
+    def fit_state(epochs_done: int) -> FitState:
+        return FitState(epochs_done, {key: value.detach().cpu() for key, value in model.state_dict().items()},
+                        optimizer.state_dict(), [generator.get_state() for generator in orders],
+                        regularizer.state_dict(), list(history))
+
+    for epoch in range(first_epoch, settings.epochs):
         if settings.cosine_schedule:
             for group in optimizer.param_groups:
-                group["lr"] = settings.learning_rate * (1 + np.cos(np.pi * epoch / settings.epochs)) / 2
+                group["lr"] = settings.learning_rate * (1 + float(np.cos(np.pi * epoch / settings.epochs))) / 2
         model.train()
         step.reset()
         order = torch.stack([torch.randperm(size, generator=g) for g in orders]).to(device)
@@ -294,6 +336,8 @@ def fit(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, splits: Splits, reg
                               for m, metrics in enumerate(per_member) for key, value in metrics.items()}
                              | {f"{prefix}{key}": value for key, value in extra.items()}), epoch)
         progress.advance()
+        if checkpoint is not None:
+            checkpoint.save(functools.partial(fit_state, epoch + 1))
     return history
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ignite_mbo import checkpoints
 from ignite_mbo.allocator import keep_freed_memory
 from ignite_mbo.baselines import load
 from ignite_mbo.baselines.base import Context, Proposal
@@ -57,5 +58,6 @@ def run_trial(
     summary["regularizer_affects_search"] = proposal.regularizer_affects_search
     summary[PROTOCOL_DEVIATIONS] = ",".join(protocol_deviations(config))
     summary["wall_time_s"] = time.perf_counter() - started
-    summary["cpu_time_s"] = time.process_time() - cpu_started  # this process's, all its threads: the trial's cost
+    store = checkpoints.active()  # earlier attempts' CPU time, up to their last save, is part of the cost
+    summary["cpu_time_s"] = time.process_time() - cpu_started + (store.cpu_time_before if store else 0.0)
     return TrialResult(summary=summary, proposal=proposal, scores=scores)

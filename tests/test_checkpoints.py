@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 import torch
 
+from ignite_mbo import checkpoints
 from ignite_mbo.baselines.base import Context, TrainedSurrogate
 from ignite_mbo.baselines.coms import ConservativeLoss
 from ignite_mbo.checkpoints import CheckpointStore
 from ignite_mbo.design_space import DesignSpace
 from ignite_mbo.models import GaussianEnsemble, StackedMLP, gaussian_nll
+from ignite_mbo.progress import EpochMetrics
 from ignite_mbo.regularizers import IgniteConfig
 from ignite_mbo.streams import Streams
 from ignite_mbo.training import FitSettings, draw_splits
@@ -43,12 +45,20 @@ def gaussian_model(ctx: Context, name: str) -> GaussianEnsemble:
     return GaussianEnsemble(6, 16, 2, generators=ctx.generators(f"{name}/init", 2))
 
 
+class Stopped(Exception):
+    """The attempt was stopped (a lost node, a signal) while it trained."""
+
+
 def attempt(store: CheckpointStore | None, fit: FitSettings = FIT, loss: Callable[[], Any] = lambda: gaussian_nll,
-            model: Callable[[Context, str], torch.nn.Module] = gaussian_model) -> Attempt:
-    """One attempt of a trial: the two fits, each with a fresh ``loss()``, logged through the store."""
+            model: Callable[[Context, str], torch.nn.Module] = gaussian_model,
+            stop_at: tuple[str, int] | None = None) -> Attempt:
+    """One attempt of a trial: the two fits, each with a fresh ``loss()``, logged through the store;
+    ``stop_at=(name, epoch)`` stops it as fit ``name`` logs that epoch (before any save at its end)."""
     logged: list[tuple[int, dict[str, float]]] = []
 
     def log(metrics: dict[str, float], step: int) -> None:
+        if stop_at and isinstance(metrics, EpochMetrics) and step == stop_at[1] and f"{stop_at[0]}/" in next(iter(metrics)):
+            raise Stopped
         logged.append((step, dict(metrics)))
 
     ctx = Context(Streams(0), regularizer=IgniteConfig(epsilon=0.01), log=store.wrap_log(log) if store else log)
@@ -103,6 +113,35 @@ def test_a_half_done_attempt_restores_the_first_fit_and_trains_the_second(tmp_pa
     retry = CheckpointStore(tmp_path)
     assert_same(attempt(retry), reference)  # named streams: training "second" needs no RNG state of "first"
     assert (retry.restored, retry.trained) == (1, 1)
+
+
+LONG_FIT = FitSettings(epochs=5, batch_size=64, learning_rate=1e-2, validation_size=50, cosine_schedule=True)
+
+
+def test_a_fit_stopped_midway_goes_on_from_its_last_save_with_the_same_result(tmp_path, monkeypatch) -> None:
+    """Saved between epochs (here after every one), a stopped fit resumes where it was saved: same
+    weights, λ, Adam state and minibatch orders, so the same result and log as an unbroken attempt."""
+    monkeypatch.setattr(checkpoints, "PARTIAL_SAVE_EVERY_S", 0.0)
+    reference = attempt(None, fit=LONG_FIT)
+    with pytest.raises(Stopped):
+        attempt(CheckpointStore(tmp_path), fit=LONG_FIT, stop_at=("second", 3))
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["partial"]["second"]["epochs_done"] == 3 and state["cpu_time_s"] > 0
+    assert (tmp_path / "second.partial.pt").is_file()
+
+    retry = CheckpointStore(tmp_path)
+    assert retry.cpu_time_before == state["cpu_time_s"]  # the stopped attempt's cost is kept
+    resumed = attempt(retry, fit=LONG_FIT)
+    assert_same(resumed, reference)
+    assert (retry.restored, retry.trained) == (1, 1)
+    assert not (tmp_path / "second.partial.pt").exists()  # the finished fit replaces its partial save
+    assert json.loads((tmp_path / "state.json").read_text())["partial"] == {}
+
+
+def test_a_fit_is_saved_midway_only_when_the_interval_has_passed(tmp_path) -> None:
+    with pytest.raises(Stopped):  # the default interval (minutes) never passes in this toy fit
+        attempt(CheckpointStore(tmp_path), fit=LONG_FIT, stop_at=("second", 3))
+    assert json.loads((tmp_path / "state.json").read_text())["partial"] == {}
 
 
 def test_a_changed_call_is_trained_again(tmp_path) -> None:

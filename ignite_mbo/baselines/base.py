@@ -142,7 +142,7 @@ class Context:
         """Train ``model`` (all its members) under a fresh regularizer; metrics are logged as ``{name}/...``.
 
         Inside a trial with an active checkpoint store, a fit that an earlier attempt finished is
-        restored instead of trained again.
+        restored instead of trained again, and one it left unfinished goes on from its last save.
         """
         model.to(self.device)
         regularizer = self.regularizer.build()
@@ -151,7 +151,7 @@ class Context:
         history = store.restore_surrogate(name, key, model, regularizer, loss) if store else None
         if history is None:
             history = fit(model, x, y, splits, regularizer, settings, loss, log=self.log, prefix=f"{name}/",
-                          progress=self.progress)
+                          progress=self.progress, checkpoint=store.partial_fit(name, key, loss) if store else None)
             if store:
                 store.save_surrogate(name, key, model, regularizer, loss, history)
         return TrainedSurrogate(model.eval(), space, regularizer, history)

@@ -78,13 +78,14 @@ def bound_http_calls(rest_utils: ModuleType | None = None) -> None:
 
 def _read_schema(uri: str) -> tuple[dict[str, str], tuple | None]:
     """The schema of the SQLite database at ``uri`` (each object's name: its kind, table, view, index or trigger,
-    and ``user_version`` when a program set it) and the first ``quick_check`` row."""
+    and ``user_version``/``application_id`` when a program set them) and the first ``quick_check`` row."""
     connection = sqlite3.connect(uri, uri=True, timeout=5)
     try:
         schema = {name: kind for kind, name in connection.execute("SELECT type, name FROM sqlite_master")}
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        return {**schema, **({f"user_version {version}": "pragma"} if version else {})}, \
-            connection.execute("PRAGMA quick_check(1)").fetchone()
+        for pragma in ("user_version", "application_id"):  # a program marks its file with these, tables or not
+            if value := connection.execute(f"PRAGMA {pragma}").fetchone()[0]:
+                schema[f"{pragma} {value}"] = "pragma"
+        return schema, connection.execute("PRAGMA quick_check(1)").fetchone()
     finally:
         connection.close()
 

@@ -94,18 +94,21 @@ def test_a_sqlite_uri_with_a_query_never_changes_a_foreign_database(query, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.db"]
 
 
-@pytest.mark.parametrize("schema", ["CREATE VIEW v AS SELECT 1", "PRAGMA user_version = 7"])
-def test_a_database_with_a_view_or_a_user_version_but_no_table_is_another_programs(schema, tmp_path, monkeypatch,
-                                                                                   capsys, design_bench_dir):
+@pytest.mark.parametrize(("schema", "shown"), [("CREATE VIEW v AS SELECT 1", "view v"),
+                                               ("PRAGMA user_version = 7", "user_version 7"),
+                                               ("PRAGMA application_id = 1234", "application_id 1234")])
+def test_a_database_with_a_view_or_a_program_mark_but_no_table_is_another_programs(schema, shown, tmp_path,
+                                                                                  monkeypatch, capsys,
+                                                                                  design_bench_dir):
     """Pass 18: a database whose only object was a view was taken as empty: MLflow's 65 tables were added to it and
-    the run exited 0."""
+    the run exited 0. Pass 24: the same with SQLite's application_id, the header field that marks a file's format."""
     monkeypatch.chdir(tmp_path)
     foreign = tmp_path / "foreign.db"
     with sqlite3.connect(foreign) as connection:
         connection.execute(schema)
     before = foreign.read_bytes()
     err = one_line_exit_2([*RUN, "--tracking-uri", f"sqlite:///{foreign}"], capsys, "another program's")
-    assert ("view v" if "VIEW" in schema else "user_version 7") in err, err
+    assert shown in err, err
     assert foreign.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.db"]
 

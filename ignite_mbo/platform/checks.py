@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar, cast
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from ignite_mbo.errors import UserError
 from ignite_mbo.http_deadline import redirect_refused
@@ -77,12 +77,21 @@ def _fetch(url: str, headers: dict[str, str], timeout_s: float) -> bytes:
     return within(fetch, timeout_s)
 
 
+def split_url(url: str, what: str, fix: str) -> SplitResult:
+    """``url``'s parts, or a one-line error naming ``what`` it is and the ``fix`` (pass 24: an unclosed IPv6
+    bracket, ``http://[::1:5000``, raised a traceback)."""
+    try:
+        return urlsplit(url)
+    except ValueError as error:
+        raise UserError(f"{what} {url!r} is not a URL ({error}); {fix}") from None
+
+
 def check_tracking_server(uri: str, timeout_s: float = 3.0) -> str:
     """An ``http(s)://`` MLflow server that answers a real API call completely within ``timeout_s``; else
     a one-line UserError naming the fix (``--allowed-hosts`` when MLflow refuses the address, credentials,
     the URL). A ``user:password@`` in the URL is sent as basic auth, as MLflow's client sends it."""
     url = uri.rstrip("/")
-    parts = urlsplit(url)
+    parts = split_url(url, "tracking URI", "use http(s)://HOST:PORT of an MLflow server")
     try:
         port, port_problem = parts.port, "port 0"
     except ValueError as error:  # not a number, or out of 0-65535
@@ -181,24 +190,32 @@ def check_output_dir(path: Path) -> Path:
 
 
 def check_storage_path(storage: str) -> str:
-    """Tune's storage path: a local folder (created later) or a URI with a scheme pyarrow knows."""
+    """Tune's storage path: a local folder (created later), returned absolute, or a URI with a scheme pyarrow
+    knows. A ``file:`` URI (``file:///x``, ``file:/x``) becomes its folder, decoded as pyarrow decodes it (pass 24:
+    the check saw ``a%20b`` where Tune wrote in ``a b``)."""
     check_printable("--storage-path", storage)
-    scheme, sep, rest = storage.partition("://")
-    if sep:
-        if scheme not in STORAGE_SCHEMES or not rest.strip("/"):
+    if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/", storage):
+        writable_ancestor(Path(storage))
+        return str(Path(storage).absolute())
+    parts = split_url(storage, "--storage-path", "give a folder or a URI such as s3://BUCKET/PATH")
+    if parts.scheme.lower() != "file":
+        if parts.scheme.lower() not in STORAGE_SCHEMES or "://" not in storage or not storage.split("://", 1)[1].strip("/"):
             raise UserError(f"--storage-path {storage!r}: unsupported; use a folder, or "
                             f"{', '.join(f'{s}://' for s in STORAGE_SCHEMES)} with a path")
-        if scheme == "file" and ("?" in rest or "#" in rest):  # pass 18: checked 'st?x=1/', Tune wrote in 'st/'
-            raise UserError(f"--storage-path {storage!r}: a file:// URI takes no query or fragment ('?', '#'); "
-                            "give the folder's path")
-        if scheme == "file" and not rest.startswith("/"):  # pass 23: Tune's pyarrow refuses a host, even localhost
-            raise UserError(f"--storage-path {storage!r}: a file:// URI names a folder on this machine and takes no "
-                            f"host ({rest.split('/')[0]!r}); write file:///PATH (three slashes), or the folder's path")
-        if scheme == "file":
-            writable_ancestor(Path(rest))
         return storage
-    writable_ancestor(Path(storage))
-    return str(Path(storage).absolute())
+    if "?" in storage or "#" in storage:  # pass 18: checked 'st?x=1/', Tune wrote in 'st/'
+        raise UserError(f"--storage-path {storage!r}: a file:// URI takes no query or fragment ('?', '#'); "
+                        "give the folder's path")
+    if parts.netloc:  # pass 23: Tune's pyarrow refuses a host, even localhost
+        raise UserError(f"--storage-path {storage!r}: a file:// URI names a folder on this machine and takes no "
+                        f"host ({parts.hostname or parts.netloc.rpartition('@')[2]!r}); write file:///PATH (three "
+                        "slashes), or the folder's path")
+    folder = unquote(parts.path)
+    check_printable("--storage-path (decoded)", folder)
+    if not folder.strip("/"):
+        raise UserError(f"--storage-path {storage!r}: names no folder; give the folder's path")
+    writable_ancestor(Path(folder))
+    return folder
 
 
 def check_name(name: str) -> str:
@@ -230,7 +247,8 @@ def check_ray_address(address: str | None) -> None:
     ``ray.init`` would otherwise retry for minutes, deaf to Ctrl-C. ``auto`` and no address are Ray's to find."""
     if not address or address in ("auto", "local"):
         return
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    parts = split_url(address if "://" in address else f"tcp://{address}", "--address",
+                      "pass the head's HOST:PORT or ray://HOST:PORT")
     try:
         host, port = parts.hostname, parts.port
     except ValueError:

@@ -26,7 +26,7 @@ from ignite_mbo.platform.checks import (
     check_storage_path,
 )
 from ignite_mbo.platform.record import SWEEP_FILE, SweepRecord
-from ignite_mbo.platform.resume_files import check_saved_state, check_state_files
+from ignite_mbo.platform.resume_files import check_saved_state, check_state_files, local_path
 from ignite_mbo.platform.signals import check_resume_state
 from ignite_mbo.platform.space_checks import check_resource_fraction
 from ignite_mbo.platform.spaces import MAX_TRIALS, SweepSpec, load_spec
@@ -109,7 +109,8 @@ def plan_sweep(
         if given:  # sweep.json holds no password: the one given now is used
             record.tracking_uri = given
         storage_path = check_storage_path(storage_path) if storage_path else None  # absolute, as sweep.json has it
-        if storage_path and storage_path.rstrip("/") != record.storage_path.rstrip("/"):
+        recorded = str(local_path(record.storage_path) or record.storage_path)  # a record may hold file:///x
+        if storage_path and storage_path.rstrip("/") != recorded.rstrip("/"):
             raise UserError(f"the sweep's Tune experiment is under {record.storage_path}; resume with that --storage-path")
         uri = store_guard.check_tracking_uri(record.tracking_uri, if_missing="put the sweep's store back there "
                                              "(sweep.json records its path)")

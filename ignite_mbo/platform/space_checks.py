@@ -111,10 +111,21 @@ def check_axes(spec: Any) -> None:
         for key, values in axes.items():
             if not values:
                 raise UserError(f"{where} {key!r} has no values; give at least one or drop the axis")
-            seen = [json.dumps(value, sort_keys=True, default=str) for value in values]
+            seen = [json.dumps(_same_number(value), sort_keys=True, default=str) for value in values]
             if repeated := [value for value, text in zip(values, seen, strict=True) if seen.count(text) > 1]:
                 raise UserError(f"{where} {key!r} lists {repeated[0]!r} more than once; list each value once (a "
                                 "repeat is one trial, not two: add seeds to run more)")
+
+
+def _same_number(value: Any) -> Any:
+    """``value`` with every whole float as an int: ``1.0`` and ``1`` are one value to a setting (pass 24)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _same_number(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_same_number(item) for item in value]
+    return value
 
 
 def check_settings_given_once(spec: Any) -> None:
@@ -148,6 +159,9 @@ def _draws(key: str, distribution: dict[str, list[Any]]) -> list[Any]:
     except ValueError as error:
         raise UserError(f"search.{key}: Ray Tune refuses {{{name}: {args}}} ({error}); with a q, make both "
                         "bounds multiples of q, with at least one multiple between them") from None
+    except (OverflowError, ZeroDivisionError) as error:  # e.g. a subnormal q: the range holds too many steps
+        raise UserError(f"search.{key}: Ray Tune cannot draw from {{{name}: {args}}} ({error}); give numbers of a "
+                        "usual size (a q that is a sensible step of the range)") from None
     if name == "randn":
         drawn += [args[0] - 6 * args[1], args[0] + 6 * args[1]]
     return [value.item() if isinstance(value, np.generic) else value for value in drawn]

@@ -1,0 +1,65 @@
+"""Pass 24 (an independent adversarial pass): what it found, each refused in one line before anything is written."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ignite_mbo.cli import main
+from ignite_mbo.platform.checks import check_storage_path
+
+HEAD = "name: hostile\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n"
+
+REFUSED = [
+    (HEAD + "search:\n  baseline_options.learning_rate: {quniform: [0.1, 0.5, 5.0e-324]}\n",
+     "Ray Tune cannot draw from {quniform: [0.1, 0.5, 5e-324]}"),
+    (HEAD + "grid:\n  seed: [1, 1.0]\n", "grid axis 'seed' lists 1 more than once"),  # one trial twice
+    (HEAD + "grid:\n  baseline_options: [{epochs: 2}, {epochs: 2.0}]\n", "lists {'epochs': 2} more than once"),
+]
+
+
+@pytest.mark.parametrize(("space", "needle"), REFUSED, ids=[needle[:40] for _, needle in REFUSED])
+def test_a_space_that_fails_deep_inside_is_refused_in_one_line(space, needle, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hostile.yaml").write_text(space)
+    assert main(["sweep", "hostile.yaml"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and needle in line, line
+    assert os.listdir(tmp_path) == ["hostile.yaml"]
+
+
+STORAGE = [  # --storage-path, what the one line says
+    ("file://user:secret@somehost{tmp}/st", "takes no host ('somehost')"),  # the message itself was masked away
+    ("file:{tmp}/st#", "a file:// URI takes no query or fragment"),  # one slash: taken as a relative folder
+    ("file://{tmp}/st%0a1", "holds the control character '\\n'"),  # Tune decodes it: a folder with a newline
+    ("file://{tmp}/blk%20x/sub", "blk x is a file, so"),  # the check saw 'blk%20x', Tune wrote in 'blk x'
+]
+
+
+@pytest.mark.parametrize(("storage", "needle"), STORAGE, ids=[needle[:30] for _, needle in STORAGE])
+def test_a_file_uri_storage_path_is_checked_as_tune_reads_it(storage, needle, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hostile.yaml").write_text(HEAD)
+    (tmp_path / "blk x").write_text("a file")
+    assert main(["sweep", "hostile.yaml", "--storage-path", storage.format(tmp=tmp_path)]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and needle in line and "secret" not in line, line
+    assert sorted(os.listdir(tmp_path)) == ["blk x", "hostile.yaml"]
+
+
+def test_a_file_uri_storage_path_becomes_the_folder_tune_writes_in(tmp_path) -> None:
+    assert check_storage_path(f"file://{tmp_path}/a%20b/c") == f"{tmp_path}/a b/c"
+    assert check_storage_path(f"file:{tmp_path}/d") == f"{tmp_path}/d"
+    assert check_storage_path("s3://bucket/sweeps") == "s3://bucket/sweeps"
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--tracking-uri", "http://u:secret@[::1:5000"),
+                                             ("--storage-path", "s3://[bucket/x"), ("--address", "[::1:6379")])
+def test_a_url_that_cannot_be_split_is_refused_in_one_line(flag, value, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hostile.yaml").write_text(HEAD)
+    assert main(["sweep", "hostile.yaml", flag, value]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "is not a URL (Invalid IPv6 URL)" in line and "secret" not in line, line
+    assert os.listdir(tmp_path) == ["hostile.yaml"]

@@ -1,9 +1,18 @@
-"""Pass 24 (an independent adversarial pass): what it found, each refused in one line before anything is written."""
+"""Pass 24 (an independent adversarial pass, 27 cases, 8 failed): what it found, now each refused in one line with
+nothing written: a subnormal q (a traceback); one grid value listed twice as ``1`` and ``1.0`` (two identical
+trials); ``file:`` storage paths (one slash with ``#``, a host with credentials that masked the message away,
+percent-encoding checked undecoded while Tune wrote in the decoded folder); a URL with an unclosed IPv6 bracket (a
+traceback); ``report --format latex`` on a disk that fills at the ``.tex`` file (the other files left behind). The
+SQLite file marked by ``application_id`` is in test_store_and_signal_faults.py."""
 
 from __future__ import annotations
 
+import errno
 import os
+from pathlib import Path
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from ignite_mbo.cli import main
@@ -63,3 +72,30 @@ def test_a_url_that_cannot_be_split_is_refused_in_one_line(flag, value, tmp_path
     line = capsys.readouterr().err.strip()
     assert "\n" not in line and "is not a URL (Invalid IPv6 URL)" in line and "secret" not in line, line
     assert os.listdir(tmp_path) == ["hostile.yaml"]
+
+
+def test_report_as_latex_on_a_disk_that_fills_at_the_tex_file_leaves_nothing(tmp_path, monkeypatch) -> None:
+    """``report --format latex --output-dir`` wrote gain_table.{md,csv,png}, then failed at gain_table.tex and left
+    them (and the folders made for them) behind."""
+    from ignite_mbo import atomic
+    from ignite_mbo.platform.report import commands, render
+
+    real = atomic.stage
+
+    def full_at_the_tex_file(path: Path, write):  # type: ignore[no-untyped-def]
+        if path.name == "gain_table.tex":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, write)
+
+    report = SimpleNamespace(long=pd.DataFrame({"a": [1]}), results=pd.DataFrame())
+    monkeypatch.setattr(atomic, "stage", full_at_the_tex_file)
+    monkeypatch.setattr(commands.inputs, "read_sources", lambda sources: None)
+    monkeypatch.setattr(commands, "build_report", lambda results: report)
+    monkeypatch.setattr(commands, "render_latex", lambda report: "tex")
+    monkeypatch.setattr(render, "render_markdown", lambda report: "md")
+    monkeypatch.setattr(render, "render_figure", lambda report: b"png")
+    monkeypatch.setattr(render.reproduction, "compare", lambda results: [])
+    with pytest.raises(OSError) as error:
+        commands.report_sources([tmp_path / "sweep"], "latex", tmp_path / "a" / "out")
+    assert error.value.filename == str(tmp_path / "a" / "out" / "gain_table.tex")
+    assert list(tmp_path.iterdir()) == []

@@ -28,10 +28,7 @@ def report_sources(sources: list[Path], fmt: str = "markdown", output_dir: Path 
     text = render_latex(report) if fmt == "latex" else render_markdown(report)
     paths: list[Path] = []
     if output_dir is not None:
-        paths = write_report(report, output_dir)
-        if fmt == "latex":
-            paths.append(Path(output_dir) / LATEX_FILE)
-            write_atomic(paths[-1], text.encode())
+        paths = write_report(report, output_dir, {LATEX_FILE: text.encode()} if fmt == "latex" else None)
     return text, paths
 
 

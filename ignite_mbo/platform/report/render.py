@@ -134,9 +134,10 @@ def render_figure(report: Report) -> bytes:
     return buffer.getvalue()
 
 
-def write_report(report: Report, out_dir: Path) -> list[Path]:
-    """Write gain_table.{md,csv,png} (and reproduction_check.csv) into ``out_dir``; all are rendered
-    before any is written, and each is written atomically."""
+def write_report(report: Report, out_dir: Path, extra: dict[str, bytes] | None = None) -> list[Path]:
+    """Write gain_table.{md,csv,png} (and reproduction_check.csv, and the ``extra`` files) into ``out_dir``: all
+    are rendered before any is written, and written all or none (pass 24: a ``.tex`` written after them failed
+    alone on a full disk and left them behind)."""
     contents = {
         "gain_table.md": render_markdown(report).encode(),
         "gain_table.csv": report.long.to_csv(index=False).encode(),
@@ -145,6 +146,7 @@ def write_report(report: Report, out_dir: Path) -> list[Path]:
     comparisons = reproduction.compare(report.results)
     if comparisons:
         contents[REPRODUCTION_FILE] = reproduction.to_frame(comparisons).to_csv(index=False).encode()
+    contents |= extra or {}
     out_dir = Path(out_dir)
     made = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]  # deepest first
     out_dir.mkdir(parents=True, exist_ok=True)

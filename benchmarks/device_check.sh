@@ -13,7 +13,8 @@
 #   6. the product's path: the same 8 trials as section 5's 4-per-GPU packing, as a Ray Tune sweep with
 #      `gpu: 0.25` per trial into MLflow (ignite-mbo sweep), trials/hour beside the raw packing's;
 #   7. one full-fidelity trial of every baseline (seed 100), all at once: each baseline's trial time;
-#   8. full-fidelity unregularized trials of the baselines over seeds 0-7 (as many as fit), summarised.
+#   8. full-fidelity unregularized trials of the baselines over seeds 0-7 (as many as fit; ICT and RoMA, the
+#      baselines without a GPU measurement, first), summarised.
 # Needs TF-Bind-8 under $IGNITE_MBO_DATA_DIR; only section 6 starts Ray and MLflow (a local Ray and a
 # sqlite store in OUT_DIR). Results also go to OUT_DIR.
 # SECTIONS="4 8" runs only those; SWEEP="ens-mean mins" and WORKERS=N choose section 8's baselines and
@@ -30,7 +31,7 @@ section() { echo; echo "== $1 ($(( $(date +%s) - started )) s)"; }
 if "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     cuda=1; STEPS=200; ENSEMBLE_EPOCHS=3; GA_LIMIT=150; PACKINGS="1 2 4 8"; PACK_EPOCHS=5; PACK_LIMIT=120
     SWEEP_LIMIT=${SWEEP_LIMIT:-150}; EVERY_LIMIT=${EVERY_LIMIT:-240}
-    WORKERS=${WORKERS:-8}; SWEEP=${SWEEP:-"ens-mean mins ens-min grad-ascent coms cbas reinforce cma-es bo-qei"}
+    WORKERS=${WORKERS:-8}; SWEEP=${SWEEP:-"ict roma ens-mean mins ens-min grad-ascent coms cbas reinforce cma-es bo-qei"}
     FIDELITY=full
 else
     cuda=0; STEPS=10; ENSEMBLE_EPOCHS=1; GA_LIMIT=120; PACKINGS=""; PACK_EPOCHS=1; PACK_LIMIT=0
@@ -38,7 +39,7 @@ else
     WORKERS=${WORKERS:-2}; SWEEP=${SWEEP:-"cma-es grad-ascent"}; FIDELITY=quick
 fi
 SECTIONS=" ${SECTIONS:-1 2 3 4 5 6 7 8} "
-ALL_BASELINES="grad-ascent ens-mean ens-min reinforce cbas bo-qei cma-es mins coms"
+ALL_BASELINES="grad-ascent ens-mean ens-min reinforce cbas bo-qei cma-es mins coms roma ict"
 wanted() { [[ "$SECTIONS" == *" $1 "* ]]; }
 BUDGET=${BUDGET:-540}       # seconds for the whole script; section 6 gets what the others leave
 TAIL=${TAIL:-170}           # section 6 starts no trial later than this many seconds before the budget ends
@@ -119,15 +120,15 @@ if wanted 7; then
     section "7. one $FIDELITY-fidelity trial of every baseline (seed 100, all at once): trial times"
     # shellcheck disable=SC2086
     timeout "$EVERY_LIMIT" "$PYTHON" benchmarks/trials.py "$OUT/every_baseline.jsonl" --baselines $ALL_BASELINES \
-        --seeds 100 --fidelity "$FIDELITY" --workers 9 --threads 1 > "$OUT/every_baseline.log" 2>&1
+        --seeds 100 --fidelity "$FIDELITY" --workers 11 --threads 1 > "$OUT/every_baseline.log" 2>&1
     "$PYTHON" - "$OUT/every_baseline.jsonl" <<'EOF'
 import json
 import os
 import sys
 rows = [json.loads(line) for line in open(sys.argv[1])] if os.path.exists(sys.argv[1]) else []
 for row in sorted(rows, key=lambda row: row["wall_time_s"]):
-    print(f"{row['baseline']:<12} {row['wall_time_s']:8.1f} s  (nine trials sharing the machine)")
-print(f"{len(rows)} of 9 baselines finished within the section's limit")
+    print(f"{row['baseline']:<12} {row['wall_time_s']:8.1f} s  (eleven trials sharing the machine)")
+print(f"{len(rows)} of 11 baselines finished within the section's limit")
 EOF
 fi
 

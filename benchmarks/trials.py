@@ -23,7 +23,9 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -116,6 +118,9 @@ def main() -> None:
             if key(row) not in done:
                 jobs.append({**job, "threads": args.threads, "checkpoint_dir": checkpoint_dir(args.checkpoints, row)})
 
+    # A SIGTERM (kill, a session's end) unwinds like Ctrl-C, so the pool below terminates its workers: a
+    # worker left behind would go on training unseen, its row never written.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     code = code_version()
     jobs = [{**job, "code": code} for job in jobs]
     started = time.time()

@@ -23,8 +23,15 @@ HEAD = "name: hostile\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fi
 REFUSED = [
     (HEAD + "search:\n  baseline_options.learning_rate: {quniform: [0.1, 0.5, 5.0e-324]}\n",
      "Ray Tune cannot draw from {quniform: [0.1, 0.5, 5e-324]}"),
-    (HEAD + "grid:\n  seed: [1, 1.0]\n", "grid axis 'seed' lists 1 more than once"),  # one trial twice
-    (HEAD + "grid:\n  baseline_options: [{epochs: 2}, {epochs: 2.0}]\n", "lists {'epochs': 2} more than once"),
+    (HEAD + "grid:\n  seed: [1, 1.0]\n", "grid: seed: 1 and 1.0 make the same trial"),  # it ran twice
+    (HEAD + "grid:\n  baseline_options: [{epochs: 2}, {epochs: 2.0}]\n",
+     "grid: baseline_options.epochs: 2 and 2.0 make the same trial"),
+    # pass 25: YAML 1.1 reads 1e-1 as a string, which the setting takes as 0.1; a quoted seed
+    (HEAD + "grid:\n  seed: [0, '0']\n", "grid: seed: 0 and '0' make the same trial"),
+    (HEAD + "grid:\n  regularizer: [ignite]\n  regularizer.epsilon: [0.1, 1e-1]\n",
+     "grid: regularizer.epsilon: 0.1 and '1e-1' make the same trial"),
+    (HEAD + "variants:\n  - {seed: [0]}\n  - {seed: [1], baseline_options: [{}, {epochs: 10}]}\n",
+     "variant 2: baseline_options.epochs: the default and 10 make the same trial"),  # quick's epochs spelled out
 ]
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ignite_mbo.config import assignments
+from ignite_mbo.config import TrialConfig, assignments, flatten
 from ignite_mbo.errors import UserError
 from ignite_mbo.limits import SIZE_SETTINGS, check_trial, refuse_booleans
 
@@ -111,21 +111,34 @@ def check_axes(spec: Any) -> None:
         for key, values in axes.items():
             if not values:
                 raise UserError(f"{where} {key!r} has no values; give at least one or drop the axis")
-            seen = [json.dumps(_same_number(value), sort_keys=True, default=str) for value in values]
+            seen = [json.dumps(value, sort_keys=True, default=str) for value in values]
             if repeated := [value for value, text in zip(values, seen, strict=True) if seen.count(text) > 1]:
                 raise UserError(f"{where} {key!r} lists {repeated[0]!r} more than once; list each value once (a "
                                 "repeat is one trial, not two: add seeds to run more)")
 
 
-def _same_number(value: Any) -> Any:
-    """``value`` with every whole float as an int: ``1.0`` and ``1`` are one value to a setting (pass 24)."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {key: _same_number(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_same_number(item) for item in value]
-    return value
+def trial_identity(config: TrialConfig) -> str:
+    """What makes two trials the same trial: the config with the baseline's settings as the trial will see them
+    (``{epochs: 2.0}`` and ``{epochs: 2}``, or a default spelled out, are one trial)."""
+    return json.dumps(config.model_dump(mode="json") | {"baseline_options": config.baseline_settings().model_dump(
+        mode="json")}, sort_keys=True, default=str)
+
+
+def check_distinct_trials(points: list[tuple[dict[str, Any], TrialConfig]], where: str) -> None:
+    """No two points of one product (raw values, their config) make the same trial: one value listed twice, spelled
+    two ways (``seed: [0, '0']``, ``[0.1, 1e-1]``), would run twice (pass 25)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for raw, config in points:
+        identity = trial_identity(config)
+        if (first := seen.setdefault(identity, raw)) is not raw:
+            a, b = flatten(first), flatten(raw)
+            def shown(flat: dict[str, Any], key: str) -> str:
+                return repr(flat[key]) if key in flat else "the default"
+
+            differ = [key for key in sorted({*a, *b}) if shown(a, key) != shown(b, key)]
+            both = "; ".join(f"{key}: {shown(a, key)} and {shown(b, key)}" for key in differ[:3])
+            raise UserError(f"{where}: {both} make the same trial; list each value once, spelled one way (a "
+                            "repeat is one trial, not two: add seeds to run more)")
 
 
 def check_settings_given_once(spec: Any) -> None:

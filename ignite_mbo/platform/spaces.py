@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import math
 import re
 from pathlib import Path
@@ -216,20 +215,25 @@ class SweepSpec(BaseModel):
         """Every grid point as a validated trial config, expanded and validated once per spec.
 
         The points are the product of ``grid`` with the union of the ``variants``' products, in
-        order, identical points once.
+        order, identical trials once; two points of one product that make the same trial (a value
+        listed twice, spelled two ways: ``1`` and ``1.0``) are refused.
         """
         if self._trials is None:
-            raw_points: dict[str, dict[str, Any]] = {}
-            for variant in self.variants or [{}]:
+            trials: dict[str, TrialConfig] = {}
+            for number, variant in enumerate(self.variants or [{}], start=1):
                 axes = {**self.grid, **variant}
                 keys = list(axes)
+                points = []
                 for values in itertools.product(*(axes[key] for key in keys)):
                     raw: dict[str, Any] = {}  # setting by setting: each is given once (check_settings_given_once)
                     for key, value in [*self.trial.items(), *zip(keys, values, strict=True)]:
                         for setting, leaf in assignments(key, copy.deepcopy(value)):
                             set_dotted(raw, setting, leaf)
-                    raw_points.setdefault(json.dumps(raw, sort_keys=True, default=str), raw)
-            self._trials = [TrialConfig.parse(raw) for raw in raw_points.values()]
+                    points.append((raw, TrialConfig.parse(raw)))
+                space_checks.check_distinct_trials(points, f"variant {number}" if self.variants else "grid")
+                for _, config in points:
+                    trials.setdefault(space_checks.trial_identity(config), config)
+            self._trials = list(trials.values())
         return self._trials
 
     def search_domains(self) -> dict[str, Any]:

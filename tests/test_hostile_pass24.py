@@ -1,9 +1,10 @@
-"""Pass 24 (an independent adversarial pass, 27 cases, 8 failed): what it found, now each refused in one line with
-nothing written: a subnormal q (a traceback); one grid value listed twice as ``1`` and ``1.0`` (two identical
-trials); ``file:`` storage paths (one slash with ``#``, a host with credentials that masked the message away,
-percent-encoding checked undecoded while Tune wrote in the decoded folder); a URL with an unclosed IPv6 bracket (a
-traceback); ``report --format latex`` on a disk that fills at the ``.tex`` file (the other files left behind). The
-SQLite file marked by ``application_id`` is in test_store_and_signal_faults.py."""
+"""Passes 24 and 25 (independent adversarial passes: 27 cases, 8 failed; then 33 cases, 2 failed): what they found,
+now each refused in one line with nothing written: a subnormal q (a traceback); one grid value listed twice, spelled
+two ways (``1`` and ``1.0``, ``0`` and ``'0'``, ``0.1`` and YAML's string ``1e-1``: two identical trials); ``file:``
+storage paths (one slash with ``#``, a host with credentials that masked the message away, percent-encoding checked
+undecoded while Tune wrote in the decoded folder); a URL with an unclosed IPv6 bracket (a traceback); ``report
+--format latex`` on a disk that fills at the ``.tex`` file (the other files left behind). The SQLite file marked by
+``application_id`` is in test_store_and_signal_faults.py."""
 
 from __future__ import annotations
 
@@ -106,3 +107,12 @@ def test_report_as_latex_on_a_disk_that_fills_at_the_tex_file_leaves_nothing(tmp
         commands.report_sources([tmp_path / "sweep"], "latex", tmp_path / "a" / "out")
     assert error.value.filename == str(tmp_path / "a" / "out" / "gain_table.tex")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_ray_temp_folder_too_long_for_its_sockets_is_named_with_the_fix(tmp_path, monkeypatch) -> None:
+    """Pass 25's note: a 130-character RAY_TMPDIR got the generic 'a writable folder with free space' hint."""
+    from ignite_mbo.platform.local_ray import start_failure
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    error = start_failure(OSError(f"AF_UNIX path length cannot exceed 107 bytes: '{tmp_path}/session/sockets/raylet'"))
+    assert "too long a path for its sockets" in str(error) and "RAY_TMPDIR at a short path" in str(error), error

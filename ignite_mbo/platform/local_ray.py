@@ -106,5 +106,8 @@ def start_failure(error: Exception) -> UserError:
         return UserError(f"Ray could not start: its temporary folder {folder} ({which}) is not a folder; "
                          "point RAY_TMPDIR at a writable folder")
     first = first_line(error)
+    if "AF_UNIX path length" in str(error):  # Ray's sockets live under the folder: a socket path has 107 bytes
+        return UserError(f"Ray could not start: its temporary folder {folder} ({which}) is too long a path for its "
+                         f"sockets ({first}); point RAY_TMPDIR at a short path such as /tmp")
     return UserError(f"Ray could not start ({type(error).__name__}: {first}); check that {folder} ({which}) is a "
                      "writable folder with free space, and that ray.init works on this machine")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -54,3 +56,19 @@ def atomic_write_all(contents: dict[Path, bytes | Callable[[Path], object]]) -> 
             ready.unlink(missing_ok=True)
         raise
     return list(contents)
+
+
+@contextmanager
+def new_folders(path: Path) -> Iterator[None]:
+    """Make ``path`` with its missing parents for the block; if making them or the block fails (a full disk, out of
+    inodes), the folders made here are removed again, deepest first, where they are still empty."""
+    path = Path(path)
+    made = [folder for folder in (path, *path.parents) if not folder.exists()]  # deepest first
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        yield
+    except BaseException:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise

@@ -116,3 +116,36 @@ def test_a_ray_temp_folder_too_long_for_its_sockets_is_named_with_the_fix(tmp_pa
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
     error = start_failure(OSError(f"AF_UNIX path length cannot exceed 107 bytes: '{tmp_path}/session/sockets/raylet'"))
     assert "too long a path for its sockets" in str(error) and "RAY_TMPDIR at a short path" in str(error), error
+
+
+def inodes_run_out_after_one_folder(monkeypatch) -> None:
+    """``mkdir`` makes one folder, then fails as on a file system out of inodes."""
+    real, made = os.mkdir, []
+
+    def mkdir(path, mode=0o777):  # type: ignore[no-untyped-def]
+        if made:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, mode)
+        made.append(path)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+
+
+@pytest.mark.parametrize("make", ["sweep folder", "storage path", "report"])
+def test_folders_made_before_the_disk_ran_out_of_inodes_are_removed(make, tmp_path, monkeypatch) -> None:
+    """Pass 26: `sweep --output-dir a/b` (or `--storage-path a/b`, or `report --output-dir a/b`) on a file system out
+    of inodes said so in one line but left the folder `a` it had made."""
+    from ignite_mbo.platform import folders
+    from ignite_mbo.platform.report import render
+
+    report = SimpleNamespace(long=pd.DataFrame({"a": [1]}), results=pd.DataFrame())
+    monkeypatch.setattr(render, "render_markdown", lambda report: "md")
+    monkeypatch.setattr(render, "render_figure", lambda report: b"png")
+    monkeypatch.setattr(render.reproduction, "compare", lambda results: [])
+    make_it = {"sweep folder": lambda path: folders.claim_sweep_folder(path, "s"),
+               "storage path": lambda path: folders.prepare_storage(str(path)),
+               "report": lambda path: render.write_report(report, path)}[make]  # type: ignore[arg-type]
+    inodes_run_out_after_one_folder(monkeypatch)
+    with pytest.raises(Exception, match="No space left on device"):
+        make_it(tmp_path / "a" / "b")
+    assert list(tmp_path.iterdir()) == []

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ignite_mbo.atomic import new_folders
 from ignite_mbo.errors import UserError, first_line
 from ignite_mbo.platform.checks import within
 from ignite_mbo.platform.resume_files import local_path
@@ -47,12 +48,12 @@ def claim_sweep_folder(output_dir: Path, name: str) -> Path:
     """Create and own the first free one of ``OUTPUT_DIR/name``, ``name-2``, ...; a one-line error if the
     output folder cannot be made."""
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        for number in range(1, MAX_FOLDERS + 1):
-            path = output_dir / (name if number == 1 else f"{name}-{number}")
-            if _claim(path):
-                _check_room(path)
-                return path
+        with new_folders(output_dir):  # pass 26: out of inodes, the parents made were left behind
+            for number in range(1, MAX_FOLDERS + 1):
+                path = output_dir / (name if number == 1 else f"{name}-{number}")
+                if _claim(path):
+                    _check_room(path)
+                    return path
     except OSError as error:
         raise UserError(f"cannot create the sweep folder in {output_dir} ({error.strerror or error}); "
                         "pick another --output-dir") from None
@@ -128,8 +129,8 @@ def prepare_storage(storage_path: str) -> None:
         return
     folder = Path(storage_path.removeprefix("file://"))
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_probe(folder)
+        with new_folders(folder):
+            _write_probe(folder)
     except OSError as error:
         raise UserError(f"cannot create or write {folder}, where Tune keeps the sweep's state (--storage-path, "
                         f"by default the --output-dir): {error.strerror or error}; pick another folder") from None

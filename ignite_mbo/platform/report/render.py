@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ignite_mbo.atomic import atomic_write, atomic_write_all
+from ignite_mbo.atomic import atomic_write, atomic_write_all, new_folders
 from ignite_mbo.errors import UserError
 from ignite_mbo.platform.report import claims, compare, reproduction, stats
 from ignite_mbo.platform.report.build import (
@@ -147,16 +146,8 @@ def write_report(report: Report, out_dir: Path, extra: dict[str, bytes] | None =
     if comparisons:
         contents[REPRODUCTION_FILE] = reproduction.to_frame(comparisons).to_csv(index=False).encode()
     contents |= extra or {}
-    out_dir = Path(out_dir)
-    made = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]  # deepest first
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        return atomic_write_all({out_dir / name: data for name, data in contents.items()})
-    except OSError:  # a full disk: no file of the report was written, and no folder made for it is left
-        for folder in made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
+    with new_folders(Path(out_dir)):  # a full disk: no file of the report is written, no folder made for it left
+        return atomic_write_all({Path(out_dir) / name: data for name, data in contents.items()})
 
 
 def plot_sensitivity(results: pd.DataFrame, param: str, out_path: Path) -> Path:

@@ -76,16 +76,19 @@ def bound_http_calls(rest_utils: ModuleType | None = None) -> None:
         http_deadline.install(rest_utils)
 
 
-def _read_schema(uri: str) -> tuple[dict[str, str], tuple | None]:
+def _read_schema(uri: str) -> tuple[dict[str, str], tuple | None, int]:
     """The schema of the SQLite database at ``uri`` (each object's name: its kind, table, view, index or trigger,
-    and ``user_version``/``application_id`` when a program set them) and the first ``quick_check`` row."""
+    and ``user_version``/``application_id`` when a program set them), the first ``quick_check`` row, and how many
+    schema versions its ``alembic_version`` table holds (0 without one)."""
     connection = sqlite3.connect(uri, uri=True, timeout=5)
     try:
         schema = {name: kind for kind, name in connection.execute("SELECT type, name FROM sqlite_master")}
         for pragma in ("user_version", "application_id"):  # a program marks its file with these, tables or not
             if value := connection.execute(f"PRAGMA {pragma}").fetchone()[0]:
                 schema[f"{pragma} {value}"] = "pragma"
-        return schema, connection.execute("PRAGMA quick_check(1)").fetchone()
+        versions = (connection.execute("SELECT count(*) FROM alembic_version").fetchone()[0]
+                    if schema.get("alembic_version") == "table" else 0)
+        return schema, connection.execute("PRAGMA quick_check(1)").fetchone(), versions
     finally:
         connection.close()
 
@@ -107,14 +110,14 @@ def check_sqlite_store(path: Path, fix: str = "pass a new file as --tracking-uri
         if header != b"SQLite format 3\x00":
             raise sqlite3.DatabaseError("not a database")
         try:
-            schema, check = _read_schema(f"{path.as_uri()}?mode=ro")
+            schema, check, versions = _read_schema(f"{path.as_uri()}?mode=ro")
         except sqlite3.OperationalError as error:
             hot = any(path.with_name(path.name + suffix).exists() for suffix in ("-journal", "-wal"))
             if "readonly" not in str(error) or not hot:
                 raise
             # A process killed mid-transaction left a hot journal, which a reader must roll back: SQLite does
             # that on a read-write open, as MLflow's own would; the content is the last committed state.
-            schema, check = _read_schema(path.as_uri())
+            schema, check, versions = _read_schema(path.as_uri())
     except sqlite3.OperationalError as error:
         if "locked" in str(error):
             return  # a sweep is writing it: MLflow's own retries handle that
@@ -131,6 +134,9 @@ def check_sqlite_store(path: Path, fix: str = "pass a new file as --tracking-uri
         shown = ", ".join(name if kind in ("table", "pragma") else f"{kind} {name}" for name, kind in sorted(schema.items())[:5])
         raise UserError(f"{path} is another program's SQLite database ({'tables' if not kinds else 'schema'}: {shown}), "
                         f"not an MLflow store; it is left as it is: {fix}")
+    if versions > 1:  # pass 26: alembic's "more than one head" traceback
+        raise UserError(f"tracking store {path} records {versions} schema versions (alembic_version; an MLflow store "
+                        "has one): it is damaged, and left as it is; restore it from a backup or pass a new --tracking-uri")
 
 
 @contextmanager

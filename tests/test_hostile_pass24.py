@@ -149,3 +149,22 @@ def test_folders_made_before_the_disk_ran_out_of_inodes_are_removed(make, tmp_pa
     with pytest.raises(Exception, match="No space left on device"):
         make_it(tmp_path / "a" / "b")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_store_with_two_schema_versions_is_refused_in_one_line_and_left_as_it_is(tmp_path) -> None:
+    """Pass 26: a second row in alembic_version gave alembic's 60-line 'more than one head' traceback."""
+    import sqlite3
+
+    from ignite_mbo.errors import UserError
+    from ignite_mbo.store_guard import check_sqlite_store
+
+    store = tmp_path / "mlflow.db"
+    with sqlite3.connect(store) as connection:
+        connection.executescript("CREATE TABLE experiments (id INTEGER); CREATE TABLE runs (id INTEGER);"
+                                 "CREATE TABLE alembic_version (version_num TEXT);"
+                                 "INSERT INTO alembic_version VALUES ('1b5f0d9ad7c1'), ('deadbeef0000');")
+    connection.close()
+    before = store.read_bytes()
+    with pytest.raises(UserError, match="records 2 schema versions .* restore it from a backup"):
+        check_sqlite_store(store)
+    assert store.read_bytes() == before

@@ -33,6 +33,11 @@ REFUSED = [
      "grid: regularizer.epsilon: 0.1 and '1e-1' make the same trial"),
     (HEAD + "variants:\n  - {seed: [0]}\n  - {seed: [1], baseline_options: [{}, {epochs: 10}]}\n",
      "variant 2: baseline_options.epochs: the default and 10 make the same trial"),  # quick's epochs spelled out
+    # pass 26: two keys fine alone but not together, found only after Ray had started (and the store was written)
+    ("name: hostile\ntrial: {task: TFBind8-Exact-v0, baseline: bo-qei, fidelity: quick}\nsearch:\n"
+     "  baseline_options.bo_raw_samples: {randint: [10, 12]}\n  baseline_options.bo_num_restarts: {randint: [20, 30]}\n",
+     "search can draw baseline_options.bo_raw_samples = 10, baseline_options.bo_num_restarts = 20 together, which a "
+     "trial refuses"),
 ]
 
 

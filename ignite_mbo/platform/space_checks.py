@@ -13,6 +13,7 @@ grid value is (:func:`check_largest_draws`, once the tasks are built).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import sys
@@ -182,19 +183,48 @@ def _draws(key: str, distribution: dict[str, list[Any]]) -> list[Any]:
 
 def dry_draw(spec: Any) -> None:
     """Set every ``search`` key to values its distribution draws, on one grid point of each kind
-    (task, baseline, regularizer), and validate the trial configs that makes."""
+    (task, baseline, regularizer), and validate the trial configs that makes; then the keys together, at every
+    corner of their drawn ranges (pass 26: ``bo_raw_samples`` and ``bo_num_restarts``, each fine alone, could
+    be drawn in an order the settings refuse, found only once Ray had started)."""
     if not spec.search:
         return
     kinds = {(config.task, config.baseline, config.regularizer.name): config for config in spec.trials()}
+    draws: dict[str, list[Any]] = {}
     for key, distribution in spec.search.items():
         ((name, _),) = distribution.items()
-        for value in {repr(value): value for value in _draws(key, distribution)}.values():
+        draws[key] = list({repr(value): value for value in _draws(key, distribution)}.values())
+        for value in draws[key]:
             for config in kinds.values():
                 try:
                     config.with_values({key: value})
                 except UserError as error:
                     raise UserError(f"search.{key}: {name} can draw {value!r}, which a trial refuses ({error}); "
                                     "pick a distribution inside the field's bounds") from None
+    if len(draws) < 2:
+        return
+    ends = {key: _ends(values) for key, values in draws.items()}
+    corners = list(itertools.islice(itertools.product(*ends.values()), MAX_CORNERS))
+    for corner in corners:
+        values = dict(zip(ends, corner, strict=True))
+        for config in kinds.values():
+            try:
+                config.with_values(values)
+            except UserError as error:
+                together = ", ".join(f"{key} = {value!r}" for key, value in values.items())
+                raise UserError(f"search can draw {together} together, which a trial refuses ({error}); pick "
+                                "distributions whose values always agree") from None
+
+
+MAX_CORNERS = 256
+"""Corners of the search keys' ranges checked together (2 values per key: all corners of up to 8 keys)."""
+
+
+def _ends(values: list[Any]) -> list[Any]:
+    """The smallest and largest of drawn numbers, or every drawn value when they are not all numbers."""
+    numbers = [value for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    if len(numbers) != len(values):
+        return values[:4]
+    return list({repr(value): value for value in (min(numbers), max(numbers))}.values())
 
 
 def largest_draw(key: str, distribution: dict[str, list[Any]]) -> Any:

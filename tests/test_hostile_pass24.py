@@ -173,3 +173,13 @@ def test_a_store_with_two_schema_versions_is_refused_in_one_line_and_left_as_it_
     with pytest.raises(UserError, match="records 2 schema versions .* restore it from a backup"):
         check_sqlite_store(store)
     assert store.read_bytes() == before
+
+
+def test_a_sweep_record_nested_thousands_deep_is_a_corrupt_record(tmp_path) -> None:
+    """Pass 27: `sweep.json` of 5,000 nested lists gave a RecursionError traceback on --resume."""
+    from ignite_mbo.errors import UserError
+    from ignite_mbo.platform.record import SweepRecord
+
+    (tmp_path / "sweep.json").write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(UserError, match="is not a sweep record written by 'ignite-mbo sweep'"):
+        SweepRecord.load(tmp_path)

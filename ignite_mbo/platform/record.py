@@ -54,7 +54,7 @@ class SweepRecord(BaseModel):
         except FileNotFoundError:
             raise UserError(f"no sweep record at {path} (removed, or not a sweep's folder); restore it, or run the "
                             "sweep again without --resume into a new --output-dir") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError, RecursionError):  # pass 27: nested
             raise UserError(f"{path} is not a sweep record written by 'ignite-mbo sweep' (corrupt or foreign); "
                             "restore it or run the sweep again into a new --output-dir") from None
 

@@ -33,7 +33,10 @@ HTTP_BACKOFF_FACTOR = 1
 ARTIFACTS_FOLDER = "mlartifacts"
 """The artifact root beside a sqlite store (``mlflow_store.experiment_id``)."""
 MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}
-"""Tables every MLflow SQL store has."""
+"""Tables that make an SQLite file an MLflow store (else it is another program's)."""
+MLFLOW_CORE_TABLES = MLFLOW_TABLES | {"metrics", "latest_metrics", "params", "tags", "experiment_tags"}
+"""Tables every MLflow store has held since 2019: a store lacking one is damaged (pass 27: MLflow re-created a
+dropped ``metrics`` table in an old layout, and the store stayed broken)."""
 _CREDENTIALS = re.compile(r"(?P<scheme>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,63}://)(?P<userinfo>[^/?#\r\n]{1,4096})@")
 """A URL's userinfo: everything up to the last ``@`` before the path, as URL parsers split it (spaces too).
 Both parts are bounded (a scheme starts where a run of scheme characters starts), so a long text is
@@ -134,6 +137,9 @@ def check_sqlite_store(path: Path, fix: str = "pass a new file as --tracking-uri
         shown = ", ".join(name if kind in ("table", "pragma") else f"{kind} {name}" for name, kind in sorted(schema.items())[:5])
         raise UserError(f"{path} is another program's SQLite database ({'tables' if not kinds else 'schema'}: {shown}), "
                         f"not an MLflow store; it is left as it is: {fix}")
+    if schema and (missing := sorted(MLFLOW_CORE_TABLES - {name for name, kind in schema.items() if kind == "table"})):
+        raise UserError(f"tracking store {path} lacks MLflow's {', '.join(missing)} table{'s' if len(missing) > 1 else ''}: "
+                        "it is damaged, and left as it is; restore it from a backup or pass a new --tracking-uri")
     if versions > 1:  # pass 26: alembic's "more than one head" traceback
         raise UserError(f"tracking store {path} records {versions} schema versions (alembic_version; an MLflow store "
                         "has one): it is damaged, and left as it is; restore it from a backup or pass a new --tracking-uri")

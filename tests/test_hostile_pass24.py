@@ -18,6 +18,7 @@ import pytest
 
 from ignite_mbo.cli import main
 from ignite_mbo.platform.checks import check_storage_path
+from ignite_mbo.store_guard import MLFLOW_CORE_TABLES
 
 HEAD = "name: hostile\ntrial: {task: TFBind8-Exact-v0, baseline: grad-ascent, fidelity: quick}\n"
 
@@ -165,12 +166,32 @@ def test_a_store_with_two_schema_versions_is_refused_in_one_line_and_left_as_it_
 
     store = tmp_path / "mlflow.db"
     with sqlite3.connect(store) as connection:
-        connection.executescript("CREATE TABLE experiments (id INTEGER); CREATE TABLE runs (id INTEGER);"
-                                 "CREATE TABLE alembic_version (version_num TEXT);"
+        connection.executescript("".join(f"CREATE TABLE {table} (id INTEGER);" for table in sorted(MLFLOW_CORE_TABLES)
+                                         if table != "alembic_version")
+                                 + "CREATE TABLE alembic_version (version_num TEXT);"
                                  "INSERT INTO alembic_version VALUES ('1b5f0d9ad7c1'), ('deadbeef0000');")
     connection.close()
     before = store.read_bytes()
     with pytest.raises(UserError, match="records 2 schema versions .* restore it from a backup"):
+        check_sqlite_store(store)
+    assert store.read_bytes() == before
+
+
+def test_a_store_lacking_one_of_mlflows_tables_is_refused_before_mlflow_rebuilds_it(tmp_path) -> None:
+    """Pass 27: a store whose metrics table was dropped got a new one, in an old layout, from MLflow, and a FAILED run:
+    the store was changed and stayed broken, and the line named no fix."""
+    import sqlite3
+
+    from ignite_mbo.errors import UserError
+    from ignite_mbo.store_guard import check_sqlite_store
+
+    store = tmp_path / "mlflow.db"
+    with sqlite3.connect(store) as connection:
+        connection.executescript("".join(f"CREATE TABLE {table} (id INTEGER);" for table in sorted(MLFLOW_CORE_TABLES)
+                                         if table != "metrics"))
+    connection.close()
+    before = store.read_bytes()
+    with pytest.raises(UserError, match="lacks MLflow's metrics table: it is damaged, and left as it is; restore it"):
         check_sqlite_store(store)
     assert store.read_bytes() == before
 

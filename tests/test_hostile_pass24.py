@@ -157,8 +157,17 @@ def test_folders_made_before_the_disk_ran_out_of_inodes_are_removed(make, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_store_with_two_schema_versions_is_refused_in_one_line_and_left_as_it_is(tmp_path) -> None:
-    """Pass 26: a second row in alembic_version gave alembic's 60-line 'more than one head' traceback."""
+DAMAGED_STORES = [  # (the store's SQL, what the one line says); every table MLflow's core has, unless dropped
+    ("DROP TABLE alembic_version; CREATE TABLE alembic_version (version_num TEXT);"
+     "INSERT INTO alembic_version VALUES ('1b5f0d9ad7c1'), ('deadbeef0000');",
+     "records 2 schema versions .* restore it from a backup"),  # pass 26: alembic's 60-line 'more than one head'
+    ("DROP TABLE metrics;", "lacks MLflow's metrics table: it is damaged, and left as it is; restore it"),
+    # pass 27: MLflow re-created the dropped table in an old layout, added a FAILED run, and named no fix
+]
+
+
+@pytest.mark.parametrize(("damage", "needle"), DAMAGED_STORES, ids=["two versions", "a table dropped"])
+def test_a_damaged_store_is_refused_in_one_line_and_left_as_it_is(damage, needle, tmp_path) -> None:
     import sqlite3
 
     from ignite_mbo.errors import UserError
@@ -166,32 +175,11 @@ def test_a_store_with_two_schema_versions_is_refused_in_one_line_and_left_as_it_
 
     store = tmp_path / "mlflow.db"
     with sqlite3.connect(store) as connection:
-        connection.executescript("".join(f"CREATE TABLE {table} (id INTEGER);" for table in sorted(MLFLOW_CORE_TABLES)
-                                         if table != "alembic_version")
-                                 + "CREATE TABLE alembic_version (version_num TEXT);"
-                                 "INSERT INTO alembic_version VALUES ('1b5f0d9ad7c1'), ('deadbeef0000');")
+        connection.executescript("".join(f"CREATE TABLE {table} (id INTEGER);" for table in sorted(MLFLOW_CORE_TABLES))
+                                 + damage)
     connection.close()
     before = store.read_bytes()
-    with pytest.raises(UserError, match="records 2 schema versions .* restore it from a backup"):
-        check_sqlite_store(store)
-    assert store.read_bytes() == before
-
-
-def test_a_store_lacking_one_of_mlflows_tables_is_refused_before_mlflow_rebuilds_it(tmp_path) -> None:
-    """Pass 27: a store whose metrics table was dropped got a new one, in an old layout, from MLflow, and a FAILED run:
-    the store was changed and stayed broken, and the line named no fix."""
-    import sqlite3
-
-    from ignite_mbo.errors import UserError
-    from ignite_mbo.store_guard import check_sqlite_store
-
-    store = tmp_path / "mlflow.db"
-    with sqlite3.connect(store) as connection:
-        connection.executescript("".join(f"CREATE TABLE {table} (id INTEGER);" for table in sorted(MLFLOW_CORE_TABLES)
-                                         if table != "metrics"))
-    connection.close()
-    before = store.read_bytes()
-    with pytest.raises(UserError, match="lacks MLflow's metrics table: it is damaged, and left as it is; restore it"):
+    with pytest.raises(UserError, match=needle):
         check_sqlite_store(store)
     assert store.read_bytes() == before
 

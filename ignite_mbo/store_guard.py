@@ -14,6 +14,7 @@ Nothing here imports MLflow (``mlflow_store`` is its only user).
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import re
 import sqlite3
@@ -70,9 +71,19 @@ def bound_http_calls(rest_utils: ModuleType | None = None) -> None:
     """Give MLflow's HTTP calls a timeout and few retries, unless the user set them (environment,
     inherited by Ray workers started afterwards), and, given MLflow's ``rest_utils``, an overall deadline
     (:mod:`ignite_mbo.http_deadline`: a server that trickles its answer defeats a per-read timeout)."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(HTTP_TIMEOUT_S))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(HTTP_MAX_RETRIES))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", str(HTTP_BACKOFF_FACTOR))
+    defaults = {"MLFLOW_HTTP_REQUEST_TIMEOUT": (HTTP_TIMEOUT_S, float),
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": (HTTP_MAX_RETRIES, int),
+                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": (HTTP_BACKOFF_FACTOR, float)}
+    for name, (default, kind) in defaults.items():
+        given = os.environ.setdefault(name, str(default))
+        try:  # pass 28: MLflow read 'abc' deep inside the first call, a 51-line traceback
+            valid = math.isfinite(kind(given)) and kind(given) >= 0
+        except ValueError:
+            valid = False
+        if not valid:
+            raise UserError(f"{name}={printable(given[:40])} is not a {'whole ' if kind is int else ''}number of "
+                            f"{'retries' if kind is int else 'seconds' if 'TIMEOUT' in name else 'back-off'} >= 0; "
+                            f"set it to one (e.g. {default}) or unset it")
     if rest_utils is not None:  # MLflow's, from mlflow_store._client: each call bounded as a whole
         from ignite_mbo import http_deadline
 

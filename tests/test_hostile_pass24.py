@@ -192,3 +192,16 @@ def test_a_sweep_record_nested_thousands_deep_is_a_corrupt_record(tmp_path) -> N
     (tmp_path / "sweep.json").write_text("[" * 5000 + "]" * 5000)
     with pytest.raises(UserError, match="is not a sweep record written by 'ignite-mbo sweep'"):
         SweepRecord.load(tmp_path)
+
+
+@pytest.mark.parametrize(("name", "value"), [("MLFLOW_HTTP_REQUEST_TIMEOUT", "abc"),
+                                             ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1.5"),
+                                             ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "-1")])
+def test_an_mlflow_http_setting_that_is_no_number_is_refused_in_one_line(name, value, monkeypatch) -> None:
+    """Pass 28: MLFLOW_HTTP_REQUEST_TIMEOUT=abc gave MLflow's 51-line traceback at the first call to the server."""
+    from ignite_mbo.errors import UserError
+    from ignite_mbo.store_guard import bound_http_calls
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(UserError, match=f"{name}=.*{value}.* is not a .*number .*; set it to one .* or unset it"):
+        bound_http_calls()

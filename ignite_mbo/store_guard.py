@@ -31,6 +31,10 @@ HTTP_TIMEOUT_S = 10
 HTTP_MAX_RETRIES = 2
 """Retries of a failed MLflow HTTP request (MLflow's own default is 7, with growing back-off)."""
 HTTP_BACKOFF_FACTOR = 1
+HTTP_SETTINGS: dict[str, tuple[float, type]] = {"MLFLOW_HTTP_REQUEST_TIMEOUT": (HTTP_TIMEOUT_S, float),
+                                                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": (HTTP_MAX_RETRIES, int),
+                                                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": (HTTP_BACKOFF_FACTOR, float)}
+"""MLflow's HTTP settings (environment) that ignite-mbo sets unless the user did: its default and type."""
 ARTIFACTS_FOLDER = "mlartifacts"
 """The artifact root beside a sqlite store (``mlflow_store.experiment_id``)."""
 MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}
@@ -71,12 +75,20 @@ def bound_http_calls(rest_utils: ModuleType | None = None) -> None:
     """Give MLflow's HTTP calls a timeout and few retries, unless the user set them (environment,
     inherited by Ray workers started afterwards), and, given MLflow's ``rest_utils``, an overall deadline
     (:mod:`ignite_mbo.http_deadline`: a server that trickles its answer defeats a per-read timeout)."""
-    defaults = {"MLFLOW_HTTP_REQUEST_TIMEOUT": (HTTP_TIMEOUT_S, float),
-                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": (HTTP_MAX_RETRIES, int),
-                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": (HTTP_BACKOFF_FACTOR, float)}
-    for name, (default, kind) in defaults.items():
-        given = os.environ.setdefault(name, str(default))
-        try:  # pass 28: MLflow read 'abc' deep inside the first call, a 51-line traceback
+    for name, (default, _) in HTTP_SETTINGS.items():
+        os.environ.setdefault(name, str(default))
+    if rest_utils is not None:  # MLflow's, from mlflow_store._client: each call bounded as a whole
+        from ignite_mbo import http_deadline
+
+        http_deadline.install(rest_utils)
+
+
+def check_http_settings() -> None:
+    """The MLflow HTTP settings in the environment are numbers >= 0 (pass 28: MLflow read 'abc' deep inside the
+    first call to the server, a 51-line traceback)."""
+    for name, (default, kind) in HTTP_SETTINGS.items():
+        given = os.environ.get(name, str(default))
+        try:
             valid = math.isfinite(kind(given)) and kind(given) >= 0
         except ValueError:
             valid = False
@@ -84,10 +96,6 @@ def bound_http_calls(rest_utils: ModuleType | None = None) -> None:
             raise UserError(f"{name}={printable(given[:40])} is not a {'whole ' if kind is int else ''}number of "
                             f"{'retries' if kind is int else 'seconds' if 'TIMEOUT' in name else 'back-off'} >= 0; "
                             f"set it to one (e.g. {default}) or unset it")
-    if rest_utils is not None:  # MLflow's, from mlflow_store._client: each call bounded as a whole
-        from ignite_mbo import http_deadline
-
-        http_deadline.install(rest_utils)
 
 
 def _read_schema(uri: str) -> tuple[dict[str, str], tuple | None, int]:
@@ -285,6 +293,7 @@ def check_tracking_uri(uri: str, *, if_missing: str | None = None, timeout_s: fl
                             f"ignite-mbo does not pass on (it must write the store); use sqlite:///{path}")
         return f"sqlite:///{path}"
     if uri.startswith(("http://", "https://")):
+        check_http_settings()
         bound_http_calls()
         return check_tracking_server(uri, timeout_s)  # a real API call, not only /health
     raise UserError(f"unsupported tracking URI {uri!r}; {hint}")

@@ -200,8 +200,8 @@ def test_a_sweep_record_nested_thousands_deep_is_a_corrupt_record(tmp_path) -> N
 def test_an_mlflow_http_setting_that_is_no_number_is_refused_in_one_line(name, value, monkeypatch) -> None:
     """Pass 28: MLFLOW_HTTP_REQUEST_TIMEOUT=abc gave MLflow's 51-line traceback at the first call to the server."""
     from ignite_mbo.errors import UserError
-    from ignite_mbo.store_guard import bound_http_calls
+    from ignite_mbo.store_guard import check_tracking_uri
 
     monkeypatch.setenv(name, value)
     with pytest.raises(UserError, match=f"{name}=.*{value}.* is not a .*number .*; set it to one .* or unset it"):
-        bound_http_calls()
+        check_tracking_uri("http://127.0.0.1:1")

@@ -1,10 +1,10 @@
-"""Passes 24 and 25 (independent adversarial passes: 27 cases, 8 failed; then 33 cases, 2 failed): what they found,
+"""Passes 24 to 28 (independent adversarial passes: 27 cases, 8 failed; 33, 2; 24, 4; 22, 2; 21, 3). Passes 24 and 25,
 now each refused in one line with nothing written: a subnormal q (a traceback); one grid value listed twice, spelled
 two ways (``1`` and ``1.0``, ``0`` and ``'0'``, ``0.1`` and YAML's string ``1e-1``: two identical trials); ``file:``
 storage paths (one slash with ``#``, a host with credentials that masked the message away, percent-encoding checked
 undecoded while Tune wrote in the decoded folder); a URL with an unclosed IPv6 bracket (a traceback); ``report
 --format latex`` on a disk that fills at the ``.tex`` file (the other files left behind). The SQLite file marked by
-``application_id`` is in test_store_and_signal_faults.py."""
+``application_id`` is in test_store_and_signal_faults.py. Passes 26 to 28 are named in each test's docstring."""
 
 from __future__ import annotations
 
@@ -205,3 +205,13 @@ def test_an_mlflow_http_setting_that_is_no_number_is_refused_in_one_line(name, v
     monkeypatch.setenv(name, value)
     with pytest.raises(UserError, match=f"{name}=.*{value}.* is not a .*number .*; set it to one .* or unset it"):
         check_tracking_uri("http://127.0.0.1:1")
+
+
+def test_report_refuses_an_output_dir_with_control_characters(tmp_path) -> None:
+    """Pass 28: `report --output-dir $'o\\x1b]0;pwned\\x07ut'` made that folder and printed the terminal escape raw."""
+    from ignite_mbo.errors import UserError
+    from ignite_mbo.platform.report.commands import report_sources
+
+    with pytest.raises(UserError, match="holds the control character '\\\\x1b'"):
+        report_sources([tmp_path / "sweep"], "markdown", tmp_path / "o\x1b]0;pwned\x07ut\nx")
+    assert list(tmp_path.iterdir()) == []

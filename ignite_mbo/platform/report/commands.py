@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ignite_mbo.errors import UserError
+from ignite_mbo.platform.checks import check_printable
 from ignite_mbo.platform.report import claims, inputs, plots
 from ignite_mbo.platform.report.build import build_report
 from ignite_mbo.platform.report.latex import render_latex
@@ -24,6 +25,8 @@ def report_sources(sources: list[Path], fmt: str = "markdown", output_dir: Path 
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if output_dir is not None:  # pass 28: a terminal escape in the folder's name was printed raw
+        check_printable("--output-dir", str(output_dir))
     report = build_report(inputs.read_sources(sources))
     text = render_latex(report) if fmt == "latex" else render_markdown(report)
     paths: list[Path] = []

@@ -112,8 +112,7 @@ class CheckpointStore:
         """Called by ``Context.fit`` before training: the history if fit ``name`` was restored, else None."""
         self.calls += 1
         entry = self.state["surrogates"].get(name)
-        if (entry is None or not _restorable(loss)
-                or entry["fingerprint"] != json.loads(json.dumps(fingerprint, default=str))):
+        if entry is None or not _restorable(loss) or entry["fingerprint"] != _as_json(fingerprint):
             self._recording = []
             return None
         tensors = torch.load(self.directory / entry["file"], map_location="cpu", weights_only=True)
@@ -121,14 +120,18 @@ class CheckpointStore:
         regularizer.load_state_dict(entry["regularizer"])
         if "loss" in tensors:
             loss.load_state_dict(tensors["loss"])
-        for metrics, step, epoch_end in entry["logged"]:  # exactly what the trial logged the first time
-            self._log(EpochMetrics(metrics) if epoch_end else metrics, step)
+        self._replay(entry["logged"])  # exactly what the trial logged the first time
         self.restored += 1
         return [dict(epoch) for epoch in entry["history"]]
 
     def partial_fit(self, name: str, fingerprint: dict[str, Any], loss: Any) -> FitCheckpoint | None:
         """The between-epochs checkpoint of fit ``name``, for ``training.fit``; None if its loss has state."""
-        return _PartialFit(self, name, json.loads(json.dumps(fingerprint, default=str))) if _is_function(loss) else None
+        return _PartialFit(self, name, _as_json(fingerprint)) if _is_function(loss) else None
+
+    def _replay(self, logged: list[tuple[dict[str, float], int, bool]]) -> None:
+        """Log again what an earlier attempt logged while it trained (epoch ends as epoch ends)."""
+        for metrics, step, epoch_end in logged:
+            self._log(EpochMetrics(metrics) if epoch_end else metrics, step)
 
     def save_surrogate(self, name: str, fingerprint: dict[str, Any], model: nn.Module, regularizer: Any,
                        loss: Any, history: list[dict[str, float]]) -> None:
@@ -146,7 +149,7 @@ class CheckpointStore:
             tensors["loss"] = loss.state_dict()
         atomic_write(self.directory / file, lambda partial: torch.save(tensors, partial))
         self.state["surrogates"][name] = {
-            "file": file, "fingerprint": json.loads(json.dumps(fingerprint, default=str)),
+            "file": file, "fingerprint": _as_json(fingerprint),
             "regularizer": regularizer.state_dict(), "history": history, "logged": logged,
         }
         self.save(f"{name} trained")
@@ -183,8 +186,7 @@ class _PartialFit:
             return None
         tensors = torch.load(self.store.directory / self.file, map_location="cpu", weights_only=True)
         logged = [(metrics, step, epoch_end) for metrics, step, epoch_end in entry["logged"]]
-        for metrics, step, epoch_end in logged:  # what the earlier attempt logged, as a restored fit replays it
-            self.store._log(EpochMetrics(metrics) if epoch_end else metrics, step)
+        self.store._replay(logged)  # what the earlier attempt logged, as a restored fit replays it
         self.store._recording = logged
         return FitState(entry["epochs_done"], tensors["model"], tensors["optimizer"], tensors["orders"],
                         entry["regularizer"], entry["history"])
@@ -201,6 +203,11 @@ class _PartialFit:
         }
         self.store.save(f"{self.name}: {fit.epochs_done} epochs trained")
         self.last_save = time.monotonic()
+
+
+def _as_json(fingerprint: dict[str, Any]) -> Any:
+    """``fingerprint`` as it reads back from state.json (tuples as lists, objects as text), to compare with."""
+    return json.loads(json.dumps(fingerprint, default=str))
 
 
 def fingerprint(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Any, regularizer: Any,

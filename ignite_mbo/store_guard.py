@@ -89,7 +89,8 @@ def check_http_settings() -> None:
     for name, (default, kind) in HTTP_SETTINGS.items():
         given = os.environ.get(name, str(default))
         try:
-            valid = math.isfinite(kind(given)) and kind(given) >= 0
+            number = kind(given)
+            valid = math.isfinite(number) and number >= 0
         except ValueError:
             valid = False
         if not valid:

@@ -199,7 +199,7 @@ def check_storage_path(storage: str) -> str:
         return str(Path(storage).absolute())
     parts = split_url(storage, "--storage-path", "give a folder or a URI such as s3://BUCKET/PATH")
     if parts.scheme.lower() != "file":
-        if parts.scheme.lower() not in STORAGE_SCHEMES or "://" not in storage or not storage.split("://", 1)[1].strip("/"):
+        if parts.scheme.lower() not in STORAGE_SCHEMES or "://" not in storage or not (parts.netloc + parts.path).strip("/"):
             raise UserError(f"--storage-path {storage!r}: unsupported; use a folder, or "
                             f"{', '.join(f'{s}://' for s in STORAGE_SCHEMES)} with a path")
         return storage

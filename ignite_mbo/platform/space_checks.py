@@ -125,21 +125,26 @@ def trial_identity(config: TrialConfig) -> str:
         mode="json")}, sort_keys=True, default=str)
 
 
-def check_distinct_trials(points: list[tuple[dict[str, Any], TrialConfig]], where: str) -> None:
-    """No two points of one product (raw values, their config) make the same trial: one value listed twice, spelled
-    two ways (``seed: [0, '0']``, ``[0.1, 1e-1]``), would run twice (pass 25)."""
-    seen: dict[str, dict[str, Any]] = {}
+def distinct_trials(points: list[tuple[dict[str, Any], TrialConfig]], where: str) -> dict[str, TrialConfig]:
+    """The trials of one product (raw values, their config) by :func:`trial_identity`; two points that make the same
+    trial are refused: one value listed twice, spelled two ways (``seed: [0, '0']``, ``[0.1, 1e-1]``), would run
+    twice (pass 25)."""
+    trials: dict[str, TrialConfig] = {}
+    raws: dict[str, dict[str, Any]] = {}
     for raw, config in points:
         identity = trial_identity(config)
-        if (first := seen.setdefault(identity, raw)) is not raw:
-            a, b = flatten(first), flatten(raw)
-            def shown(flat: dict[str, Any], key: str) -> str:
-                return repr(flat[key]) if key in flat else "the default"
-
-            differ = [key for key in sorted({*a, *b}) if shown(a, key) != shown(b, key)]
-            both = "; ".join(f"{key}: {shown(a, key)} and {shown(b, key)}" for key in differ[:3])
+        if identity in trials:
+            a, b = flatten(raws[identity]), flatten(raw)
+            differ = [key for key in sorted({*a, *b}) if _shown(a, key) != _shown(b, key)]
+            both = "; ".join(f"{key}: {_shown(a, key)} and {_shown(b, key)}" for key in differ[:3])
             raise UserError(f"{where}: {both} make the same trial; list each value once, spelled one way (a "
                             "repeat is one trial, not two: add seeds to run more)")
+        trials[identity], raws[identity] = config, raw
+    return trials
+
+
+def _shown(flat: dict[str, Any], key: str) -> str:
+    return repr(flat[key]) if key in flat else "the default"
 
 
 def check_settings_given_once(spec: Any) -> None:
@@ -203,8 +208,7 @@ def dry_draw(spec: Any) -> None:
     if len(draws) < 2:
         return
     ends = {key: _ends(values) for key, values in draws.items()}
-    corners = list(itertools.islice(itertools.product(*ends.values()), MAX_CORNERS))
-    for corner in corners:
+    for corner in itertools.islice(itertools.product(*ends.values()), MAX_CORNERS):
         values = dict(zip(ends, corner, strict=True))
         for config in kinds.values():
             try:

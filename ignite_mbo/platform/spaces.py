@@ -230,9 +230,8 @@ class SweepSpec(BaseModel):
                         for setting, leaf in assignments(key, copy.deepcopy(value)):
                             set_dotted(raw, setting, leaf)
                     points.append((raw, TrialConfig.parse(raw)))
-                space_checks.check_distinct_trials(points, f"variant {number}" if self.variants else "grid")
-                for _, config in points:
-                    trials.setdefault(space_checks.trial_identity(config), config)
+                distinct = space_checks.distinct_trials(points, f"variant {number}" if self.variants else "grid")
+                trials |= {identity: config for identity, config in distinct.items() if identity not in trials}
             self._trials = list(trials.values())
         return self._trials
 

@@ -146,8 +146,9 @@ def write_report(report: Report, out_dir: Path, extra: dict[str, bytes] | None =
     if comparisons:
         contents[REPRODUCTION_FILE] = reproduction.to_frame(comparisons).to_csv(index=False).encode()
     contents |= extra or {}
-    with new_folders(Path(out_dir)):  # a full disk: no file of the report is written, no folder made for it left
-        return atomic_write_all({Path(out_dir) / name: data for name, data in contents.items()})
+    out_dir = Path(out_dir)
+    with new_folders(out_dir):  # a full disk: no file of the report is written, no folder made for it left
+        return atomic_write_all({out_dir / name: data for name, data in contents.items()})
 
 
 def plot_sensitivity(results: pd.DataFrame, param: str, out_path: Path) -> Path:

@@ -205,6 +205,8 @@ def dry_draw(spec: Any) -> None:
                 except UserError as error:
                     raise UserError(f"search.{key}: {name} can draw {value!r}, which a trial refuses ({error}); "
                                     "pick a distribution inside the field's bounds") from None
+        if name == "choice":
+            _check_choices_differ(key, distribution[name], list(kinds.values()))
     if len(draws) < 2:
         return
     ends = {key: _ends(values) for key, values in draws.items()}
@@ -217,6 +219,19 @@ def dry_draw(spec: Any) -> None:
                 together = ", ".join(f"{key} = {value!r}" for key, value in values.items())
                 raise UserError(f"search can draw {together} together, which a trial refuses ({error}); pick "
                                 "distributions whose values always agree") from None
+
+
+def _check_choices_differ(key: str, choices: list[Any], configs: list[TrialConfig]) -> None:
+    """Each ``choice`` makes its own trial: a value listed twice, in any spelling (``[0.1, 1e-1]``), would be drawn
+    twice as often, silently."""
+    for config in configs:
+        made: dict[str, Any] = {}
+        for value in choices:
+            identity = trial_identity(config.with_values({key: value}))
+            if identity in made:
+                raise UserError(f"search.{key}: choice lists {made[identity]!r} and {value!r}, which make the same "
+                                "trial; list each value once, spelled one way (a repeat is drawn twice as often)")
+            made[identity] = value
 
 
 MAX_CORNERS = 256

@@ -219,3 +219,13 @@ def test_report_refuses_an_output_dir_with_control_characters(tmp_path) -> None:
     with pytest.raises(UserError, match="holds the control character '\\\\x1b'"):
         report_sources([tmp_path / "sweep"], "markdown", tmp_path / "o\x1b]0;pwned\x07ut\nx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_check_across_settings_says_its_problem_alone(tmp_path, capsys, monkeypatch) -> None:
+    """A check across fields names the fields itself: the line held pydantic's 'value:' and the whole settings dict."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--baseline", "bo-qei", "--fidelity", "quick", "--set", "bo_raw_samples=10",
+                 "--set", "bo_num_restarts=20"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.endswith("options: bo_raw_samples must be at least bo_num_restarts (the restarts start from raw "
+                         "samples)"), line

@@ -204,14 +204,17 @@ def build(name: str, **hyperparameters: object) -> Regularizer:
 
 
 def one_line(error: ValidationError) -> str:
-    """Pydantic's errors as one line: ``field: problem (got value)``, joined by ``; ``."""
+    """Pydantic's errors as one line: ``field: problem (got value)``, joined by ``; ``; a check across fields
+    (no field named) says its problem alone, since it names the fields itself."""
     parts = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "value"
+        where = ".".join(str(part) for part in item["loc"])
         got = item.get("input")
         hint = ("unknown option; remove it or check its spelling" if item["type"] == "extra_forbidden"
                 else item["msg"].removeprefix("Value error, "))
-        if item["type"] == "missing":
+        if not where:
+            parts.append(hint)
+        elif item["type"] == "missing":
             parts.append(f"{where}: required")
         elif item["type"] == "regularizer":  # already one line, naming the field and the value
             parts.append(f"{where}: {hint}")

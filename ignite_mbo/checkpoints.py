@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ignite_mbo.atomic import atomic_write
+from ignite_mbo.best_epochs import BestEpochs
 from ignite_mbo.progress import EpochMetrics, MetricLogger
 from ignite_mbo.training import FitCheckpoint, FitState
 
@@ -188,19 +189,27 @@ class _PartialFit:
         logged = [(metrics, step, epoch_end) for metrics, step, epoch_end in entry["logged"]]
         self.store._replay(logged)  # what the earlier attempt logged, as a restored fit replays it
         self.store._recording = logged
+        best = entry.get("best")
         return FitState(entry["epochs_done"], tensors["model"], tensors["optimizer"], tensors["orders"],
-                        entry["regularizer"], entry["history"])
+                        entry["regularizer"], entry["history"],
+                        None if best is None else BestEpochs(len(best["scores"]), best["scores"], best["epochs"],
+                                                             tensors["best_model"], best["regularizer"]))
 
     def save(self, state: Callable[[], FitState]) -> None:
         if time.monotonic() - self.last_save < PARTIAL_SAVE_EVERY_S:
             return
         fit = state()
         tensors = {"model": fit.model, "optimizer": fit.optimizer, "orders": fit.orders}
+        if fit.best is not None:
+            tensors["best_model"] = {key: value.cpu() for key, value in fit.best.model.items()}
         atomic_write(self.store.directory / self.file, lambda partial: torch.save(tensors, partial))
         self.store.state["partial"][self.name] = {
             "file": self.file, "fingerprint": self.fingerprint, "epochs_done": fit.epochs_done, "regularizer": fit.regularizer,
             "history": fit.history, "logged": list(self.store._recording or []),
         }
+        if fit.best is not None:
+            self.store.state["partial"][self.name]["best"] = {
+                "scores": fit.best.scores, "epochs": fit.best.epochs, "regularizer": fit.best.regularizer}
         self.store.save(f"{self.name}: {fit.epochs_done} epochs trained")
         self.last_save = time.monotonic()
 

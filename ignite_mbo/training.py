@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from ignite_mbo.best_epochs import BestEpochs, pearson
 from ignite_mbo.models import StackedMLP, gaussian_nll
 from ignite_mbo.progress import SILENT, EpochMetrics, MetricLogger, Progress
 from ignite_mbo.regularizers import Regularizer, member_norms, num_members
@@ -57,6 +58,7 @@ class FitState:
     orders: list[torch.Tensor]  # the minibatch-order generators' states
     regularizer: dict[str, list[float]]
     history: list[dict[str, float]]
+    best: BestEpochs | None = None
 
 
 class FitCheckpoint(Protocol):
@@ -97,6 +99,8 @@ class FitSettings:
     """Clip each parameter's gradient (per member) to this norm before the step (``tf.clip_by_norm``; RoMA)."""
     cosine_schedule: bool = False
     """Learning rate lr·(1 + cos(π·epoch/epochs))/2, set at the start of each epoch (ICT's proxies)."""
+    keep_best: bool = False
+    """End each member at its epoch of highest validation Pearson correlation (ICT's proxies: :mod:`best_epochs`)."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +294,7 @@ def fit(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, splits: Splits, reg
     plain.clip_norm = settings.clip_norm
     step: _Step | _GraphedStep = _GraphedStep(plain) if graphed else plain
     size, batch = training.shape[1], settings.batch_size
+    best = BestEpochs(members) if settings.keep_best else None
 
     history: list[dict[str, float]] = []
     progress.phase(f"{prefix or 'surrogate '}epochs".strip(), settings.epochs)
@@ -302,12 +307,13 @@ def fit(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, splits: Splits, reg
             generator.set_state(generator_state)
         regularizer.load_state_dict(saved.regularizer)
         history = saved.history
+        best = saved.best if best is not None and saved.best is not None else best
         progress.advance(saved.epochs_done)
 
     def fit_state(epochs_done: int) -> FitState:
         return FitState(epochs_done, {key: value.detach().cpu() for key, value in model.state_dict().items()},
                         optimizer.state_dict(), [generator.get_state() for generator in orders],
-                        regularizer.state_dict(), list(history))
+                        regularizer.state_dict(), list(history), best)
 
     for epoch in range(first_epoch, settings.epochs):
         if settings.cosine_schedule:
@@ -328,7 +334,10 @@ def fit(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, splits: Splits, reg
 
         per_member = _epoch_metrics(model, loss, x, y, validation, shared, probe,
                                     train_loss=step.loss_sum / num_batches, regularizer=regularizer,
-                                    constraint=step.sharpness_sum / num_batches if step.constrained else None)
+                                    constraint=step.sharpness_sum / num_batches if step.constrained else None,
+                                    with_pearson=best is not None)
+        if best is not None:
+            best.offer(epoch, [metrics["val_pearson"] for metrics in per_member], model, regularizer)
         extra = loss.epoch_metrics() if hasattr(loss, "epoch_metrics") else {}
         history.append({key: float(np.mean([m[key] for m in per_member])) for key in per_member[0]} | extra)
         if log is not None:
@@ -338,13 +347,18 @@ def fit(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, splits: Splits, reg
         progress.advance()
         if checkpoint is not None:
             checkpoint.save(functools.partial(fit_state, epoch + 1))
+    if best is not None:
+        best.restore(model, regularizer)
+        if log is not None:
+            log({f"{prefix}{'' if members == 1 else f'member_{m}/'}kept_epoch": float(kept)
+                 for m, kept in enumerate(best.epochs) if kept is not None}, settings.epochs - 1)
     return history
 
 
 @torch.no_grad()
 def _epoch_metrics(model: StackedMLP, loss: Loss, x: torch.Tensor, y: torch.Tensor, validation: torch.Tensor,
                    shared: bool, probe: torch.Tensor, *, train_loss: torch.Tensor, regularizer: Regularizer,
-                   constraint: torch.Tensor | None) -> list[dict[str, float]]:
+                   constraint: torch.Tensor | None, with_pearson: bool = False) -> list[dict[str, float]]:
     """Each member's end-of-epoch metrics (the one place an epoch reads values back from the device)."""
     model.eval()
     x_val, y_val = _rows(x, validation, shared), _rows(y, validation, shared)
@@ -360,5 +374,7 @@ def _epoch_metrics(model: StackedMLP, loss: Loss, x: torch.Tensor, y: torch.Tens
                   "lambda": float(lambdas[m]) if lambdas else 0.0, "sharpness": float(sharpness[m])}
         if constraint is not None:
             member["constraint_sharpness"] = float(constraint[m])
+        if with_pearson:
+            member["val_pearson"] = pearson(predictions[m], targets[m])
         metrics.append(member)
     return metrics

@@ -198,6 +198,9 @@ def test_quick_run_logs_its_search(quick_run, baseline: str) -> None:
     result, logged = quick_run(baseline, "ignite", options=SMOKE[baseline])
     keys = {key for _, metrics in logged for key in metrics}
     assert ("search/predicted_mean" if baseline == "roma" else "co_teaching/predicted") in keys
+    if baseline == "ict":  # each proxy ends at its best validation epoch, as grad.py keeps it
+        assert {key for key in keys if key.endswith("kept_epoch")} == {f"ict/member_{m}/kept_epoch"
+                                                                        for m in range(3)}
     assert np.isfinite(result.summary["final_predicted_mean"])
 
 

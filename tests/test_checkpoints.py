@@ -116,22 +116,27 @@ def test_a_half_done_attempt_restores_the_first_fit_and_trains_the_second(tmp_pa
 
 
 LONG_FIT = FitSettings(epochs=5, batch_size=64, learning_rate=1e-2, validation_size=50, cosine_schedule=True)
+KEEP_BEST = FitSettings(epochs=5, batch_size=64, learning_rate=0.3, validation_size=50, keep_best=True)
 
 
-def test_a_fit_stopped_midway_goes_on_from_its_last_save_with_the_same_result(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("fit", [LONG_FIT, KEEP_BEST], ids=["cosine", "keep best"])
+def test_a_fit_stopped_midway_goes_on_from_its_last_save_with_the_same_result(fit, tmp_path, monkeypatch) -> None:
     """Saved between epochs (here after every one), a stopped fit resumes where it was saved: same
-    weights, λ, Adam state and minibatch orders, so the same result and log as an unbroken attempt."""
+    weights, λ, Adam state, minibatch orders and best epochs so far, so the same result and log as an
+    unbroken attempt."""
     monkeypatch.setattr(checkpoints, "PARTIAL_SAVE_EVERY_S", 0.0)
-    reference = attempt(None, fit=LONG_FIT)
+    reference = attempt(None, fit=fit)
+    if fit.keep_best:  # a member of "second" kept an epoch before the stop, which the resumed fit must remember
+        assert min(value for key, value in reference.logged[-1][1].items() if key.endswith("kept_epoch")) < 3
     with pytest.raises(Stopped):
-        attempt(CheckpointStore(tmp_path), fit=LONG_FIT, stop_at=("second", 3))
+        attempt(CheckpointStore(tmp_path), fit=fit, stop_at=("second", 3))
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["partial"]["second"]["epochs_done"] == 3 and state["cpu_time_s"] > 0
     assert (tmp_path / "second.partial.pt").is_file()
 
     retry = CheckpointStore(tmp_path)
     assert retry.cpu_time_before == state["cpu_time_s"]  # the stopped attempt's cost is kept
-    resumed = attempt(retry, fit=LONG_FIT)
+    resumed = attempt(retry, fit=fit)
     assert_same(resumed, reference)
     assert (retry.restored, retry.trained) == (1, 1)
     assert not (tmp_path / "second.partial.pt").exists()  # the finished fit replaces its partial save

@@ -145,3 +145,23 @@ def test_embedded_first_layer_is_embedding_flatten_dense():
     (n_table, n_kernel) = torch.autograd.grad(naive.square().sum(), [model.embedding, model.kernels[0]])
     torch.testing.assert_close(d_table, n_table)
     torch.testing.assert_close(d_kernel, n_kernel)
+
+
+def test_keep_best_ends_each_member_at_its_epoch_of_best_validation_correlation():
+    """ICT's proxies: each member ends with the weights (and λ) of its epoch of highest validation Pearson
+    correlation, not its last; the kept epoch is logged."""
+    settings = FitSettings(epochs=8, batch_size=32, learning_rate=0.3, validation_size=40, keep_best=True)
+    splits = draw_splits(ROWS, 3, settings.validation_size, Streams(7), "fit", bootstrap=False, shared=False)
+    model, reg, logged = ensemble([0, 1, 2]), build("ignite"), []
+    fit(model, X, Y, splits, reg, settings, gaussian_nll, log=lambda m, s: logged.append((s, m)))
+    kept = logged[-1][1]
+    for m in range(3):
+        scores = [metrics[f"member_{m}/val_pearson"] for _, metrics in logged[:-1]]
+        best = max(range(len(scores)), key=lambda epoch: scores[epoch] if scores[epoch] == scores[epoch] else -2)
+        assert kept[f"member_{m}/kept_epoch"] == best
+        with torch.no_grad():
+            prediction = model.predict_mean(X[splits.validation[m]])[m, :, 0]
+        now = torch.corrcoef(torch.stack([prediction, Y[splits.validation[m], 0]]))[0, 1]
+        assert float(now) == pytest.approx(scores[best], abs=1e-5)
+        assert reg.lambdas()[m] == pytest.approx(logged[best][1][f"member_{m}/lambda"])
+    assert any(kept[f"member_{m}/kept_epoch"] < settings.epochs - 1 for m in range(3))  # else nothing was tested

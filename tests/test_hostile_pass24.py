@@ -229,3 +229,32 @@ def test_a_check_across_settings_says_its_problem_alone(tmp_path, capsys, monkey
     line = capsys.readouterr().err.strip()
     assert line.endswith("options: bo_raw_samples must be at least bo_num_restarts (the restarts start from raw "
                          "samples)"), line
+
+
+def test_an_address_that_accepts_and_stays_silent_is_refused_within_seconds(tmp_path, capsys, monkeypatch) -> None:
+    """Pass 29: a server that accepts TCP and never answers left `sweep --address HOST:PORT` in Ray's GCS retries
+    for minutes; a gRPC server (as Ray's GCS and Ray Client are) passes the probe."""
+    import socket
+    import time
+    from concurrent import futures
+
+    import grpc
+
+    from ignite_mbo.platform.checks import check_ray_address
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        check_ray_address(f"127.0.0.1:{port}")
+    finally:
+        server.stop(None)
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "space.yaml").write_text(HEAD)
+        started = time.monotonic()
+        assert main(["sweep", "space.yaml", "--address", f"127.0.0.1:{silent.getsockname()[1]}"]) == 2
+    assert time.monotonic() - started < 30
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "accepts connections but does not answer as a Ray head does" in line, line
+    assert os.listdir(tmp_path) == ["space.yaml"]

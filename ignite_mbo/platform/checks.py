@@ -257,8 +257,31 @@ def check_ray_address(address: str | None) -> None:
         raise UserError(f"--address {address!r} is not HOST:PORT or ray://HOST:PORT; pass the head's address "
                         "(e.g. 10.0.0.5:6379), 'auto' inside a Ray job, or leave it out for a local Ray")
     try:
-        socket.create_connection((host, port), timeout=RAY_PROBE_TIMEOUT_S).close()
+        connection = socket.create_connection((host, port), timeout=RAY_PROBE_TIMEOUT_S)
     except OSError as error:
         reason = "timed out" if isinstance(error, TimeoutError) else (error.strerror or type(error).__name__)
         raise UserError(f"no Ray cluster answers at {address} ({reason}); start the head (ray start --head) or "
                         "fix --address, or leave it out for a local Ray") from None
+    with connection:
+        if not _answers_grpc(connection):
+            raise UserError(f"{address} accepts connections but does not answer as a Ray head does (nothing back "
+                            f"in {RAY_PROBE_TIMEOUT_S:g} s); check that --address is the head's GCS port (6379) or "
+                            "its Ray Client port (ray://HOST:10001)")
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+"""What a gRPC client sends first: HTTP/2's connection preface and an empty SETTINGS frame."""
+
+
+def _answers_grpc(connection: socket.socket) -> bool:
+    """Whether the server says anything (or hangs up) within the probe's time after HTTP/2's preface: Ray's GCS
+    and Ray Client servers are gRPC, which answer with their own SETTINGS at once. A server that accepts and
+    then stays silent would leave ``ray.init`` retrying for minutes; anything else is left to Ray to judge."""
+    try:
+        connection.sendall(HTTP2_PREFACE)
+        connection.recv(1)
+    except TimeoutError:
+        return False
+    except OSError:  # reset: a server that hung up has answered
+        return True
+    return True

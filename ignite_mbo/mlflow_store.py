@@ -10,16 +10,18 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ignite_mbo import mlflow_ui as ui
 from ignite_mbo import store_guard
 from ignite_mbo.errors import UserError
 from ignite_mbo.progress import EpochMetrics
 from ignite_mbo.protocol import PROTOCOL_DEVIATIONS
+from ignite_mbo.retries import LOCKED_NOTE, said_if_slow
+from ignite_mbo.retries import wait_out_lock as _retry
 from ignite_mbo.run_closing import closed_if_it_fails, closing
 from ignite_mbo.store_guard import sqlite_path
 
@@ -31,7 +33,6 @@ SWEEP_RUN_TAG = "ignite_mbo.sweep_run_id"
 """A trial run's sweep (its parent run's id; also ``mlflow.parentRunId``, see ``ignite_mbo.mlflow_ui``)."""
 _BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 _STREAM_EVERY_S = 5.0  # buffered metrics reach MLflow at least this often, and at every epoch's end
-T = TypeVar("T")
 
 
 # ---- the client (tracking URIs are checked in store_guard, which needs no MLflow) ----------------
@@ -50,27 +51,11 @@ def _client(uri: str) -> Any:
     path = sqlite_path(uri)
     if path is None:
         return MlflowClient(uri)
-    with store_guard.creating_store(path):  # the schema is built (once per process) under the lock
+    note = LOCKED_NOTE if path.is_file() and path.stat().st_size else ""  # building a new schema takes seconds
+    with store_guard.creating_store(path), said_if_slow(note):  # the schema is built (once per process) under the lock
         client = _retry(lambda: MlflowClient(uri))  # it opens the store: reads the schema, or builds it
         client._tracking_client.store  # noqa: B018
     return client
-
-
-LOCKED_FOR_S = 180.0
-"""How long a call waits out a sqlite store locked by another writer (a trial, a backup, a ``sqlite3`` shell)."""
-
-
-def _retry(call: Callable[[], T]) -> T:
-    """``call()``, retried with backoff (up to 5 s apart) while a sqlite store is locked, for :data:`LOCKED_FOR_S`."""
-    deadline, attempt = time.monotonic() + LOCKED_FOR_S, 0
-    while True:
-        try:
-            return call()
-        except Exception as error:  # MlflowException or sqlalchemy's OperationalError
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(min(5.0, 0.2 * 2**attempt))
-            attempt += 1
 
 
 def _answered_id(value: object, what: str, client: Any) -> str:

@@ -11,7 +11,10 @@ import contextlib
 import logging
 import re
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 _RETRY = re.compile(r"(?:Retrying in|Waiting) (?P<wait>[\d.]+)s (?:before retry )?\[Retry (?P<n>\d+)/(?P<of>\d+)\]")
 _CAUSE = re.compile(r"^(?:'(?P<error>.*)' thrown|HTTP Error (?P<code>\d+) thrown) while requesting (?P<method>\w+) (?P<url>\S+)")
@@ -51,3 +54,47 @@ def retries_shown(logger_name: str = "huggingface_hub", what: str = "download") 
         yield
     finally:
         logger.level, logger.handlers, logger.propagate = saved[0], saved[1], saved[2]
+
+
+T = TypeVar("T")
+
+LOCKED_FOR_S = 180.0
+"""How long a call waits out a sqlite store locked by another writer (a trial, a backup, a ``sqlite3`` shell)."""
+
+
+LOCKED_NOTE = ("the tracking store is locked by another program; waiting up to 3 min for it (close it, e.g. a "
+               "sqlite3 shell, or press Ctrl-C)")
+"""Said once on stderr when a store's lock has held a call for a few seconds, so that the wait is not taken for a
+hang (pass 29: ``run`` waited 3 minutes in silence)."""
+
+
+@contextlib.contextmanager
+def said_if_slow(note: str, after_s: float = 6.0) -> Iterator[None]:
+    """Print ``note`` (if any) on stderr if the block is still running ``after_s`` seconds in (MLflow's own retries,
+    which opening a sqlite store goes through, report nothing while they wait)."""
+    if not note:
+        yield
+        return
+    timer = threading.Timer(after_s, lambda: print(note, file=sys.stderr, flush=True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def wait_out_lock(call: Callable[[], T]) -> T:
+    """``call()``, retried with backoff (up to 5 s apart) while a sqlite store is locked, for :data:`LOCKED_FOR_S`;
+    a wait past about 6 s is said once on stderr (:data:`LOCKED_NOTE`)."""
+    deadline, attempt = time.monotonic() + LOCKED_FOR_S, 0
+    while True:
+        try:
+            return call()
+        except Exception as error:  # MlflowException or sqlalchemy's OperationalError
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            if attempt == 5:
+                print(LOCKED_NOTE, file=sys.stderr, flush=True)
+            time.sleep(min(5.0, 0.2 * 2**attempt))
+            attempt += 1

@@ -59,6 +59,7 @@ def test_a_store_locked_for_longer_than_sqlites_own_wait_is_waited_out_where_it_
     done = subprocess.run([sys.executable, "-c", opens], capture_output=True, text=True, timeout=120)  # a worker
     assert done.returncode == 0 and done.stdout.strip() == "2", done.stderr[-2000:]
     assert time.monotonic() - started > 10  # it did wait for the lock
+    assert "the tracking store is locked by another program; waiting up to 3 min" in done.stderr  # pass 29: said
     locker.join()
 
 

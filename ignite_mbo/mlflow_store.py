@@ -6,6 +6,7 @@ clusters use the head's tracking server (``http://HEAD:5000``). Experiments are 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -281,8 +282,24 @@ class TrialRecorder:
 
         record = {**summary, **trial_record(self.config)}  # reproducible from the record: ignite-mbo rerun
         (artifacts / "summary.json").write_text(json.dumps(record, indent=2, default=float))
-        _retry(lambda: self.client.log_artifacts(self.run_id, str(artifacts)))
+        try:
+            _retry(lambda: self.client.log_artifacts(self.run_id, str(artifacts)))
+        except OSError:  # a full disk: the run ends FAILED, without the files copied so far (pass 30: a torn .pt)
+            self._take_back(artifacts)
+            raise
         _retry(lambda: self.client.set_terminated(self.run_id, "FINISHED"))
+
+    def _take_back(self, artifacts: Path) -> None:
+        """Remove from a local artifact store every file of ``artifacts`` that was being copied to it."""
+        from mlflow.utils.file_utils import local_file_uri_to_path
+        from mlflow.utils.uri import is_local_uri
+
+        with contextlib.suppress(Exception):  # best effort: the error being raised is the one to report
+            uri = self.client.get_run(self.run_id).info.artifact_uri
+            if is_local_uri(uri, is_tracking_or_registry_uri=False):
+                root = Path(local_file_uri_to_path(uri))
+                for source in (path for path in artifacts.rglob("*") if path.is_file()):
+                    (root / source.relative_to(artifacts)).unlink(missing_ok=True)
 
     def close(self, status: str, reason: str | None = None, *, tag: str = "error") -> None:
         """Write the buffered metrics; close the run as FAILED or KILLED, ``reason`` in tag ``ignite_mbo.<tag>``.

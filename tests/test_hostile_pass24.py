@@ -258,3 +258,28 @@ def test_an_address_that_accepts_and_stays_silent_is_refused_within_seconds(tmp_
     line = capsys.readouterr().err.strip()
     assert "\n" not in line and "accepts connections but does not answer as a Ray head does" in line, line
     assert os.listdir(tmp_path) == ["space.yaml"]
+
+
+def test_a_disk_that_fills_while_a_runs_artifacts_are_copied_leaves_no_torn_file(tmp_path, monkeypatch) -> None:
+    """Pass 30: a full disk during `run` left a truncated surrogate_0.pt in the FAILED run's artifacts."""
+    from mlflow.store.artifact import local_artifact_repo
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    from ignite_mbo.config import TrialConfig
+    from ignite_mbo.mlflow_store import TrialRecorder
+
+    recorder = TrialRecorder(f"sqlite:///{tmp_path / 'mlflow.db'}", "full", TrialConfig.parse({}))
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    (artifacts / "surrogate_0.pt").write_bytes(b"w" * 4096)
+
+    def fills_up(source: str, destination: str) -> None:
+        Path(destination).mkdir(parents=True, exist_ok=True)
+        (Path(destination) / "surrogate_0.pt").write_bytes(b"w" * 100)  # torn
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(local_artifact_repo, "shutil_copytree_without_file_permissions", fills_up)
+    with pytest.raises(OSError):
+        recorder.finish({"score_100th": 0.5}, artifacts)
+    stored = Path(local_file_uri_to_path(recorder.client.get_run(recorder.run_id).info.artifact_uri))
+    assert stored.is_dir() and not [path for path in stored.rglob("*") if path.is_file()]

@@ -1,4 +1,5 @@
-"""Retries shown as they happen: a library's retry warnings as one short line each on stderr.
+"""Retries shown as they happen: a library's retry warnings as one short line each on stderr, and a wait on a
+locked sqlite store said once (:func:`wait_out_lock`, :func:`said_if_slow`).
 
 ``huggingface_hub`` retries a failing download for tens of seconds, logging each retry as a warning
 (with a long URL); ``ignite-mbo data download`` shows each as ``download: retry 2/5 in 4s (...)``
@@ -61,9 +62,8 @@ T = TypeVar("T")
 LOCKED_FOR_S = 180.0
 """How long a call waits out a sqlite store locked by another writer (a trial, a backup, a ``sqlite3`` shell)."""
 
-
-LOCKED_NOTE = ("the tracking store is locked by another program; waiting up to 3 min for it (close it, e.g. a "
-               "sqlite3 shell, or press Ctrl-C)")
+LOCKED_NOTE = (f"the tracking store is locked by another program; waiting up to {LOCKED_FOR_S / 60:g} min for it "
+               "(close it, e.g. a sqlite3 shell, or press Ctrl-C)")
 """Said once on stderr when a store's lock has held a call for a few seconds, so that the wait is not taken for a
 hang (pass 29: ``run`` waited 3 minutes in silence)."""
 

@@ -6,7 +6,6 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -58,7 +57,7 @@ def atomic_write_all(contents: dict[Path, bytes | Callable[[Path], object]]) -> 
     return list(contents)
 
 
-@contextmanager
+@contextlib.contextmanager
 def new_folders(path: Path) -> Iterator[None]:
     """Make ``path`` with its missing parents for the block; if making them or the block fails (a full disk, out of
     inodes), the folders made here are removed again, deepest first, where they are still empty."""

@@ -200,16 +200,13 @@ class _PartialFit:
             return
         fit = state()
         tensors = {"model": fit.model, "optimizer": fit.optimizer, "orders": fit.orders}
+        entry = {"file": self.file, "fingerprint": self.fingerprint, "epochs_done": fit.epochs_done,
+                 "regularizer": fit.regularizer, "history": fit.history, "logged": list(self.store._recording or [])}
         if fit.best is not None:
             tensors["best_model"] = {key: value.cpu() for key, value in fit.best.model.items()}
+            entry["best"] = {"scores": fit.best.scores, "epochs": fit.best.epochs, "regularizer": fit.best.regularizer}
         atomic_write(self.store.directory / self.file, lambda partial: torch.save(tensors, partial))
-        self.store.state["partial"][self.name] = {
-            "file": self.file, "fingerprint": self.fingerprint, "epochs_done": fit.epochs_done, "regularizer": fit.regularizer,
-            "history": fit.history, "logged": list(self.store._recording or []),
-        }
-        if fit.best is not None:
-            self.store.state["partial"][self.name]["best"] = {
-                "scores": fit.best.scores, "epochs": fit.best.epochs, "regularizer": fit.best.regularizer}
+        self.store.state["partial"][self.name] = entry
         self.store.save(f"{self.name}: {fit.epochs_done} epochs trained")
         self.last_save = time.monotonic()
 

@@ -307,8 +307,12 @@ def fit(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, splits: Splits, reg
             generator.set_state(generator_state)
         regularizer.load_state_dict(saved.regularizer)
         history = saved.history
-        best = saved.best if best is not None and saved.best is not None else best
+        if best is not None and saved.best is not None:
+            best = saved.best
         progress.advance(saved.epochs_done)
+
+    def member_key(m: int, name: str) -> str:
+        return f"{prefix}{'' if members == 1 else f'member_{m}/'}{name}"
 
     def fit_state(epochs_done: int) -> FitState:
         return FitState(epochs_done, {key: value.detach().cpu() for key, value in model.state_dict().items()},
@@ -341,7 +345,7 @@ def fit(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, splits: Splits, reg
         extra = loss.epoch_metrics() if hasattr(loss, "epoch_metrics") else {}
         history.append({key: float(np.mean([m[key] for m in per_member])) for key in per_member[0]} | extra)
         if log is not None:
-            log(EpochMetrics({f"{prefix}{'' if members == 1 else f'member_{m}/'}{key}": value
+            log(EpochMetrics({member_key(m, key): value
                               for m, metrics in enumerate(per_member) for key, value in metrics.items()}
                              | {f"{prefix}{key}": value for key, value in extra.items()}), epoch)
         progress.advance()
@@ -350,8 +354,8 @@ def fit(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, splits: Splits, reg
     if best is not None:
         best.restore(model, regularizer)
         if log is not None:
-            log({f"{prefix}{'' if members == 1 else f'member_{m}/'}kept_epoch": float(kept)
-                 for m, kept in enumerate(best.epochs) if kept is not None}, settings.epochs - 1)
+            log({member_key(m, "kept_epoch"): float(kept) for m, kept in enumerate(best.epochs) if kept is not None},
+                settings.epochs - 1)
     return history
 
 

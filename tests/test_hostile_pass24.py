@@ -40,9 +40,11 @@ REFUSED = [
      "search can draw baseline_options.bo_raw_samples = 10, baseline_options.bo_num_restarts = 20 together, which a "
      "trial refuses"),
     # a choice listed twice (spelled two ways) was drawn twice as often, silently
-    (HEAD + "search:\n  seed: {choice: [0, 1, 1.0]}\n", "search.seed: choice lists 1 and 1.0, which make the same"),
+    (HEAD + "search:\n  seed: {choice: [0, 1, 1.0]}\n",
+     "search.seed choice: seed: 1 and 1.0 make the same trial; list each value once, spelled one way (a repeat is "
+     "drawn twice as often)"),
     (HEAD + "search:\n  baseline_options: {choice: [{epochs: 2}, {epochs: 2.0}]}\n",
-     "search.baseline_options: choice lists {'epochs': 2} and {'epochs': 2.0}, which make the same trial"),
+     "search.baseline_options choice: baseline_options.epochs: 2 and 2.0 make the same trial"),
 ]
 
 

@@ -125,7 +125,8 @@ def trial_identity(config: TrialConfig) -> str:
         mode="json")}, sort_keys=True, default=str)
 
 
-def distinct_trials(points: list[tuple[dict[str, Any], TrialConfig]], where: str) -> dict[str, TrialConfig]:
+def distinct_trials(points: list[tuple[dict[str, Any], TrialConfig]], where: str,
+                    repeat: str = "a repeat is one trial, not two: add seeds to run more") -> dict[str, TrialConfig]:
     """The trials of one product (raw values, their config) by :func:`trial_identity`; two points that make the same
     trial are refused: one value listed twice, spelled two ways (``seed: [0, '0']``, ``[0.1, 1e-1]``), would run
     twice (pass 25)."""
@@ -137,8 +138,7 @@ def distinct_trials(points: list[tuple[dict[str, Any], TrialConfig]], where: str
             a, b = flatten(raws[identity]), flatten(raw)
             differ = [key for key in sorted({*a, *b}) if _shown(a, key) != _shown(b, key)]
             both = "; ".join(f"{key}: {_shown(a, key)} and {_shown(b, key)}" for key in differ[:3])
-            raise UserError(f"{where}: {both} make the same trial; list each value once, spelled one way (a "
-                            "repeat is one trial, not two: add seeds to run more)")
+            raise UserError(f"{where}: {both} make the same trial; list each value once, spelled one way ({repeat})")
         trials[identity], raws[identity] = config, raw
     return trials
 
@@ -205,8 +205,10 @@ def dry_draw(spec: Any) -> None:
                 except UserError as error:
                     raise UserError(f"search.{key}: {name} can draw {value!r}, which a trial refuses ({error}); "
                                     "pick a distribution inside the field's bounds") from None
-        if name == "choice":
-            _check_choices_differ(key, distribution[name], list(kinds.values()))
+        if name == "choice":  # a choice listed twice, in any spelling ([0.1, 1e-1]), is drawn twice as often
+            for config in kinds.values():
+                distinct_trials([({key: value}, config.with_values({key: value})) for value in distribution[name]],
+                                f"search.{key} choice", repeat="a repeat is drawn twice as often")
     if len(draws) < 2:
         return
     ends = {key: _ends(values) for key, values in draws.items()}
@@ -219,19 +221,6 @@ def dry_draw(spec: Any) -> None:
                 together = ", ".join(f"{key} = {value!r}" for key, value in values.items())
                 raise UserError(f"search can draw {together} together, which a trial refuses ({error}); pick "
                                 "distributions whose values always agree") from None
-
-
-def _check_choices_differ(key: str, choices: list[Any], configs: list[TrialConfig]) -> None:
-    """Each ``choice`` makes its own trial: a value listed twice, in any spelling (``[0.1, 1e-1]``), would be drawn
-    twice as often, silently."""
-    for config in configs:
-        made: dict[str, Any] = {}
-        for value in choices:
-            identity = trial_identity(config.with_values({key: value}))
-            if identity in made:
-                raise UserError(f"search.{key}: choice lists {made[identity]!r} and {value!r}, which make the same "
-                                "trial; list each value once, spelled one way (a repeat is drawn twice as often)")
-            made[identity] = value
 
 
 MAX_CORNERS = 256

@@ -24,6 +24,16 @@ def shown(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
+def shown_path(path: object, limit: int = 160) -> str:
+    """A path for an error line: whole up to ``limit`` characters, else its start and its end (the file's name)
+    around a cut, with its full length said."""
+    text = repr(str(path))
+    if len(text) <= limit:
+        return text
+    keep = (limit - 3) // 2
+    return f"{text[:keep]}...{text[-keep:]} ({len(text):,} characters)"
+
+
 def path_error(error: OSError, written: Iterable[object] = ()) -> str | None:
     """One line for an OS error the user fixes by choosing another path or freeing space (permission denied, a
     name too long, a full disk, a file where a folder should be, a folder that cannot be made), else None. A full
@@ -31,13 +41,13 @@ def path_error(error: OSError, written: Iterable[object] = ()) -> str | None:
     if isinstance(error, PermissionError):
         return (f"permission denied: {error.filename or error}; make it readable (and writable where results go) "
                 "or pick another path")
-    where = shown(str(error.filename or ""))
+    where = shown_path(error.filename or "")
     if error.errno == errno.ENAMETOOLONG:
         return f"a path is too long for this file system ({where}); pass a shorter one"
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         fullest = None if error.filename else fullest_device(written)
         device = (f"the device that holds {where}" if error.filename
-                  else f"the device that holds {shown(str(fullest[0]))} ({fullest[1]:,} bytes free)" if fullest
+                  else f"the device that holds {shown_path(fullest[0])} ({fullest[1]:,} bytes free)" if fullest
                   else "a device this command writes to (its output folder, or the tracking store and its artifacts)")
         return f"no space left on {device}; free space there or pick another folder"
     if error.filename and error.errno in (errno.EEXIST, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EROFS):

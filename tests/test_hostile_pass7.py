@@ -207,3 +207,12 @@ def test_resume_runs_again_a_trial_whose_error_files_the_full_disk_left_empty(le
     (trial / "error.txt").write_text("ValueError: bug\n")
     (trial / "error.pkl").write_bytes(pickle.dumps(ValueError("bug")))
     assert not failed_for_a_passing_reason(str(tmp_path)), "whole error files of a trial's own error"
+
+
+def test_a_long_path_in_an_error_line_keeps_its_file_name() -> None:
+    """A path too long for the line is cut in the middle: its start and the file's name stay (pytest-xdist's
+    longer temporary folders cut the name off the old line, which kept only the first 80 characters)."""
+    deep = "/" + "/".join(["folder"] * 60) + "/gain_table.md"
+    line = path_error(OSError(errno.ENOSPC, "No space left on device", deep))
+    assert line is not None and "'/folder/folder" in line and "gain_table.md'" in line, line
+    assert f"({len(repr(deep)):,} characters)" in line and len(line) < 260, line

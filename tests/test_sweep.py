@@ -18,7 +18,6 @@ from mlflow.tracking import MlflowClient
 
 from processes import answers_health, headless_chromium, page_text, wait_until_up
 
-pytestmark = pytest.mark.xdist_group("sweep")  # one process sets up the module's sweeps once (--dist loadgroup)
 SPACE = """
 name: two_trials
 trial:

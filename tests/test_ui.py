@@ -18,7 +18,6 @@ from mlflow.tracking import MlflowClient
 
 from processes import answers_health, headless_chromium, page_text, wait_until_up
 
-pytestmark = pytest.mark.xdist_group("ui")  # one process sets up the module's sweeps once (--dist loadgroup)
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output" / "ui"
 SPACE = """
 name: ui_check

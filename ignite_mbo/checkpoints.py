@@ -16,6 +16,10 @@ three hours of a four-hour fit (a lost node, a resumed sweep, a killed benchmark
 last save, and ends with the same weights as an unbroken fit. Only fits whose loss is a plain
 function are saved so (a loss with state may draw random numbers the store cannot replay).
 
+A store's folder is a Tune checkpoint in a sweep, a folder per trial under ``benchmarks/trials.py
+--checkpoints DIR``, and :func:`trial_folder` under ``ignite-mbo run --checkpoints DIR``; ``state.json`` is
+checked against what this module writes before it is used, and a file it names is read as tensors only.
+
 The search itself is not checkpointed inside baselines' loops: the store records how far it got
 (the last ``search/...`` step logged), which the trial reports with its checkpoint. The CPU time
 that earlier attempts spent up to their last save is kept (:attr:`CheckpointStore.cpu_time_before`).
@@ -23,6 +27,7 @@ that earlier attempts spent up to their last save is kept (:attr:`CheckpointStor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -31,13 +36,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
 import torch
+from pydantic import AfterValidator, TypeAdapter, ValidationError
 from torch import nn
+from typing_extensions import TypedDict  # (not typing's: pydantic reads a TypedDict from here on Python < 3.12)
 
 from ignite_mbo.atomic import atomic_write
 from ignite_mbo.best_epochs import BestEpochs
+from ignite_mbo.errors import UserError, shown_path
 from ignite_mbo.progress import EpochMetrics, MetricLogger
 from ignite_mbo.training import FitCheckpoint, FitState
 
@@ -59,6 +67,90 @@ def _restorable(loss: Any) -> bool:
     return callable(getattr(loss, "state_dict", None)) and callable(getattr(loss, "load_state_dict", None))
 
 
+def _plain_name(name: str) -> str:
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"{name!r} is not a file name in the folder")
+    return name
+
+
+_START_OVER = "delete the folder {} to start the trial over"
+_FileName = Annotated[str, AfterValidator(_plain_name)]
+_Logged = list[tuple[dict[str, float], int, bool]]
+
+
+class _Fit(TypedDict):  # a finished surrogate fit, as ``save_surrogate`` writes it
+    file: _FileName
+    fingerprint: Any
+    regularizer: dict[str, list[float]]
+    history: list[dict[str, float]]
+    logged: _Logged
+
+
+class _Best(TypedDict):
+    scores: list[float | None]
+    epochs: list[int | None]
+    regularizer: dict[str, list[float]]
+
+
+class _PartialEntry(_Fit):  # a fit saved between epochs, as ``_PartialFit.save`` writes it
+    epochs_done: int
+    best: NotRequired[_Best]
+
+
+class _State(TypedDict):
+    surrogates: NotRequired[dict[str, _Fit]]
+    search: NotRequired[dict[str, int]]
+    partial: NotRequired[dict[str, _PartialEntry]]
+    cpu_time_s: NotRequired[float]
+    failure: NotRequired[str]  # why the attempt that saved it failed (a sweep's trial, before Tune retries it)
+
+
+_STATE = TypeAdapter(_State)
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """``state.json`` checked against what this module writes, or one line saying how to start over."""
+    try:
+        return dict(_STATE.validate_json(path.read_bytes()))
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "the file"
+        raise UserError(f"{shown_path(path)} is not a checkpoint state ignite-mbo wrote ({where}: {problem['msg']}); "
+                        f"{_START_OVER.format(shown_path(path.parent))}") from None
+
+
+def _load_tensors(path: Path, keys: list[str]) -> dict[str, Any]:
+    """A checkpoint file's ``keys`` (never unpickled: ``weights_only``), or one line saying how to start over."""
+    try:
+        tensors = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError) as error:  # missing, truncated, not torch's, unsafe
+        raise UserError(f"the checkpoint file {shown_path(path)} cannot be read ({type(error).__name__}); "
+                        f"{_START_OVER.format(shown_path(path.parent))}") from None
+    missing = [key for key in keys if not isinstance(tensors, dict) or key not in tensors]
+    if missing:
+        raise UserError(f"the checkpoint file {shown_path(path)} lacks {', '.join(missing)}; "
+                        f"{_START_OVER.format(shown_path(path.parent))}")
+    return tensors
+
+
+def trial_folder(root: Path, config: Any) -> Path:
+    """The checkpoint folder under ``root`` of the trial ``config`` describes (named after its settings)."""
+    settings = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return root / hashlib.sha256(settings.encode()).hexdigest()[:16]
+
+
+def left_by_a_stopped_attempt(folder: Path) -> str | None:
+    """What an earlier, stopped attempt saved in the trial folder ``folder``, in words (its state checked first,
+    nothing created); None if it saved nothing."""
+    path = folder / STATE_FILE
+    if not path.is_file():
+        return None
+    state = _read_state(path)
+    saved = [f"{len(state.get('surrogates', {}))} surrogate fit(s) finished"]
+    saved += [f"fit {name!r} at epoch {entry['epochs_done']}" for name, entry in state.get("partial", {}).items()]
+    return f"{', '.join(saved)}; {state.get('cpu_time_s', 0.0):,.0f} CPU s spent"
+
+
 def _is_function(loss: Any) -> bool:
     return isinstance(loss, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
 
@@ -71,7 +163,7 @@ class CheckpointStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.on_save = on_save
         path = self.directory / STATE_FILE
-        self.state: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        self.state: dict[str, Any] = _read_state(path) if path.is_file() else {}
         self.state.setdefault("surrogates", {})
         self.state.setdefault("search", {})
         self.state.setdefault("partial", {})
@@ -116,8 +208,13 @@ class CheckpointStore:
         if entry is None or not _restorable(loss) or entry["fingerprint"] != _as_json(fingerprint):
             self._recording = []
             return None
-        tensors = torch.load(self.directory / entry["file"], map_location="cpu", weights_only=True)
-        model.load_state_dict(tensors["model"])
+        path = self.directory / entry["file"]
+        tensors = _load_tensors(path, ["model", *(["loss"] if not _is_function(loss) else [])])
+        try:
+            model.load_state_dict(tensors["model"])
+        except RuntimeError as error:  # the fingerprint matched, so the file itself was changed
+            raise UserError(f"the checkpoint file {shown_path(path)} does not fit this trial's model "
+                            f"({str(error).splitlines()[0][:200]}); {_START_OVER.format(shown_path(path.parent))}") from None
         regularizer.load_state_dict(entry["regularizer"])
         if "loss" in tensors:
             loss.load_state_dict(tensors["loss"])
@@ -185,7 +282,8 @@ class _PartialFit:
         entry = self.store.state["partial"].get(self.name)
         if entry is None or entry["fingerprint"] != self.fingerprint:
             return None
-        tensors = torch.load(self.store.directory / self.file, map_location="cpu", weights_only=True)
+        tensors = _load_tensors(self.store.directory / self.file,
+                                ["model", "optimizer", "orders", *(["best_model"] if "best" in entry else [])])
         logged = [(metrics, step, epoch_end) for metrics, step, epoch_end in entry["logged"]]
         self.store._replay(logged)  # what the earlier attempt logged, as a restored fit replays it
         self.store._recording = logged

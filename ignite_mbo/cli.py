@@ -7,7 +7,6 @@ import json
 import os
 import shlex
 import sys
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from signal import Signals
@@ -16,6 +15,7 @@ from typing import Any
 from ignite_mbo.errors import UserError, check_working_folder, path_error, printable
 from ignite_mbo.platform import signals
 from ignite_mbo.platform.signals import StopOnSignals, Stopped, exit_process, exit_status, noted_until_imported
+from ignite_mbo.run_command import add_run_command, command_run
 from ignite_mbo.settings_cli import Parser, describe_baselines, key_values
 from ignite_mbo.store_guard import check_tracking_uri, default_tracking_uri, in_chain, mask, store_failure
 
@@ -33,37 +33,14 @@ def package_version() -> str:
 def build_parser() -> Parser:
     check_working_folder()  # before torch, whose MKL aborts in a deleted folder with a line that names neither
     from ignite_mbo import baselines
-    from ignite_mbo.config import TrialConfig
     from ignite_mbo.platform.spaces import MAX_TRIALS
-    from ignite_mbo.regularizers import CONFIGS
-    from ignite_mbo.settings_cli import add_model_flags, add_regularizer_flags
-    from ignite_mbo.tasks import REGISTRY
     from ignite_mbo.tasks.data import REPO_ID, REVISION, TASK_FOLDERS
 
     parser = Parser(prog="ignite-mbo", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run one trial in this process (no Ray) and print its summary as JSON",
-                              description="Run one trial in this process (no Ray). A progress bar goes to "
-                                          "stderr; the summary is the last line of stdout, as JSON.")
-    trial_flags = add_model_flags(run, TrialConfig, skip=("task_options", "baseline_options"),
-                                  choices={"task": REGISTRY, "baseline": baselines.names(), "regularizer": CONFIGS})
-    run.add_argument("--data-dir", help="Design-Bench data folder (default: $IGNITE_MBO_DATA_DIR, else the user cache)")
-    hyper = run.add_argument_group("regularizer hyperparameters (default: the published settings)")
-    run.set_defaults(trial_flags=trial_flags, regularizer_flags=add_regularizer_flags(hyper, CONFIGS))
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a baseline setting, e.g. --set epochs=10 (repeatable; "
-                          "'ignite-mbo baselines NAME' lists them)")
-    run.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
-                     help="task option, e.g. --task-option max_samples=5000 (repeatable)")
-    run.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda, cuda:N, mps")
-    run.add_argument("--tracking-uri", help="also record the trial in this MLflow store (experiment 'runs'), "
-                                            "e.g. sqlite:///mlflow.db")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--threads", type=int, metavar="N",
-                     help="CPU threads for torch (default: torch's, one per core); 1 is far faster when other "
-                          "jobs share the cores")
+    add_run_command(commands)
 
     sweep = commands.add_parser(
         "sweep", help="run a search-space YAML as a Ray Tune sweep tracked in MLflow",
@@ -141,73 +118,6 @@ def build_parser() -> Parser:
                       help=f"revision of the Hugging Face dataset {REPO_ID} to download; "
                            "$HF_ENDPOINT picks a mirror, HF_HUB_OFFLINE=1 uses only the Hugging Face cache")
     return parser
-
-
-def command_run(args: argparse.Namespace) -> int:
-    from ignite_mbo import limits, tasks
-    from ignite_mbo.config import TrialConfig
-    from ignite_mbo.platform import full_disk
-    from ignite_mbo.platform.checks import check_device
-    from ignite_mbo.platform.console import ProgressBar
-    from ignite_mbo.settings_cli import given
-
-    trial = given(args, args.trial_flags)
-    hyperparameters = given(args, args.regularizer_flags)
-    if hyperparameters:
-        trial["regularizer"] = {"name": trial.get("regularizer", "none"), **hyperparameters}
-    config = TrialConfig.parse({**trial, "baseline_options": key_values(args.set, "--set"),
-                                "task_options": key_values(args.task_option, "--task-option")})  # checks all, once
-    check_device(args.device)
-    limits.check_threads(args.threads)
-    uri = check_tracking_uri(args.tracking_uri) if args.tracking_uri else None
-    task = tasks.build(config.task, config.task_options, args.data_dir)
-    limits.check_trial(config, task, device=args.device)
-
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    progress = None if args.quiet else ProgressBar()
-    extra: dict[str, Any] = {}
-    if progress is not None:
-        extra["progress"] = progress
-    recorder = None
-    if uri is not None:
-        from ignite_mbo.mlflow_store import TrialRecorder
-        from ignite_mbo.trainables.params import run_name
-
-        recorder = TrialRecorder(uri, "runs", config, run_name=run_name(config))
-    with full_disk.Ballast(uri or "", share=0.25) as ballast, full_disk.quiet_store():  # room to close the run
-        return _train(config, task, recorder, ballast, args.device, progress, extra)
-
-
-def _train(config: Any, task: Any, recorder: Any, ballast: Any, device: str, progress: Any, extra: dict[str, Any]) -> int:
-    """Train ``config`` on ``task``, recording to ``recorder``; print the summary; the exit status."""
-    from ignite_mbo.platform import full_disk
-    from ignite_mbo.training import NonFiniteLossError
-    from ignite_mbo.trial import run_trial
-
-    try:
-        result = run_trial(config, task, log=recorder, device=device, **extra)
-        if recorder is not None:
-            from ignite_mbo.trainables.artifacts import write_trial_artifacts
-
-            with tempfile.TemporaryDirectory() as folder:
-                write_trial_artifacts(result, Path(folder))
-                recorder.finish(result.summary, Path(folder))
-    except BaseException as error:
-        if recorder is not None:
-            status = "KILLED" if isinstance(error, (KeyboardInterrupt, Stopped)) else "FAILED"
-            full_disk.close_run(recorder.close, status, error, ballast)  # one line if the disk is full
-        if isinstance(error, NonFiniteLossError):
-            print(f"ignite-mbo run: failed: {error}; lower the learning rate or check the settings", file=sys.stderr)
-            return 1
-        raise
-    finally:
-        if progress is not None:
-            progress.close()
-    print(json.dumps({**result.summary, "config": config.model_dump(mode="json")}, default=float))
-    return 0
 
 
 def resume_command(argv: list[str]) -> str:  # the command that finishes the sweep ``argv`` started
@@ -372,9 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ignite-mbo {args.command}: error: {printable(mask(str(error)))}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Stopped) as stopped:  # a --resume stopped before Tune: the sweep is as it was
-        signum, again = getattr(stopped, "signum", Signals.SIGINT), f"; to finish the sweep run: {resume_command(argv)}"
-        print(f"ignite-mbo {args.command}: interrupted (stopped by {Signals(signum).name})"
-              f"{again if getattr(args, 'resume', False) else ''}", file=sys.stderr)
+        signum = getattr(stopped, "signum", Signals.SIGINT)
+        again = (f"; to finish the sweep run: {resume_command(argv)}" if getattr(args, "resume", False) else
+                 "; the same command goes on from the last save" if getattr(args, "checkpoints", None) else "")
+        print(f"ignite-mbo {args.command}: interrupted (stopped by {Signals(signum).name}){again}", file=sys.stderr)
         return exit_status(signum)
     except Exception as error:  # a path the user can change, or MLflow, HTTP or SQL: one line; else a bug
         oserror = in_chain(error, OSError)
